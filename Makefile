@@ -1,0 +1,37 @@
+# llm-content-filter — every target sets up what it needs; `make test` works on a fresh clone.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+LISTEN ?= 127.0.0.1:9001
+CONFIG ?=
+
+.PHONY: install test lint run serve bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PY) -m venv $(VENV) || { \
+	  echo "python venv module missing: installing python3-venv"; \
+	  apt-get update -qq && apt-get install -y -qq python3-venv && $(PY) -m venv $(VENV); }
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+test: install
+	$(BIN)/python -m pytest -q
+
+lint: install
+	$(BIN)/ruff check filter tests envoy
+	$(BIN)/mypy
+
+serve: install
+	$(BIN)/llm-content-filter serve --listen $(LISTEN) $(if $(CONFIG),--config $(CONFIG))
+
+run: serve
+
+bench: install
+	$(BIN)/python -m tests.bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

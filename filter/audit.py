@@ -1,0 +1,77 @@
+"""One JSON audit record per decision. Names rules, locations and fingerprints — never matched text."""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+from typing import IO, Any
+
+from filter.model import Decision, ParsedRequest
+
+
+def mask_segments(parsed: ParsedRequest, decision: Decision) -> list[dict[str, str]]:
+    """LOG_PROMPTS=full: the prompt with every finding replaced by [REDACTED:rule-id]."""
+    by_location: dict[str, list[tuple[int, int, str]]] = {}
+    for f in decision.findings:
+        by_location.setdefault(f.location, []).append((f.start, f.end, f.rule_id))
+    out = []
+    for seg in parsed.segments:
+        text = seg.text
+        spans = sorted(by_location.get(seg.location, []), reverse=True)
+        for start, end, rule in spans:
+            text = text[:start] + f"[REDACTED:{rule}]" + text[end:]
+        out.append({"location": seg.location, "text": text})
+    return out
+
+
+def audit_record(decision: Decision, parsed: ParsedRequest | None, latency_ms: float, log_prompts: str,
+                 path: str = "", method: str = "") -> dict[str, Any]:
+    ident = decision.identity
+    record: dict[str, Any] = {
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + f".{int(time.time() * 1000) % 1000:03d}Z",
+        "decision_id": decision.decision_id,
+        "verdict": decision.verdict.value,
+        "status": decision.http_status,
+        "reason": decision.reason,
+        "identity": {"workspace": ident.workspace, "team": ident.team, "project": ident.project,
+                     "agent": ident.agent, "source": ident.source},
+        "provider": decision.provider,
+        "api": decision.api,
+        "model": decision.model,
+        "method": method,
+        "path": path,
+        "body_bytes": decision.body_bytes,
+        "prompt_tokens": decision.prompt_tokens,
+        "findings": [f.to_dict() for f in decision.findings],
+        "pack_digest": decision.pack_digest,
+        "latency_ms": round(latency_ms, 3),
+    }
+    if log_prompts == "none":  # no trace of where in the prompt anything was: rule ids only
+        record["findings"] = [{"rule": f.rule_id, "category": f.category.value} for f in decision.findings]
+    if log_prompts == "full" and parsed is not None:
+        record["prompt"] = mask_segments(parsed, decision)
+    return record
+
+
+class AuditLog:
+    """Writes one JSON line per decision to stdout ("-") or a file. Every decision is recorded."""
+
+    def __init__(self, path: str = "-", log_prompts: str = "metadata_only", stream: IO[str] | None = None) -> None:
+        self.log_prompts = log_prompts
+        self._lock = threading.Lock()
+        if stream is not None:
+            self._stream = stream
+        elif path == "-":
+            self._stream = sys.stdout
+        else:
+            self._stream = open(path, "a", encoding="utf-8", buffering=1)  # noqa: SIM115 - lives with the server
+
+    def record(self, decision: Decision, parsed: ParsedRequest | None, latency_ms: float,
+               path: str = "", method: str = "") -> None:
+        line = json.dumps(audit_record(decision, parsed, latency_ms, self.log_prompts, path, method),
+                          separators=(",", ":"))
+        with self._lock:
+            self._stream.write(line + "\n")
+            self._stream.flush()

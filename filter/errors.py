@@ -1,0 +1,68 @@
+"""Errors a user can act on.
+
+FilterError
+├── ConfigError
+│   ├── SettingsError        bad config file, env or flags (the process exits non-zero)
+│   └── RulePackError        "packs/pii.yaml:42: credit-card: message"
+└── RequestError             answered to the client; message is safe to show (never quotes the body)
+    ├── MalformedRequest     400
+    ├── UnsupportedEncoding  415
+    └── BodyTooLarge         413 (byte limit, decompression caps, partial body)
+
+A policy deny (secret found, prompt too large) is a Decision, not an exception.
+"""
+
+from __future__ import annotations
+
+
+class FilterError(Exception):
+    """Base of every error this package raises on purpose."""
+
+
+class ConfigError(FilterError):
+    pass
+
+
+class SettingsError(ConfigError):
+    pass
+
+
+class RulePackError(ConfigError):
+    def __init__(self, file: str, line: int, rule_id: str, message: str) -> None:
+        self.file = file
+        self.line = line
+        self.rule_id = rule_id
+        self.message = message
+        super().__init__(f"{file}:{line}: {rule_id}: {message}")
+
+
+class RulePackErrors(ConfigError):
+    """Several pack errors found in one load; each keeps file, line and rule id."""
+
+    def __init__(self, errors: list[RulePackError]) -> None:
+        self.errors = errors
+        super().__init__("\n".join(str(e) for e in errors))
+
+
+class RequestError(FilterError):
+    http_status = 400
+    reason = "bad_request"
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+        super().__init__(message)
+
+
+class MalformedRequest(RequestError):
+    http_status = 400
+    reason = "malformed_request"
+
+
+class UnsupportedEncoding(RequestError):
+    http_status = 415
+    reason = "unsupported_encoding"
+
+
+class BodyTooLarge(RequestError):
+    http_status = 413
+    reason = "body_too_large"

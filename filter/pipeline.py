@@ -1,0 +1,43 @@
+"""evaluate(): Envelope -> ParsedRequest -> Findings -> Decision. What the servicer, CLI and tests call."""
+
+from __future__ import annotations
+
+import uuid
+
+from filter import formats
+from filter.errors import RequestError
+from filter.model import Decision, Envelope, Identity, ParsedRequest
+from filter.policy import decide, refuse
+from filter.runtime import Snapshot
+from filter.tokens import TokenCounter
+
+
+def new_decision_id() -> str:
+    return uuid.uuid4().hex[:20]
+
+
+def evaluate(
+    envelope: Envelope,
+    snapshot: Snapshot,
+    counter: TokenCounter,
+    identity: Identity = Identity(),
+    decision_id: str | None = None,
+) -> tuple[Decision, ParsedRequest | None]:
+    """Decide on one request. Bad input becomes a 4xx Decision; nothing here raises for user input."""
+    decision_id = decision_id or new_decision_id()
+    settings = snapshot.settings
+    try:
+        parsed = formats.parse(envelope, settings.limits)
+    except RequestError as e:
+        return refuse(
+            e.http_status, e.reason, e.message, decision_id=decision_id,
+            provider=formats.detect_provider(envelope), identity=identity, body_bytes=len(envelope.body),
+            pack_digest=snapshot.ruleset.digest,
+        ), None  # fmt: skip
+    findings = snapshot.ruleset.scan(parsed.segments)
+    tokens = counter.count(parsed.segments, settings.policy.max_prompt_tokens)
+    decision = decide(
+        parsed, findings, tokens, settings.policy, decision_id=decision_id, identity=identity,
+        pack_digest=snapshot.ruleset.digest, body_bytes=len(envelope.body),
+    )  # fmt: skip
+    return decision, parsed

@@ -1,0 +1,93 @@
+"""decide(): findings, token count and policy -> Decision. Pure: no I/O, no clock, no gRPC."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from filter.model import Action, Category, Decision, Finding, Identity, Mode, ParsedRequest, Verdict
+from filter.settings import Policy
+from filter.tokens import TokenCount
+
+# Which category names the deny when several are found: the most sensitive first.
+_REASON = {Category.SECRET: "secret_detected", Category.FILE: "restricted_file", Category.PII: "pii_detected"}
+_ORDER = (Category.SECRET, Category.FILE, Category.PII)
+
+
+def blocks(finding: Finding, policy: Policy) -> bool:
+    """Does this finding stop the request? Shadow and log rules never do; the seed's switches soften categories.
+
+    `redact` blocks too: ext_authz cannot rewrite a request body, so redaction fails closed.
+    """
+    if finding.mode is Mode.SHADOW or finding.action is Action.LOG:
+        return False
+    if finding.category is Category.SECRET and not policy.block_secrets and finding.severity.value != "critical":
+        return False
+    return not (finding.category is Category.PII and not policy.block_pii)
+
+
+def decide(
+    parsed: ParsedRequest,
+    findings: Sequence[Finding],
+    tokens: TokenCount,
+    policy: Policy,
+    *,
+    decision_id: str,
+    identity: Identity,
+    pack_digest: str,
+    body_bytes: int,
+) -> Decision:
+    common = dict(
+        decision_id=decision_id,
+        provider=parsed.provider,
+        api=parsed.api,
+        model=parsed.model,
+        findings=tuple(findings),
+        prompt_tokens=tokens.tokens,
+        body_bytes=body_bytes,
+        pack_digest=pack_digest,
+        identity=identity,
+    )
+    blocking = [f for f in findings if blocks(f, policy)]
+    if blocking:
+        category = next(c for c in _ORDER if any(f.category is c for f in blocking))
+        rules = sorted({f.rule_id for f in blocking})
+        places = sorted({f.location for f in blocking})
+        message = (
+            f"Request blocked by the content filter: {category.value} found ({', '.join(rules)}) "
+            f"at {', '.join(places[:10])}{' …' if len(places) > 10 else ''}. "
+            f"Remove it and retry. Decision id {decision_id}."
+        )
+        return Decision(Verdict.DENY, 403, _REASON[category], message, **common)  # type: ignore[arg-type]
+    if tokens.over_limit:
+        message = (
+            f"Prompt has more than {policy.max_prompt_tokens} tokens (counted at least {tokens.tokens}); "
+            f"the limit is {policy.max_prompt_tokens}. Decision id {decision_id}."
+        )
+        return Decision(Verdict.DENY, 413, "prompt_too_large", message, **common)  # type: ignore[arg-type]
+    headers = {
+        "x-llm-filter-decision": "allow",
+        "x-llm-filter-id": decision_id,
+        "x-llm-prompt-tokens": str(tokens.tokens),
+    }
+    if not tokens.exact:
+        headers["x-llm-prompt-tokens-exact"] = "false"  # under the limit in bytes: the byte count bounds the tokens
+    if findings:
+        headers["x-llm-filter-findings"] = ",".join(sorted({f.rule_id for f in findings}))
+    for name, value in (
+        ("x-workspace-id", identity.workspace),
+        ("x-team-id", identity.team),
+        ("x-project-id", identity.project),
+        ("x-agent-id", identity.agent),
+    ):
+        if value:
+            headers[name] = value
+    return Decision(Verdict.ALLOW, 200, "allowed", "allowed", headers=headers, **common)  # type: ignore[arg-type]
+
+
+def refuse(status: int, reason: str, message: str, *, decision_id: str, provider: str, identity: Identity,
+           body_bytes: int, pack_digest: str) -> Decision:
+    """A deny that happened before scanning (bad body, filter error)."""
+    return Decision(
+        Verdict.DENY, status, reason, f"{message} Decision id {decision_id}.", decision_id,
+        provider=provider, identity=identity, body_bytes=body_bytes, pack_digest=pack_digest,
+    )  # fmt: skip

@@ -1,0 +1,87 @@
+"""envoy.service.ratelimit.v3.RateLimitService: per-workspace and per-team requests per minute.
+
+Counts live in this process (fixed one-minute windows): exact for one replica and one worker.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Callable
+
+import grpc
+from envoy.service.ratelimit.v3 import rls_pb2, rls_pb2_grpc
+from google.protobuf import duration_pb2
+
+from filter.runtime import Runtime
+from filter.settings import RateLimits
+from filter.telemetry import Telemetry
+
+WINDOW_SECONDS = 60
+
+
+class RequestCounter:
+    """Fixed-window counters keyed by (descriptor key, value, window start)."""
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
+        self._counts: dict[tuple[str, str, int], int] = {}
+        self._lock = threading.Lock()
+
+    def hit(self, key: str, value: str, amount: int) -> tuple[int, int]:
+        """Add `amount`; return (count in this window, seconds until it resets)."""
+        now = self._clock()
+        window = int(now // WINDOW_SECONDS)
+        with self._lock:
+            if len(self._counts) > 100_000:  # drop finished windows
+                self._counts = {k: v for k, v in self._counts.items() if k[2] >= window}
+            count = self._counts.get((key, value, window), 0) + amount
+            self._counts[(key, value, window)] = count
+        return count, int((window + 1) * WINDOW_SECONDS - now) + 1
+
+
+def limit_for(limits: RateLimits, key: str, value: str) -> int:
+    """Requests per minute for one descriptor entry; 0 means unlimited."""
+    for o_key, o_value, rpm in limits.overrides:
+        if o_key == key and o_value == value:
+            return rpm
+    if key == "workspace_id":
+        return limits.workspace_requests_per_minute
+    if key == "team_id":
+        return limits.team_requests_per_minute
+    return 0
+
+
+class RateLimitServicer(rls_pb2_grpc.RateLimitServiceServicer):
+    def __init__(self, runtime: Runtime, counter: RequestCounter, telemetry: Telemetry) -> None:
+        self.runtime = runtime
+        self.counter = counter
+        self.telemetry = telemetry
+
+    def ShouldRateLimit(self, request: rls_pb2.RateLimitRequest, context: grpc.ServicerContext) -> rls_pb2.RateLimitResponse:  # noqa: N802
+        limits = self.runtime.current.settings.rate_limits
+        ok, over = rls_pb2.RateLimitResponse.OK, rls_pb2.RateLimitResponse.OVER_LIMIT
+        statuses = []
+        overall = ok
+        addend = request.hits_addend or 1
+        for descriptor in request.descriptors:
+            status = rls_pb2.RateLimitResponse.DescriptorStatus(code=ok)
+            for entry in descriptor.entries:
+                rpm = limit_for(limits, entry.key, entry.value)
+                if rpm <= 0:
+                    continue
+                count, reset = self.counter.hit(entry.key, entry.value, addend)
+                status = rls_pb2.RateLimitResponse.DescriptorStatus(
+                    code=over if count > rpm else ok,
+                    current_limit=rls_pb2.RateLimitResponse.RateLimit(
+                        name=f"{entry.key}={entry.value}", requests_per_unit=rpm,
+                        unit=rls_pb2.RateLimitResponse.RateLimit.MINUTE),
+                    limit_remaining=max(rpm - count, 0),
+                    duration_until_reset=duration_pb2.Duration(seconds=reset),
+                )
+                if count > rpm:
+                    overall = over
+                    self.telemetry.rate_limited.add(1, {"key": entry.key})
+                    break
+            statuses.append(status)
+        return rls_pb2.RateLimitResponse(overall_code=overall, statuses=statuses)

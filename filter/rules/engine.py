@@ -1,0 +1,211 @@
+"""The rule engine: every rule in one Hyperscan database, hits confirmed backwards from their end.
+
+Hyperscan reports end offsets only (no SOM: it is ~3x slower and refuses many patterns). For each
+hit, the rule's own pattern is run in reverse (`regex`, REVERSE) anchored at that end to recover the
+start and the `secret` group; then keywords, validators, placeholder and allow checks decide whether
+it is a Finding. The matched text never leaves this module: a Finding carries a keyed fingerprint.
+"""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+import hmac
+import threading
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+import hyperscan
+import regex
+
+from filter.errors import RulePackError
+from filter.model import Finding, Mode, Severity, TextSegment
+from filter.rules.pack import Rule, RulePack
+from filter.rules.validators import not_placeholder
+
+SEPARATOR = b"\n\x00\n"  # between segments: no token pattern spans a NUL between newlines
+
+
+@dataclass(frozen=True, slots=True)
+class _Candidate:
+    rule: Rule
+    segment: int
+    start: int  # byte offsets in the joined buffer
+    end: int
+    value: bytes
+
+
+class Fingerprinter:
+    """HMAC-SHA256 of a value under the deployment key: stable, comparable, not reversible."""
+
+    def __init__(self, key: bytes) -> None:
+        self._key = key
+
+    def __call__(self, value: bytes) -> str:
+        return "hmac-sha256:" + hmac.new(self._key, value, hashlib.sha256).hexdigest()[:32]
+
+
+class Ruleset:
+    """Rules from one or more packs, compiled once; `scan` is safe to call from many threads."""
+
+    def __init__(
+        self,
+        packs: Sequence[RulePack],
+        fingerprint: Fingerprinter,
+        known_fingerprints: frozenset[str] = frozenset(),
+    ) -> None:
+        self.packs = tuple(packs)
+        self.rules: tuple[Rule, ...] = tuple(r for p in packs for r in p.rules)
+        self._check_unique_ids()
+        self.digest = hashlib.sha256("".join(p.digest for p in packs).encode()).hexdigest()[:16]
+        self._fingerprint = fingerprint
+        self._known = known_fingerprints
+        self._confirm = [
+            regex.compile(r.pattern.encode(), regex.MULTILINE | regex.REVERSE) for r in self.rules
+        ]
+        self._db = _compile(self.rules)
+        self._scratch_proto = hyperscan.Scratch(self._db)
+        self._local = threading.local()
+
+    def _check_unique_ids(self) -> None:
+        seen: dict[str, Rule] = {}
+        for rule in self.rules:
+            if rule.id in seen:
+                first = seen[rule.id]
+                raise rule.error(f"duplicate rule id (also in {first.file}:{first.line})")
+            seen[rule.id] = rule
+
+    def _scratch(self) -> hyperscan.Scratch:
+        scratch = getattr(self._local, "scratch", None)
+        if scratch is None:
+            scratch = self._local.scratch = self._scratch_proto.clone()
+        return scratch
+
+    def scan(self, segments: Sequence[TextSegment]) -> tuple[Finding, ...]:
+        if not segments:
+            return ()
+        encoded = [s.text.encode("utf-8", "surrogatepass") for s in segments]
+        buf = SEPARATOR.join(encoded)
+        starts: list[int] = []
+        pos = 0
+        for chunk in encoded:
+            starts.append(pos)
+            pos += len(chunk) + len(SEPARATOR)
+        ends: dict[int, list[int]] = defaultdict(list)
+
+        def on_match(rule_index: int, _from: int, to: int, _flags: int, _ctx: object) -> None:
+            ends[rule_index].append(to)
+
+        self._db.scan(buf, match_event_handler=on_match, scratch=self._scratch())
+        if not ends:
+            return ()
+        findings: dict[tuple[str, int, int], Finding] = {}
+        for candidate in self._confirmed(buf, starts, ends):
+            finding = self._judge(candidate, buf, starts, segments, encoded)
+            if finding is not None:
+                findings.setdefault((finding.rule_id, finding.start, candidate.segment), finding)
+        return tuple(sorted(findings.values(), key=lambda f: (f.location, f.start, f.rule_id)))
+
+    def _confirmed(self, buf: bytes, starts: list[int], ends: dict[int, list[int]]) -> Iterable[_Candidate]:
+        for rule_index, rule_ends in ends.items():
+            rule = self.rules[rule_index]
+            rx = self._confirm[rule_index]
+            covered_from = -1  # start of the last accepted match: ends at or after it are inside it
+            for end in sorted(set(rule_ends), reverse=True):
+                if covered_from != -1 and end >= covered_from:
+                    continue
+                segment = bisect.bisect_right(starts, max(end - 1, 0)) - 1
+                lo = max(starts[segment], end - rule.max_length)
+                m = rx.search(buf, lo, end)
+                if m is None or m.end() != end or m.start() == m.end():
+                    continue
+                covered_from = m.start()
+                value = m.group("secret") if "secret" in rx.groupindex and m.group("secret") else m.group(0)
+                yield _Candidate(rule, segment, m.start(), m.end(), value)
+
+    def _judge(
+        self,
+        c: _Candidate,
+        buf: bytes,
+        starts: list[int],
+        segments: Sequence[TextSegment],
+        encoded: list[bytes],
+    ) -> Finding | None:
+        rule = c.rule
+        fingerprint = self._fingerprint(c.value)
+        severity = rule.severity
+        if fingerprint in self._known:
+            severity = Severity.CRITICAL  # the org's real key or canary: no validator may drop it
+        else:
+            value = c.value.decode("utf-8", "replace")
+            if rule.keywords:
+                text = encoded[c.segment].lower()
+                if not any(k.encode() in text for k in rule.keywords):
+                    return None
+            if rule.placeholder_check and not not_placeholder(value):
+                return None
+            if value in rule.allow_values or any(p.search(value) for p in rule.allow_patterns):
+                return None
+            if not all(check(value) for _, check in rule.validators):
+                return None
+        seg_start = starts[c.segment]
+        text = encoded[c.segment]
+        start = len(text[: c.start - seg_start].decode("utf-8", "replace"))
+        end = start + len(buf[c.start : c.end].decode("utf-8", "replace"))
+        return Finding(
+            rule_id=rule.id,
+            category=rule.category,
+            action=rule.action,
+            severity=severity,
+            mode=rule.mode if severity is not Severity.CRITICAL else Mode.ENFORCE,
+            location=segments[c.segment].location,
+            start=start,
+            end=end,
+            fingerprint=fingerprint,
+            description=rule.description,
+        )
+
+    def check_examples(self) -> list[RulePackError]:
+        """Every rule's match examples must hit it and no_match examples must not."""
+        errors: list[RulePackError] = []
+        for rule in self.rules:
+            for text in rule.examples.match:
+                if not any(f.rule_id == rule.id for f in self.scan([TextSegment("example", text)])):
+                    errors.append(rule.error(f"example does not match: {_shorten(text)!r}"))
+            for text in rule.examples.no_match:
+                if any(f.rule_id == rule.id for f in self.scan([TextSegment("example", text)])):
+                    errors.append(rule.error(f"no_match example matches: {_shorten(text)!r}"))
+        return errors
+
+
+def _shorten(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _compile(rules: Sequence[Rule]) -> hyperscan.Database:
+    db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
+    if not rules:
+        rules = ()
+    try:
+        db.compile(
+            expressions=[r.pattern.encode() for r in rules],
+            ids=list(range(len(rules))),
+            flags=[hyperscan.HS_FLAG_MULTILINE] * len(rules),
+        )
+        return db
+    except hyperscan.error as e:
+        # Compile each rule alone to name the one Hyperscan refuses.
+        for rule in rules:
+            try:
+                hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK).compile(
+                    expressions=[rule.pattern.encode()], flags=[hyperscan.HS_FLAG_MULTILINE]
+                )
+            except hyperscan.error as one:
+                raise rule.error(f"Hyperscan cannot compile pattern: {_hs_message(one)}") from None
+        raise RulePackError(rules[0].file, 0, "-", f"Hyperscan cannot compile the rule set: {_hs_message(e)}") from None
+
+
+def _hs_message(e: Exception) -> str:
+    text = str(e.args[0] if e.args else e)
+    return text.decode() if isinstance(text, bytes) else text

@@ -1,0 +1,116 @@
+"""Runtime: the current Snapshot (settings + compiled rules), swapped atomically on reload.
+
+Reloads compile off the request path; a bad change keeps the last good snapshot and says why.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from filter.errors import ConfigError
+from filter.rules import Fingerprinter, Ruleset, load_ruleset
+from filter.settings import Settings, load_settings
+
+log = logging.getLogger("llm_content_filter")
+FINGERPRINT_KEY_ENV = "LLM_FILTER_FINGERPRINT_KEY"
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    settings: Settings
+    ruleset: Ruleset
+
+
+def fingerprint_key(settings: Settings) -> bytes:
+    """The HMAC key: env, then key file; otherwise random per process (fingerprints then match only within it)."""
+    if os.environ.get(FINGERPRINT_KEY_ENV):
+        return os.environ[FINGERPRINT_KEY_ENV].encode()
+    if settings.fingerprint_key_file:
+        try:
+            return Path(settings.fingerprint_key_file).read_bytes().strip()
+        except OSError as e:
+            raise ConfigError(f"{settings.fingerprint_key_file}: cannot read fingerprint key: {e.strerror}") from None
+    log.warning("no fingerprint key configured (%s or fingerprint_key_file): using a random per-process key",
+                FINGERPRINT_KEY_ENV)
+    return secrets.token_bytes(32)
+
+
+def load_known_fingerprints(path: str | None) -> frozenset[str]:
+    """One fingerprint per line (as printed by `llm-content-filter known-secrets add`); '#' starts a comment."""
+    if not path:
+        return frozenset()
+    try:
+        lines = Path(path).read_text("utf-8").splitlines()
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read known secrets: {e.strerror}") from None
+    return frozenset(s for line in lines if (s := line.split("#", 1)[0].strip()))
+
+
+def build_snapshot(settings: Settings, key: bytes) -> Snapshot:
+    ruleset = load_ruleset(settings.packs, Fingerprinter(key), load_known_fingerprints(settings.known_secrets))
+    return Snapshot(settings, ruleset)
+
+
+class Runtime:
+    def __init__(self, config_file: str | None, settings: Settings | None = None,
+                 on_reload: Callable[[str, str], None] | None = None) -> None:
+        self.config_file = config_file
+        settings = settings or load_settings(config_file)
+        self._key = fingerprint_key(settings)
+        self.current = build_snapshot(settings, self._key)
+        self._on_reload = on_reload or (lambda result, detail: None)
+        self._lock = threading.Lock()
+        self._stamps = self._stat(self.current.settings)
+        self._stop = threading.Event()
+
+    @staticmethod
+    def _stat(settings: Settings) -> dict[str, tuple[float, int]]:
+        out = {}
+        for f in settings.watched_files:
+            try:
+                st = os.stat(f)
+                out[f] = (st.st_mtime, st.st_size)
+            except OSError:
+                out[f] = (0.0, -1)
+        return out
+
+    def reload(self) -> bool:
+        """Rebuild from disk; swap only if everything loads. Returns whether the new set is live."""
+        with self._lock:
+            try:
+                settings = load_settings(self.config_file)
+                snapshot = build_snapshot(settings, self._key)
+            except ConfigError as e:
+                self._stamps = self._stat(self.current.settings)
+                log.error("reload failed, keeping the last good rule set %s:\n%s", self.current.ruleset.digest, e)
+                self._on_reload("error", str(e))
+                return False
+            self.current = snapshot  # one reference swap: in-flight checks keep the snapshot they read
+            self._stamps = self._stat(settings)
+            log.info("reloaded: %d rules, digest %s", len(snapshot.ruleset.rules), snapshot.ruleset.digest)
+            self._on_reload("ok", snapshot.ruleset.digest)
+            return True
+
+    def changed(self) -> bool:
+        return self._stat(self.current.settings) != self._stamps
+
+    def watch(self) -> threading.Thread:
+        """Poll watched files (mtime + size) and reload on change, in a daemon thread."""
+
+        def loop() -> None:
+            while not self._stop.wait(self.current.settings.reload_interval_seconds):
+                if self.changed():
+                    self.reload()
+
+        thread = threading.Thread(target=loop, name="pack-watcher", daemon=True)
+        thread.start()
+        return thread
+
+    def stop(self) -> None:
+        self._stop.set()

@@ -1,0 +1,1 @@
+"""gRPC servicers: thin adapters between Envoy's protos and filter.pipeline."""

@@ -1,0 +1,117 @@
+"""Process wiring: grpc server, health, reload on SIGHUP / file change, drain on SIGTERM, worker processes."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from types import FrameType
+
+import grpc
+from envoy.service.auth.v3 import external_auth_pb2_grpc
+from envoy.service.ratelimit.v3 import rls_pb2_grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from filter.audit import AuditLog
+from filter.ratelimit import RateLimitServicer, RequestCounter
+from filter.runtime import Runtime
+from filter.server.authz import AuthorizationServicer
+from filter.settings import Settings
+from filter.telemetry import Telemetry, prometheus_telemetry
+from filter.tokens import TokenCounter, load_encoding
+
+log = logging.getLogger("llm_content_filter")
+DRAIN_SECONDS = 10.0
+_GRPC_OVERHEAD = 1024 * 1024  # headers and framing on top of the largest admitted body
+
+
+def build_server(runtime: Runtime, telemetry: Telemetry, audit: AuditLog, listen: str,
+                 threads: int = 16) -> tuple[grpc.Server, health.HealthServicer, int]:
+    """A ready-to-start grpc server with Check, ShouldRateLimit and health. Returns the bound port."""
+    settings = runtime.current.settings
+    # Envoy may buffer up to max_body_bytes; the message also carries headers and metadata.
+    receive_limit = settings.limits.max_body_bytes * 2 + _GRPC_OVERHEAD  # body may arrive as bytes and str
+    server = grpc.server(
+        ThreadPoolExecutor(max_workers=threads, thread_name_prefix="check"),
+        options=[
+            ("grpc.max_receive_message_length", receive_limit),
+            ("grpc.max_send_message_length", 4 * 1024 * 1024),
+            ("grpc.so_reuseport", 0),
+        ],
+    )
+    counter = TokenCounter(load_encoding(settings.token_encoding_file))
+    external_auth_pb2_grpc.add_AuthorizationServicer_to_server(
+        AuthorizationServicer(runtime, counter, audit, telemetry), server
+    )
+    rls_pb2_grpc.add_RateLimitServiceServicer_to_server(RateLimitServicer(runtime, RequestCounter(), telemetry), server)
+    health_servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    port = server.add_insecure_port(listen)
+    if port == 0:
+        raise OSError(f"cannot listen on {listen}")
+    for name in ("", "envoy.service.auth.v3.Authorization", "envoy.service.ratelimit.v3.RateLimitService"):
+        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    return server, health_servicer, port
+
+
+def serve_one(config_file: str | None, settings: Settings) -> int:
+    """Run one worker in this process until SIGTERM/SIGINT; in-flight checks are drained."""
+    telemetry = prometheus_telemetry(settings.metrics_port)
+    runtime = Runtime(config_file, settings, on_reload=lambda result, _detail: telemetry.reload(result))
+    audit = AuditLog(settings.audit_path, settings.log_prompts)
+    server, health_servicer, port = build_server(runtime, telemetry, audit, settings.listen)
+    server.start()
+    runtime.watch()
+    log.info("serving %s (%d rules, digest %s), pid %d", settings.listen, len(runtime.current.ruleset.rules),
+             runtime.current.ruleset.digest, os.getpid())
+    stopping = threading.Event()
+
+    def on_term(signum: int, _frame: FrameType | None) -> None:
+        stopping.set()
+
+    def on_hup(_signum: int, _frame: FrameType | None) -> None:
+        threading.Thread(target=runtime.reload, name="sighup-reload", daemon=True).start()
+
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, on_term)
+    signal.signal(signal.SIGHUP, on_hup)
+    while not stopping.wait(0.5):
+        pass
+    health_servicer.enter_graceful_shutdown()
+    server.stop(DRAIN_SECONDS).wait()
+    runtime.stop()
+    log.info("stopped")
+    return 0
+
+
+def worker_addresses(listen: str, workers: int) -> list[str]:
+    host, port = listen.rsplit(":", 1)
+    return [f"{host}:{int(port) + i}" for i in range(workers)]
+
+
+def serve(config_file: str | None, settings: Settings) -> int:
+    """One worker in-process, or N worker processes on consecutive ports (Envoy lists each as an endpoint)."""
+    if settings.workers == 1:
+        return serve_one(config_file, settings)
+    children: list[subprocess.Popen[bytes]] = []
+    for i, address in enumerate(worker_addresses(settings.listen, settings.workers)):
+        cmd = [sys.executable, "-m", "filter", "serve", "--listen", address, "--workers", "1",
+               "--metrics-port", str(settings.metrics_port + i if settings.metrics_port else 0)]
+        if config_file:
+            cmd += ["--config", config_file]
+        children.append(subprocess.Popen(cmd))
+    log.info("started %d workers on %s", len(children), ", ".join(worker_addresses(settings.listen, settings.workers)))
+
+    def forward(signum: int, _frame: FrameType | None) -> None:
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signum)
+
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, forward)
+    codes = [child.wait() for child in children]
+    return max(codes)

@@ -1,0 +1,85 @@
+"""envoy.service.auth.v3.Authorization/Check: CheckRequest -> Envelope -> pipeline -> CheckResponse."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import grpc
+from envoy.service.auth.v3 import external_auth_pb2, external_auth_pb2_grpc
+from google.protobuf import json_format
+
+from filter import formats
+from filter.audit import AuditLog
+from filter.identity import identify
+from filter.model import Envelope
+from filter.pipeline import evaluate, new_decision_id
+from filter.policy import refuse
+from filter.runtime import Runtime
+from filter.server.response import to_check_response
+from filter.telemetry import Telemetry
+from filter.tokens import TokenCounter
+
+log = logging.getLogger("llm_content_filter")
+JWT_METADATA_NAMESPACE = "envoy.filters.http.jwt_authn"
+PARTIAL_BODY_HEADER = "x-envoy-auth-partial-body"
+
+
+def read_envelope(request: external_auth_pb2.CheckRequest) -> Envelope:
+    http = request.attributes.request.http
+    headers = {k.lower(): v for k, v in http.headers.items()}
+    for h in http.header_map.headers:  # Envoy's encode_raw_headers form
+        headers[h.key.lower()] = h.raw_value.decode("utf-8", "replace") if h.raw_value else h.value
+    body = http.raw_body if http.raw_body else http.body.encode("utf-8", "surrogatepass")
+    return Envelope(
+        method=http.method or "POST",
+        path=http.path or "/",
+        headers=headers,
+        body=body,
+        partial=headers.get(PARTIAL_BODY_HEADER, "").lower() == "true",
+    )
+
+
+def jwt_claims(request: external_auth_pb2.CheckRequest) -> dict[str, Any] | None:
+    """Verified JWT payload that Envoy's jwt_authn put in metadata (payload_in_metadata), if any."""
+    meta = request.attributes.metadata_context.filter_metadata
+    if JWT_METADATA_NAMESPACE not in meta:
+        return None
+    entries = json_format.MessageToDict(meta[JWT_METADATA_NAMESPACE])
+    # Either {"<payload_in_metadata name>": {claims}} or the claims themselves.
+    for value in entries.values():
+        if isinstance(value, dict):
+            return value
+    return entries or None
+
+
+class AuthorizationServicer(external_auth_pb2_grpc.AuthorizationServicer):
+    def __init__(self, runtime: Runtime, counter: TokenCounter, audit: AuditLog, telemetry: Telemetry) -> None:
+        self.runtime = runtime
+        self.counter = counter
+        self.audit = audit
+        self.telemetry = telemetry
+
+    def Check(self, request: external_auth_pb2.CheckRequest, context: grpc.ServicerContext) -> external_auth_pb2.CheckResponse:  # noqa: N802
+        started = time.perf_counter()
+        snapshot = self.runtime.current  # read once: a reload mid-request does not mix rule sets
+        decision_id = new_decision_id()
+        envelope = read_envelope(request)
+        parsed = None
+        try:
+            identity = identify(envelope.headers, jwt_claims(request), snapshot.settings.policy.trust_identity_headers)
+            decision, parsed = evaluate(envelope, snapshot, self.counter, identity, decision_id)
+        except Exception:  # fail closed: any bug answers a deny, never an allow, never a hang
+            log.exception("check %s failed", decision_id)
+            decision = refuse(503, "internal_error", "The content filter failed on this request.",
+                              decision_id=decision_id, provider=formats.detect_provider(envelope),
+                              identity=identify({}, None, False), body_bytes=len(envelope.body),
+                              pack_digest=snapshot.ruleset.digest)
+        latency_ms = (time.perf_counter() - started) * 1000
+        try:
+            self.audit.record(decision, parsed, latency_ms, envelope.path, envelope.method)
+            self.telemetry.observe(decision, latency_ms)
+        except Exception:
+            log.exception("audit of %s failed", decision_id)
+        return to_check_response(decision)

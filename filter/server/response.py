@@ -1,0 +1,81 @@
+"""Decision -> CheckResponse: OK with header mutations, or a deny in the provider's own error shape."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from envoy.config.core.v3 import base_pb2
+from envoy.service.auth.v3 import external_auth_pb2
+from envoy.type.v3 import http_status_pb2
+from google.protobuf import struct_pb2
+from google.rpc import code_pb2, status_pb2
+
+from filter.model import Decision
+
+_OVERWRITE = base_pb2.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD
+_ANTHROPIC_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
+                    404: "not_found_error", 413: "request_too_large", 415: "invalid_request_error",
+                    429: "rate_limit_error", 503: "api_error"}
+_GOOGLE_STATUS = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "NOT_FOUND",
+                  413: "INVALID_ARGUMENT", 415: "INVALID_ARGUMENT", 429: "RESOURCE_EXHAUSTED", 503: "UNAVAILABLE"}
+_BEDROCK_TYPES = {400: "ValidationException", 403: "AccessDeniedException", 413: "ValidationException",
+                  415: "ValidationException", 429: "ThrottlingException", 503: "ServiceUnavailableException"}
+
+
+def _details(decision: Decision) -> dict[str, Any]:
+    return {
+        "decision_id": decision.decision_id,
+        "reason": decision.reason,
+        "findings": [
+            {"rule": f.rule_id, "category": f.category.value, "location": f.location, "start": f.start, "end": f.end}
+            for f in decision.findings
+        ],
+    }
+
+
+def error_body(decision: Decision) -> tuple[dict[str, Any], dict[str, str]]:
+    """The deny body a client of this provider already knows how to read, plus extra headers."""
+    status, message, details = decision.http_status, decision.message, _details(decision)
+    provider = decision.provider
+    if provider == "anthropic":
+        error_type = _ANTHROPIC_TYPES.get(status, "invalid_request_error")
+        return {"type": "error", "error": {"type": error_type, "message": message, "llm_filter": details}}, {}
+    if provider == "gemini":
+        return {"error": {"code": status, "message": message, "status": _GOOGLE_STATUS.get(status, "UNKNOWN"),
+                          "details": [{"@type": "llm-content-filter/decision", **details}]}}, {}
+    if provider == "bedrock":
+        error_type = _BEDROCK_TYPES.get(status, "ValidationException")
+        return {"message": message, "llm_filter": details}, {"x-amzn-errortype": error_type}
+    return {"error": {"message": message, "type": details["reason"], "code": details["reason"], "param": None,
+                      "llm_filter": details}}, {}
+
+
+def _header(key: str, value: str) -> base_pb2.HeaderValueOption:
+    return base_pb2.HeaderValueOption(header=base_pb2.HeaderValue(key=key, value=value), append_action=_OVERWRITE)
+
+
+def to_check_response(decision: Decision) -> external_auth_pb2.CheckResponse:
+    metadata = struct_pb2.Struct()
+    metadata.update({"decision_id": decision.decision_id, "reason": decision.reason})
+    if decision.allowed:
+        return external_auth_pb2.CheckResponse(
+            status=status_pb2.Status(code=code_pb2.OK),
+            ok_response=external_auth_pb2.OkHttpResponse(
+                headers=[_header(k, v) for k, v in decision.headers.items()]
+            ),
+            dynamic_metadata=metadata,
+        )
+    body, extra = error_body(decision)
+    headers = {"content-type": "application/json", "x-llm-filter-decision": "deny",
+               "x-llm-filter-id": decision.decision_id, "x-llm-filter-reason": decision.reason, **extra,
+               **decision.headers}
+    return external_auth_pb2.CheckResponse(
+        status=status_pb2.Status(code=code_pb2.PERMISSION_DENIED),
+        denied_response=external_auth_pb2.DeniedHttpResponse(
+            status=http_status_pb2.HttpStatus(code=decision.http_status),  # type: ignore[arg-type]
+            headers=[_header(k, v) for k, v in headers.items()],
+            body=json.dumps(body, separators=(",", ":")),
+        ),
+        dynamic_metadata=metadata,
+    )

@@ -1,0 +1,209 @@
+"""Settings: config file + the seed's environment switches -> one frozen value, checked once."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import jsonschema
+import yaml
+
+from filter.errors import SettingsError
+from filter.formats import DecodeLimits
+from filter.rules import SHIPPED_PACKS
+
+LOG_PROMPTS_MODES = ("metadata_only", "full", "none")
+
+_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "listen": {"type": "string", "pattern": r"^[^:]+:\d+$"},
+        "workers": {"type": "integer", "minimum": 1, "maximum": 64},
+        "metrics_port": {"type": "integer", "minimum": 0, "maximum": 65535},
+        "packs": {"type": "array", "items": {"type": "string"}, "minItems": 1},
+        "reload_interval_seconds": {"type": "number", "exclusiveMinimum": 0},
+        "fingerprint_key_file": {"type": ["string", "null"]},
+        "known_secrets": {"type": ["string", "null"]},
+        "token_encoding_file": {"type": ["string", "null"]},
+        "policy": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "trust_identity_headers": {"type": "boolean"},
+                "block_secrets": {"type": "boolean"},
+                "block_pii": {"type": "boolean"},
+                "max_prompt_tokens": {"type": "integer", "minimum": 1},
+            },
+        },
+        "limits": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "max_body_bytes": {"type": "integer", "minimum": 1},
+                "max_decompressed_bytes": {"type": "integer", "minimum": 1},
+                "max_compression_ratio": {"type": "integer", "minimum": 1},
+                "max_json_depth": {"type": "integer", "minimum": 2},
+            },
+        },
+        "audit": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "log_prompts": {"enum": list(LOG_PROMPTS_MODES)},
+                "path": {"type": "string"},
+            },
+        },
+        "rate_limits": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "domain": {"type": "string"},
+                "workspace_requests_per_minute": {"type": "integer", "minimum": 0},
+                "team_requests_per_minute": {"type": "integer", "minimum": 0},
+                "overrides": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "required": ["key", "value", "requests_per_minute"],
+                        "properties": {
+                            "key": {"enum": ["workspace_id", "team_id"]},
+                            "value": {"type": "string"},
+                            "requests_per_minute": {"type": "integer", "minimum": 0},
+                        },
+                    },
+                },
+            },
+        },
+    },
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """What is enforced. One global scope for now; per-team scopes come with the policy file."""
+
+    trust_identity_headers: bool = True
+    block_secrets: bool = True
+    block_pii: bool = True
+    max_prompt_tokens: int = 128_000
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimits:
+    domain: str = "llm-gateway"
+    workspace_requests_per_minute: int = 0  # 0 = unlimited
+    team_requests_per_minute: int = 0
+    overrides: tuple[tuple[str, str, int], ...] = ()  # (descriptor key, value, requests per minute)
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    listen: str = "127.0.0.1:9001"
+    workers: int = 1
+    metrics_port: int = 9464
+    packs: tuple[str, ...] = (str(SHIPPED_PACKS),)
+    reload_interval_seconds: float = 1.0
+    fingerprint_key_file: str | None = None
+    known_secrets: str | None = None
+    token_encoding_file: str | None = None
+    log_prompts: str = "metadata_only"
+    audit_path: str = "-"
+    policy: Policy = field(default_factory=Policy)
+    limits: DecodeLimits = field(default_factory=DecodeLimits)
+    rate_limits: RateLimits = field(default_factory=RateLimits)
+    config_file: str | None = None
+
+    @property
+    def watched_files(self) -> tuple[str, ...]:
+        """Files whose change triggers a reload."""
+        from filter.rules import expand_pack_paths
+
+        files = [str(p) for p in expand_pack_paths(self.packs)]
+        files += [f for f in (self.config_file, self.known_secrets) if f]
+        return tuple(files)
+
+
+def _env_bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    if raw.strip().lower() in ("1", "true", "yes", "on"):
+        return True
+    if raw.strip().lower() in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(f"{name} must be true or false, not {raw!r}")
+
+
+def load_settings(path: str | None = None, env: Mapping[str, str] | None = None) -> Settings:
+    """Read the config file (if any), validate it, then apply BLOCK_SECRETS, BLOCK_PII, MAX_PROMPT_TOKENS, LOG_PROMPTS."""
+    env = os.environ if env is None else env
+    raw: dict[str, Any] = {}
+    base = Path(".")
+    if path:
+        try:
+            loaded = yaml.safe_load(Path(path).read_text("utf-8"))
+        except OSError as e:
+            raise SettingsError(f"{path}: cannot read config: {e.strerror}") from None
+        except yaml.YAMLError as e:
+            raise SettingsError(f"{path}: not valid YAML: {e}") from None
+        raw = loaded or {}
+        try:
+            jsonschema.validate(raw, _SCHEMA)
+        except jsonschema.ValidationError as e:
+            where = ".".join(str(p) for p in e.absolute_path) or "(top level)"
+            raise SettingsError(f"{path}: {where}: {e.message}") from None
+        base = Path(path).parent
+
+    def rel(p: str | None) -> str | None:
+        return None if p is None else str(p if Path(p).is_absolute() else base / p)
+
+    pol = raw.get("policy", {})
+    lim = raw.get("limits", {})
+    aud = raw.get("audit", {})
+    rl = raw.get("rate_limits", {})
+    max_tokens_env = env.get("MAX_PROMPT_TOKENS")
+    max_tokens = pol.get("max_prompt_tokens", 128_000)
+    if max_tokens_env:
+        if not max_tokens_env.isdigit() or int(max_tokens_env) < 1:
+            raise SettingsError(f"MAX_PROMPT_TOKENS must be a positive integer, not {max_tokens_env!r}")
+        max_tokens = int(max_tokens_env)
+    log_prompts = env.get("LOG_PROMPTS") or aud.get("log_prompts", "metadata_only")
+    if log_prompts not in LOG_PROMPTS_MODES:
+        raise SettingsError(f"LOG_PROMPTS must be one of {', '.join(LOG_PROMPTS_MODES)}, not {log_prompts!r}")
+    defaults = DecodeLimits()
+    packs = tuple(rel(p) or p for p in raw["packs"]) if "packs" in raw else Settings().packs
+    return Settings(
+        listen=raw.get("listen", "127.0.0.1:9001"),
+        workers=raw.get("workers", 1),
+        metrics_port=raw.get("metrics_port", 9464),
+        packs=packs,
+        reload_interval_seconds=float(raw.get("reload_interval_seconds", 1.0)),
+        fingerprint_key_file=rel(raw.get("fingerprint_key_file")),
+        known_secrets=rel(raw.get("known_secrets")),
+        token_encoding_file=rel(raw.get("token_encoding_file")),
+        log_prompts=log_prompts,
+        audit_path=aud.get("path", "-"),
+        policy=Policy(
+            trust_identity_headers=pol.get("trust_identity_headers", True),
+            block_secrets=_env_bool(env, "BLOCK_SECRETS", pol.get("block_secrets", True)),
+            block_pii=_env_bool(env, "BLOCK_PII", pol.get("block_pii", True)),
+            max_prompt_tokens=max_tokens,
+        ),
+        limits=DecodeLimits(
+            max_body_bytes=lim.get("max_body_bytes", defaults.max_body_bytes),
+            max_decompressed_bytes=lim.get("max_decompressed_bytes", defaults.max_decompressed_bytes),
+            max_compression_ratio=lim.get("max_compression_ratio", defaults.max_compression_ratio),
+            max_json_depth=lim.get("max_json_depth", defaults.max_json_depth),
+        ),
+        rate_limits=RateLimits(
+            domain=rl.get("domain", "llm-gateway"),
+            workspace_requests_per_minute=rl.get("workspace_requests_per_minute", 0),
+            team_requests_per_minute=rl.get("team_requests_per_minute", 0),
+            overrides=tuple((o["key"], o["value"], o["requests_per_minute"]) for o in rl.get("overrides", [])),
+        ),
+        config_file=path,
+    )
