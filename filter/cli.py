@@ -144,7 +144,7 @@ def _known_add(args: argparse.Namespace) -> int:
     from filter.rules import Fingerprinter
     from filter.runtime import fingerprint_key
 
-    fingerprint = Fingerprinter(fingerprint_key(load_settings(args.config)))
+    fingerprint = Fingerprinter(fingerprint_key(load_settings(args.config), required=True))
     for line in sys.stdin.read().splitlines():
         if line.strip():
             print(fingerprint(line.strip().encode()))

@@ -27,7 +27,7 @@ class Snapshot:
     ruleset: Ruleset
 
 
-def fingerprint_key(settings: Settings) -> bytes:
+def fingerprint_key(settings: Settings, required: bool = False) -> bytes:
     """The HMAC key: env, then key file; otherwise random per process (fingerprints then match only within it)."""
     if os.environ.get(FINGERPRINT_KEY_ENV):
         return os.environ[FINGERPRINT_KEY_ENV].encode()
@@ -36,6 +36,8 @@ def fingerprint_key(settings: Settings) -> bytes:
             return Path(settings.fingerprint_key_file).read_bytes().strip()
         except OSError as e:
             raise ConfigError(f"{settings.fingerprint_key_file}: cannot read fingerprint key: {e.strerror}") from None
+    if required:
+        raise ConfigError(f"no fingerprint key: set {FINGERPRINT_KEY_ENV} or fingerprint_key_file in the config")
     log.warning("no fingerprint key configured (%s or fingerprint_key_file): using a random per-process key",
                 FINGERPRINT_KEY_ENV)
     return secrets.token_bytes(32)

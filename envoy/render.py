@@ -1,0 +1,387 @@
+#!/usr/bin/env python3
+"""Render a variant of envoy/envoy.yaml, the gateway's single source of truth.
+
+Every change is a rewrite of the production config, so the routes, the path allowlist and the
+filter chain are the same in production, in `make run` and in the end-to-end tests.
+
+    # local stack / tests: every provider cluster -> one plain-HTTP fake provider
+    python envoy/render.py --upstream http://127.0.0.1:8080 -o var/envoy-local.yaml
+
+    # tests: own ports, two filter processes, short authz timeout, JWT identity
+    python envoy/render.py --upstream http://127.0.0.1:8080 \\
+        --filter 127.0.0.1:9001,127.0.0.1:9002 --authz-timeout 0.5s \\
+        --listen-port 18000 --admin-port 18001 --jwt-jwks tests/e2e/jwks.json -o out.yaml
+
+    # production with JWT identity and a real Azure resource (TLS kept)
+    python envoy/render.py --jwt-jwks /etc/envoy/jwks.json \\
+        --provider-host azure=myco.openai.azure.com -o envoy-jwt.yaml
+
+Options that are not given leave the production value in place. Uses only PyYAML.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import ipaddress
+import re
+import sys
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import yaml
+
+DEFAULT_CONFIG = Path(__file__).with_name("envoy.yaml")
+
+META_NS = "llm_gateway"  # route / cluster metadata namespace of this project
+FILTER_CLUSTER = "content_filter"
+HCM = "envoy.filters.network.http_connection_manager"
+EXT_AUTHZ = "envoy.filters.http.ext_authz"
+RATELIMIT = "envoy.filters.http.ratelimit"
+JWT_AUTHN = "envoy.filters.http.jwt_authn"
+EARLY_HEADER_MUTATION = "envoy.http.early_header_mutation.header_mutation"
+
+# JWT contract (see envoy/README.md): verified payload lands in
+# metadata_context.filter_metadata["envoy.filters.http.jwt_authn"]["jwt_payload"], and these
+# claims are copied to these request headers (client-sent copies are removed first).
+JWT_PROVIDER = "llm_gateway"
+JWT_PAYLOAD_KEY = "jwt_payload"
+JWT_DEFAULT_ISSUER = "llm-gateway-test"
+JWT_DEFAULT_HEADER = "x-llm-gateway-token"
+CLAIM_HEADERS = {
+    "workspace": "x-workspace-id",
+    "team": "x-team-id",
+    "project": "x-project-id",
+    "agent": "x-agent-id",
+}
+
+_DURATION = re.compile(r"^\d+(\.\d+)?s$")
+
+
+class RenderError(ValueError):
+    """A bad option or a config that does not have the expected shape."""
+
+
+class _NoAliasDumper(yaml.SafeDumper):
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
+def load(path: Path) -> dict[str, Any]:
+    with path.open(encoding="utf-8") as fh:
+        cfg = yaml.safe_load(fh)
+    # YAML anchors load as shared objects; unshare them so a rewrite touches one place only.
+    return yaml.safe_load(yaml.dump(cfg, Dumper=_NoAliasDumper))
+
+
+def dump(cfg: dict[str, Any]) -> str:
+    return yaml.dump(cfg, Dumper=_NoAliasDumper, sort_keys=False, width=120, allow_unicode=True)
+
+
+# --- parsing helpers -------------------------------------------------------------------------
+
+
+def parse_host_port(text: str) -> tuple[str, int]:
+    host, sep, port = text.strip().rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise RenderError(f"expected HOST:PORT, got {text!r}")
+    return host.strip("[]"), int(port)
+
+
+def parse_upstream(text: str) -> tuple[str | None, str, int]:
+    """`http://h:p` (all providers) or `provider=http://h:p` -> (provider|None, host, port)."""
+    provider = None
+    if "=" in text:
+        provider, _, text = text.partition("=")
+    url = urlsplit(text)
+    if url.scheme != "http" or not url.hostname or not url.port:
+        raise RenderError(f"--upstream must be http://HOST:PORT (plain HTTP, for local fakes), got {text!r}")
+    return provider, url.hostname, url.port
+
+
+def parse_duration(text: str) -> str:
+    if not _DURATION.match(text):
+        raise RenderError(f"expected a duration like 2s or 0.5s, got {text!r}")
+    return text
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+# --- navigation ------------------------------------------------------------------------------
+
+
+def hcm(cfg: dict[str, Any]) -> dict[str, Any]:
+    for listener in cfg["static_resources"]["listeners"]:
+        for chain in listener["filter_chains"]:
+            for flt in chain["filters"]:
+                if flt["name"] == HCM:
+                    return flt["typed_config"]
+    raise RenderError("no http_connection_manager in the config")
+
+
+def http_filter(cfg: dict[str, Any], name: str) -> dict[str, Any]:
+    for flt in hcm(cfg)["http_filters"]:
+        if flt["name"] == name:
+            return flt["typed_config"]
+    raise RenderError(f"no http filter {name}")
+
+
+def clusters(cfg: dict[str, Any]) -> list[dict[str, Any]]:
+    return cfg["static_resources"]["clusters"]
+
+
+def cluster(cfg: dict[str, Any], name: str) -> dict[str, Any]:
+    for c in clusters(cfg):
+        if c["name"] == name:
+            return c
+    raise RenderError(f"no cluster {name}")
+
+
+def provider_clusters(cfg: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Provider name -> cluster, found by cluster metadata llm_gateway.provider."""
+    out = {}
+    for c in clusters(cfg):
+        provider = c.get("metadata", {}).get("filter_metadata", {}).get(META_NS, {}).get("provider")
+        if provider:
+            out[provider] = c
+    return out
+
+
+def _endpoint(c: dict[str, Any]) -> dict[str, Any]:
+    eps = c["load_assignment"]["endpoints"][0]["lb_endpoints"]
+    if len(eps) != 1:
+        raise RenderError(f"cluster {c['name']}: expected one endpoint")
+    return eps[0]["endpoint"]
+
+
+# --- rewrites --------------------------------------------------------------------------------
+
+
+def set_provider_host(c: dict[str, Any], host: str) -> None:
+    """Point a TLS provider cluster at another host: address, Host header, SNI, SAN check."""
+    ep = _endpoint(c)
+    ep["hostname"] = host
+    ep["address"]["socket_address"]["address"] = host
+    tls = c.get("transport_socket", {}).get("typed_config")
+    if tls is not None:
+        tls["sni"] = host
+        for san in tls["common_tls_context"]["validation_context"].get("match_typed_subject_alt_names", []):
+            san["matcher"] = {"exact": host}
+
+
+def set_plain_upstream(c: dict[str, Any], host: str, port: int) -> None:
+    """Send a provider cluster to a plain-HTTP/1.1 address (a local fake). The endpoint keeps
+    its provider hostname, so auto_host_rewrite still sends e.g. `Host: api.anthropic.com`."""
+    ep = _endpoint(c)
+    ep["address"] = {"socket_address": {"address": host, "port_value": port}}
+    c.pop("transport_socket", None)
+    if _is_ip(host):
+        c["type"] = "STATIC"
+        c.pop("dns_lookup_family", None)
+    else:
+        c["type"] = "STRICT_DNS"
+    c["typed_extension_protocol_options"] = {
+        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+            "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+            "common_http_protocol_options": {"idle_timeout": "60s"},
+            "explicit_http_config": {"http_protocol_options": {}},
+        }
+    }
+
+
+def set_filter_endpoints(cfg: dict[str, Any], endpoints: list[tuple[str, int]]) -> None:
+    c = cluster(cfg, FILTER_CLUSTER)
+    if any(not _is_ip(h) for h, _ in endpoints):
+        c["type"] = "STRICT_DNS"
+    c["load_assignment"]["endpoints"] = [
+        {
+            "lb_endpoints": [
+                {"endpoint": {"address": {"socket_address": {"address": h, "port_value": p}}}} for h, p in endpoints
+            ]
+        }
+    ]
+
+
+def set_listener(cfg: dict[str, Any], address: str | None, port: int | None) -> None:
+    sock = cfg["static_resources"]["listeners"][0]["address"]["socket_address"]
+    if address is not None:
+        sock["address"] = address
+    if port is not None:
+        sock["port_value"] = port
+
+
+def set_admin(cfg: dict[str, Any], address: str | None, port: int | None) -> None:
+    sock = cfg["admin"]["address"]["socket_address"]
+    if address is not None:
+        sock["address"] = address
+    if port is not None:
+        sock["port_value"] = port
+
+
+def set_ca_bundle(cfg: dict[str, Any], path: str) -> None:
+    for c in provider_clusters(cfg).values():
+        tls = c.get("transport_socket", {}).get("typed_config")
+        if tls is not None:
+            tls["common_tls_context"]["validation_context"]["trusted_ca"] = {"filename": path}
+
+
+def _early_mutations(cfg: dict[str, Any]) -> list[dict[str, Any]]:
+    for ext in hcm(cfg).get("early_header_mutation_extensions", []):
+        if ext["name"] == EARLY_HEADER_MUTATION:
+            return ext["typed_config"]["mutations"]
+    raise RenderError("no early header mutation extension in the config")
+
+
+def add_jwt(
+    cfg: dict[str, Any],
+    jwks_file: str,
+    issuer: str = JWT_DEFAULT_ISSUER,
+    audiences: list[str] | None = None,
+    token_header: str = JWT_DEFAULT_HEADER,
+) -> None:
+    """Require a gateway JWT on every request and make its claims the identity.
+
+    - token from `token_header` (not Authorization: that carries the provider key), removed
+      before the request goes on (forward: false); missing / invalid -> 401 from Envoy;
+    - verified payload -> dynamic metadata envoy.filters.http.jwt_authn / jwt_payload, which
+      ext_authz already forwards (metadata_context_namespaces);
+    - client-sent x-workspace-id / x-team-id / x-project-id / x-agent-id are removed early,
+      then set from the claims, so rate limiting and the filter see the verified identity.
+    """
+    provider: dict[str, Any] = {
+        "issuer": issuer,
+        "local_jwks": {"filename": jwks_file},
+        "from_headers": [{"name": token_header}],
+        "forward": False,
+        "require_expiration": True,
+        "clock_skew_seconds": 60,
+        "payload_in_metadata": JWT_PAYLOAD_KEY,
+        "claim_to_headers": [{"header_name": header, "claim_name": claim} for claim, header in CLAIM_HEADERS.items()],
+    }
+    if audiences:
+        provider["audiences"] = list(audiences)
+    jwt_filter = {
+        "name": JWT_AUTHN,
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication",
+            "providers": {JWT_PROVIDER: provider},
+            "rules": [{"match": {"prefix": "/"}, "requires": {"provider_name": JWT_PROVIDER}}],
+        },
+    }
+    filters = hcm(cfg)["http_filters"]
+    if any(f["name"] == JWT_AUTHN for f in filters):
+        raise RenderError("the config already has a jwt_authn filter")
+    filters.insert(0, jwt_filter)  # before ratelimit: descriptors use the verified identity
+    mutations = _early_mutations(cfg)
+    for header in CLAIM_HEADERS.values():
+        mutations.append({"remove": header})
+    ext_authz = http_filter(cfg, EXT_AUTHZ)
+    namespaces = ext_authz.setdefault("metadata_context_namespaces", [])
+    if JWT_AUTHN not in namespaces:
+        namespaces.append(JWT_AUTHN)
+
+
+def render(cfg: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+    cfg = copy.deepcopy(cfg)
+    providers = provider_clusters(cfg)
+    if not providers:
+        raise RenderError("no provider clusters (cluster metadata llm_gateway.provider)")
+
+    for item in args.provider_host or []:
+        name, sep, host = item.partition("=")
+        if not sep or name not in providers or not host:
+            raise RenderError(f"--provider-host wants PROVIDER=HOST with one of {sorted(providers)}")
+        set_provider_host(providers[name], host)
+
+    if args.ca_bundle:
+        set_ca_bundle(cfg, args.ca_bundle)
+
+    for item in args.upstream or []:
+        name, host, port = parse_upstream(item)
+        if name is None:
+            targets = list(providers.values())
+        elif name in providers:
+            targets = [providers[name]]
+        else:
+            raise RenderError(f"--upstream: unknown provider {name!r}; known: {sorted(providers)}")
+        for c in targets:
+            set_plain_upstream(c, host, port)
+
+    if args.filter:
+        set_filter_endpoints(cfg, [parse_host_port(x) for x in args.filter.split(",") if x.strip()])
+    if args.authz_timeout:
+        http_filter(cfg, EXT_AUTHZ)["grpc_service"]["timeout"] = parse_duration(args.authz_timeout)
+    if args.ratelimit_timeout:
+        http_filter(cfg, RATELIMIT)["timeout"] = parse_duration(args.ratelimit_timeout)
+
+    set_listener(cfg, args.listen_address, args.listen_port)
+    set_admin(cfg, args.admin_address, args.admin_port)
+
+    if args.jwt_jwks:
+        jwks = args.jwt_jwks
+        if not Path(jwks).is_absolute():
+            jwks = str(Path(jwks).resolve())  # Envoy may run from another directory
+        add_jwt(cfg, jwks, args.jwt_issuer, args.jwt_audience, args.jwt_header)
+    return cfg
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        description="Render a variant of envoy/envoy.yaml (the single source of truth).",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__.split("\n\n", 1)[1].split("Options that", 1)[0],
+    )
+    p.add_argument("-c", "--config", type=Path, default=DEFAULT_CONFIG, help="input (envoy/envoy.yaml)")
+    p.add_argument("-o", "--output", help="output file (default: stdout)")
+    p.add_argument(
+        "--upstream",
+        action="append",
+        metavar="[PROVIDER=]http://HOST:PORT",
+        help="send provider clusters (all, or one) to a plain-HTTP address, TLS removed; repeatable",
+    )
+    p.add_argument(
+        "--provider-host",
+        action="append",
+        metavar="PROVIDER=HOST",
+        help="change a provider's TLS host (address, Host, SNI, SAN), e.g. azure=myco.openai.azure.com",
+    )
+    p.add_argument("--ca-bundle", help="CA file for provider TLS (default /etc/ssl/certs/ca-certificates.crt)")
+    p.add_argument("--filter", metavar="HOST:PORT[,HOST:PORT]", help="filter server endpoint(s)")
+    p.add_argument("--authz-timeout", metavar="DURATION", help="ext_authz Check timeout (2s)")
+    p.add_argument("--ratelimit-timeout", metavar="DURATION", help="rate limit call timeout (0.5s)")
+    p.add_argument("--listen-address", help="listener address (0.0.0.0)")
+    p.add_argument("--listen-port", type=int, help="listener port (10000)")
+    p.add_argument("--admin-address", help="admin address (127.0.0.1)")
+    p.add_argument("--admin-port", type=int, help="admin port (9901)")
+    p.add_argument("--jwt-jwks", metavar="FILE", help="enable jwt_authn with this local JWKS file")
+    p.add_argument("--jwt-issuer", default=JWT_DEFAULT_ISSUER, help="required iss (llm-gateway-test)")
+    p.add_argument("--jwt-audience", action="append", help="accepted aud; repeatable (default: any)")
+    p.add_argument("--jwt-header", default=JWT_DEFAULT_HEADER, help=f"header carrying the JWT ({JWT_DEFAULT_HEADER})")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        out = render(load(args.config), args)
+    except (RenderError, KeyError, OSError, yaml.YAMLError) as exc:
+        print(f"render.py: error: {exc}", file=sys.stderr)
+        return 2
+    cmd = " ".join(["envoy/render.py", *(argv if argv is not None else sys.argv[1:])])
+    text = f"# GENERATED from {args.config.name} by: {cmd}\n# Do not edit; edit envoy/envoy.yaml.\n" + dump(out)
+    if args.output:
+        Path(args.output).write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,97 @@
+"""Strict JSON loading: UTF-8 only, depth-limited without recursion, errors that never quote the body."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from filter.errors import MalformedRequest
+from filter.formats.limits import DecodeLimits
+
+_KEEP = b'"[]{}'
+_DROP = bytes(b for b in range(256) if b not in _KEEP)
+_SQUARE = bytes.maketrans(b"{}", b"[]")
+_STRING = re.compile(rb'"[^"]*"')
+_LONE_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+class JSONSyntaxError(MalformedRequest):
+    """The body is not JSON at all (bad UTF-8 or bad syntax), as opposed to JSON the filter refuses."""
+
+
+class _DuplicateKey(Exception):
+    pass
+
+
+def depth_exceeds(data: bytes, limit: int) -> bool:
+    """True when JSON text nests objects/arrays deeper than `limit`; linear-time C string ops only.
+
+    Escaped backslashes and quotes are dropped, so every remaining quote delimits a string; strings are
+    removed, leaving the bracket skeleton, whose innermost pairs are peeled one level per pass.
+    Unbalanced skeletons (invalid JSON) return False so that the parser can report the offset.
+    """
+    s = data.replace(b"\\\\", b"").replace(b'\\"', b"").translate(None, _DROP)
+    s = _STRING.sub(b"", s).replace(b'"', b"").translate(_SQUARE)
+    for _ in range(limit):
+        if not s:
+            return False
+        peeled = s.replace(b"[]", b"")
+        if len(peeled) == len(s):
+            return False
+        s = peeled
+    return bool(s) and b"[]" in s
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        raise _DuplicateKey
+    return obj
+
+
+def keep_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """Object hook that keeps every value of a repeated key (as `key#2`, `key#3`...) so all get scanned."""
+    obj: dict[str, Any] = {}
+    for key, value in pairs:
+        name, n = key, 1
+        while name in obj:
+            n += 1
+            name = f"{key}#{n}"
+        obj[name] = value
+    return obj
+
+
+def _byte_offset(text: str, pos: int) -> int:
+    return len(text[:pos].encode("utf-8", "surrogatepass"))
+
+
+def too_deep(limit: int, where: str = "request body") -> MalformedRequest:
+    return MalformedRequest(f"JSON in the {where} nests deeper than {limit} levels")
+
+
+def load_json(data: bytes, limits: DecodeLimits) -> Any:
+    """Parse a request body. Duplicate keys are refused: the filter cannot know which value a provider uses."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise JSONSyntaxError(f"request body is not valid UTF-8 (byte offset {e.start})") from None
+    if depth_exceeds(data, limits.max_json_depth):
+        raise too_deep(limits.max_json_depth)
+    try:
+        return json.loads(text, object_pairs_hook=_no_duplicates)
+    except json.JSONDecodeError as e:
+        raise JSONSyntaxError(f"malformed JSON at byte offset {_byte_offset(text, e.pos)}: {e.msg}") from None
+    except _DuplicateKey:
+        raise MalformedRequest(
+            "JSON object with a duplicate key; the filter cannot tell which value the provider would read"
+        ) from None
+    except RecursionError:
+        raise too_deep(limits.max_json_depth) from None
+    except ValueError:  # e.g. an integer longer than Python's digit limit
+        raise MalformedRequest("malformed JSON: a number is too long") from None
+
+
+def has_lone_surrogates(data: bytes) -> bool:
+    """Whether parsed strings may hold unpaired surrogates (from `\\udXXX` escapes), which need scrubbing."""
+    return _LONE_SURROGATE.search(data) is not None

@@ -1,0 +1,309 @@
+"""Walker: collects the text segments of one request, with locations, while a decoder visits it.
+
+Locations use the request's own field names and indices: `messages[3].content[1].text`. A generic walk
+(`Walker.value`) covers every string of any shape; decoders call it for every key they do not handle
+themselves, so a field nobody anticipated is still scanned. Raw mode (unknown APIs) roots locations at `$`.
+Keys that look like they could be secrets are never spelled in locations: they appear as `[#i]`, the
+member's position in its object.
+"""
+
+from __future__ import annotations
+
+import binascii
+import codecs
+import json
+import mimetypes
+import re
+from typing import Any
+from urllib.parse import unquote
+
+from filter.errors import BodyTooLarge
+from filter.formats.jsonload import depth_exceeds, keep_duplicates, too_deep
+from filter.formats.limits import DecodeLimits
+from filter.model import TextSegment
+
+JSON = Any
+
+
+def _words(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
+
+_PLAIN_KEY = re.compile(r"[A-Za-z_$@][A-Za-z0-9_\-]{0,39}")
+_URLSAFE = str.maketrans("-_", "+/")
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+_BASE64_TEXT = re.compile(r"[A-Za-z0-9+/=_\-\s]*")
+_MAX_NESTED_JSON = 4  # JSON-in-JSON levels expanded
+_MAX_NESTED_CHARS = 4 * 1024 * 1024
+_BIG_INT = 10**8  # integers this large may be card, phone or account numbers
+
+# Values of enum-like fields that cannot carry a secret; skipped in decoder walks to keep segments few.
+_BENIGN = _words(
+    "user assistant system developer tool function model text image image_url input_text output_text "
+    "input_image input_file input_audio tool_use tool_result thinking document message auto none any "
+    "required ephemeral base64 object string number integer boolean array null json_schema json_object "
+    "function_call function_call_output low high medium completed in_progress incomplete image/png image/jpeg "
+    "image/gif image/webp application/pdf text/plain reasoning png jpeg gif webp txt csv html md pdf"
+)
+# Key names common in requests and JSON schemas; other keys of generically walked objects are scanned.
+_COMMON_KEYS = _words(
+    "type text role content name description properties required items id input parameters function "
+    "enum default title format additionalProperties cache_control source media_type data url detail "
+    "tool_call_id tool_calls arguments strict minimum maximum anyOf oneOf allOf $schema $ref $defs "
+    "definitions pattern examples const nullable minItems maxItems minLength maxLength input_schema "
+    "parts mimeType inlineData functionCall functionResponse response args model messages system "
+    "max_tokens max_completion_tokens max_output_tokens stream temperature top_p top_k tools tool_choice "
+    "metadata stop stop_sequences n seed user response_format frequency_penalty presence_penalty logprobs "
+    "top_logprobs parallel_tool_calls store reasoning reasoning_effort service_tier stream_options thinking "
+    "budget_tokens instructions previous_response_id include truncation modalities audio prediction "
+    "logit_bias functions function_call tool_use_id is_error citations signature contents generationConfig "
+    "safetySettings systemInstruction toolConfig inferenceConfig anthropic_version maxTokens toolUse "
+    "toolResult toolUseId toolSpec inputSchema json image document bytes status cachePoint guardContent "
+    "reasoningContent reasoningText call_id output summary category threshold maxOutputTokens "
+    "responseMimeType responseSchema candidateCount stopSequences temperature topP topK"
+)
+_TEXT_TYPES = _words(
+    "application/json application/xml application/x-yaml application/yaml application/javascript "
+    "application/x-sh application/toml application/x-ndjson application/sql application/x-python "
+    "application/ecmascript application/x-httpd-php application/graphql"
+)
+
+
+def plain_key(key: str) -> bool:
+    """Whether a key may be spelled in a location (it reads like a field name, not like a token)."""
+    if not _PLAIN_KEY.fullmatch(key):
+        return False
+    if len(key) <= 12:
+        return True
+    digits = sum(c.isdigit() for c in key)
+    return digits <= 1 and not (key.isupper() and "_" not in key and "-" not in key)
+
+
+def child(loc: str, key: str, index: int) -> str:
+    """Location of member `key` (the `index`-th member) of the object at `loc`."""
+    if plain_key(key):
+        return f"{loc}.{key}" if loc else key
+    return f"{loc}[#{index}]"
+
+
+def field(loc: str, key: str) -> str:
+    """Location of a known field."""
+    return f"{loc}.{key}" if loc else key
+
+
+def as_int(value: JSON) -> int | None:
+    return value if type(value) is int and value >= 0 else None
+
+
+def as_str(value: JSON) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def media_kind(media_type: str | None) -> str:
+    """`text` (decode and scan), `binary` (count only) or `sniff` (scan if it decodes as UTF-8)."""
+    m = (media_type or "").split(";", 1)[0].strip().lower()
+    if m.startswith("text/") or m in _TEXT_TYPES or m.endswith(("+json", "+xml", "+yaml")):
+        return "text"
+    if m.startswith(("image/", "audio/", "video/")) or m == "application/pdf":
+        return "binary"
+    return "sniff"
+
+
+def guess_media_type(filename: JSON) -> str | None:
+    return mimetypes.guess_type(filename)[0] if isinstance(filename, str) else None
+
+
+def b64decode(data: str) -> bytes | None:
+    """Lenient base64 (standard or URL-safe, padding optional, whitespace ignored); None if not base64."""
+    if "-" in data or "_" in data:
+        data = data.translate(_URLSAFE)
+    for candidate in (data, data + "=="):
+        try:
+            return binascii.a2b_base64(candidate)
+        except ValueError:
+            continue
+    return None
+
+
+def clean_base64(data: str) -> bool:
+    """Only base64 alphabet, padding and whitespace: lenient decoding dropped nothing."""
+    return _BASE64_TEXT.fullmatch(data) is not None
+
+
+def bytes_to_text(raw: bytes, *, strict: bool) -> str | None:
+    """Decode document bytes (UTF-8, or UTF-16 with a BOM); None when `strict` and they are not text."""
+    if raw[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):
+        try:
+            return raw.decode("utf-16")
+        except UnicodeDecodeError:
+            pass
+    if raw.startswith(codecs.BOM_UTF8):
+        raw = raw[3:]
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return None if strict else raw.decode("utf-8", "replace")
+
+
+def _scrub(text: str) -> str:
+    """Unpaired surrogates (from `\\udXXX` escapes) cannot be encoded for the scanner: U+FFFD each."""
+    return _SURROGATE.sub("\ufffd", text)
+
+
+class Walker:
+    """Collects segments, attachment counts and request metadata for one body."""
+
+    __slots__ = (
+        "limits", "raw", "segments", "image_count", "model", "max_output_tokens", "stream", "_scrub", "_nest",
+    )  # fmt: skip
+
+    def __init__(self, limits: DecodeLimits, *, scrub_surrogates: bool = False, raw: bool = False) -> None:
+        self.limits = limits
+        self.raw = raw
+        self.segments: list[TextSegment] = []
+        self.image_count = 0
+        self.model: str | None = None
+        self.max_output_tokens: int | None = None
+        self.stream = False
+        self._scrub = scrub_surrogates
+        self._nest = 0
+
+    # -- emitting ---------------------------------------------------------------------------------------
+    def text(self, loc: str, text: str) -> None:
+        """One piece of text the provider reads."""
+        if text:
+            self.segments.append(TextSegment(loc, _scrub(text) if self._scrub else text))
+
+    def json_text(self, loc: str, text: str) -> None:
+        """Text that may itself be JSON (tool arguments, tool output): also scan the strings inside it."""
+        self.text(loc, text)
+        self._expand(loc, text)
+
+    def attachment(self) -> None:
+        """An image or other binary attachment: counted, not scanned."""
+        self.image_count += 1
+
+    # -- generic walk ----------------------------------------------------------------------------------
+    def value(self, loc: str, value: JSON, *, expand: bool = False, keys: bool = True) -> None:
+        """Every string (and unusual key, and long integer) under `value`, in document order.
+
+        `expand` also scans JSON found inside strings (tool results); `keys=False` skips object keys when
+        the caller has already scanned them (a serialised tool input).
+        """
+        stack: list[tuple[str, JSON]] = [(loc, value)]
+        while stack:
+            loc, v = stack.pop()
+            if isinstance(v, str):
+                self.string(loc, v, expand=expand)
+            elif isinstance(v, dict):
+                if keys:
+                    self._keys(loc, v)
+                items = list(v.items())
+                for i in range(len(items) - 1, -1, -1):
+                    stack.append((child(loc, items[i][0], i), items[i][1]))
+            elif isinstance(v, list):
+                stack.extend((f"{loc}[{i}]", v[i]) for i in range(len(v) - 1, -1, -1))
+            elif type(v) is int and abs(v) >= _BIG_INT:
+                self.text(loc, str(v))
+
+    def string(self, loc: str, text: str, *, expand: bool = False) -> None:
+        """A string found by the generic walk: data: URLs are decoded or counted, enum values skipped."""
+        if not text or (not self.raw and text in _BENIGN):
+            return
+        if text.startswith("data:") and self.data_url(loc, text):
+            return
+        self.text(loc, text)
+        if expand:
+            self._expand(loc, text)
+
+    def rest(self, loc: str, obj: dict[str, JSON], handled: frozenset[str], *, expand: bool = False) -> None:
+        """Scan every member of a known object that its decoder did not handle itself."""
+        unknown = [k for k in obj if k not in handled and k not in _COMMON_KEYS]
+        if unknown:
+            self.text(f"{loc or '$'}#keys", "\n".join(unknown))
+        for i, (k, v) in enumerate(obj.items()):
+            if k not in handled:
+                self.value(child(loc, k, i), v, expand=expand, keys=True)
+
+    def structured(self, loc: str, value: JSON) -> None:
+        """A tool input/output object: its JSON text (keys give context) plus every string, unescaped."""
+        if isinstance(value, str):
+            self.json_text(loc, value)
+        elif isinstance(value, dict | list):
+            self.text(loc, json.dumps(value, ensure_ascii=False))
+            self.value(loc, value, expand=True, keys=False)
+        else:
+            self.value(loc, value)
+
+    def _keys(self, loc: str, obj: dict[str, JSON]) -> None:
+        names = list(obj) if self.raw else [k for k in obj if k not in _COMMON_KEYS]
+        if names:
+            self.text(f"{loc or '$'}#keys", "\n".join(names))
+
+    def _expand(self, loc: str, text: str) -> None:
+        if self._nest >= _MAX_NESTED_JSON or len(text) > _MAX_NESTED_CHARS:
+            return
+        head = text[:64].lstrip()
+        if not head or head[0] not in '{["':
+            return
+        if depth_exceeds(text.encode("utf-8", "surrogatepass"), self.limits.max_json_depth):
+            raise too_deep(self.limits.max_json_depth, f"string at {loc}")
+        try:
+            inner = json.loads(text, object_pairs_hook=keep_duplicates)
+        except (ValueError, RecursionError):
+            return
+        if not isinstance(inner, dict | list | str):
+            return
+        self._nest += 1
+        try:
+            if isinstance(inner, str):  # double-encoded: a JSON string holding JSON text
+                self.json_text(loc + "$", inner)
+            else:
+                self.value(loc + "$", inner, expand=True, keys=True)
+        finally:
+            self._nest -= 1
+
+    # -- attachments -----------------------------------------------------------------------------------
+    def data_url(self, loc: str, url: str) -> bool:
+        """Handle a `data:` URL; False if it is not one (the caller then scans it as text)."""
+        comma = url.find(",", 5, 512)
+        if comma < 0:
+            return False
+        params = url[5:comma].split(";")
+        media = params[0].strip() or "text/plain"
+        payload = url[comma + 1 :]
+        if any(p.strip().lower() == "base64" for p in params[1:]):
+            self.document(loc, payload, media)
+        elif media_kind(media) == "binary":
+            self.attachment()
+        else:
+            self.text(loc, unquote(payload))
+        return True
+
+    def document(self, loc: str, data: JSON, media_type: str | None) -> None:
+        """A base64 attachment: text types are decoded and scanned, images/PDFs counted, others sniffed."""
+        if not isinstance(data, str):
+            self.value(loc, data)
+            return
+        kind = media_kind(media_type)
+        if kind == "binary":
+            self.attachment()
+            return
+        if len(data) // 4 * 3 > self.limits.max_base64_document_bytes:
+            if kind == "text":
+                raise BodyTooLarge(
+                    f"base64 text document at {loc} is larger than {self.limits.max_base64_document_bytes} bytes"
+                )
+            self.attachment()
+            return
+        raw = b64decode(data)
+        if raw is None:
+            self.text(loc, data)  # not base64 after all: scan what was sent
+            return
+        text = bytes_to_text(raw, strict=kind != "text")
+        if text is None:
+            self.attachment()
+        else:
+            self.text(loc, text)
+        if not clean_base64(data):
+            self.text(f"{loc}#raw", data)  # characters the decoder skipped could hide text

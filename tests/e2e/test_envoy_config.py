@@ -1,0 +1,260 @@
+"""envoy/envoy.yaml and its rendered variants: they validate, they have the shape the product
+needs (fail closed, body sent, allowlist, TLS), and real Envoy fails closed with the filter down.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from .envoy_harness import ENVOY_YAML, RENDER, EnvoyProcess, free_port, render_config, start_envoy, validate, write_jwks
+from .fake_provider import FakeProvider
+
+pytestmark = pytest.mark.e2e
+
+PROVIDER_HOSTS = {
+    "anthropic": "api.anthropic.com",
+    "openai": "api.openai.com",
+    "gemini": "generativelanguage.googleapis.com",
+    "mistral": "api.mistral.ai",
+    "groq": "api.groq.com",
+    "bedrock": "bedrock-runtime.us-east-1.amazonaws.com",
+    "azure": "example-resource.openai.azure.com",
+}
+SIXTEEN_MIB = 16 * 1024 * 1024
+
+
+def load(path: Path) -> dict[str, Any]:
+    return yaml.safe_load(path.read_text())
+
+
+def hcm(cfg: dict[str, Any]) -> dict[str, Any]:
+    return cfg["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+
+
+def http_filters(cfg: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {f["name"]: f.get("typed_config", {}) for f in hcm(cfg)["http_filters"]}
+
+
+def routes(cfg: dict[str, Any]) -> list[dict[str, Any]]:
+    return hcm(cfg)["route_config"]["virtual_hosts"][0]["routes"]
+
+
+def assert_valid(path: Path) -> None:
+    result = validate(path)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "OK" in result.stdout + result.stderr
+
+
+# --- envoy --mode validate -------------------------------------------------------------------
+
+
+def test_production_config_validates() -> None:
+    assert_valid(ENVOY_YAML)
+
+
+def test_rendered_local_config_validates(tmp_path: Path) -> None:
+    out = render_config(
+        tmp_path / "local.yaml",
+        "--upstream",
+        "http://127.0.0.1:8080",
+        "--filter",
+        "127.0.0.1:9001,127.0.0.1:9002",
+        "--authz-timeout",
+        "1s",
+        listen_port=18000,
+        admin_port=18001,
+    )
+    assert_valid(out)
+    cfg = load(out)
+    for name in PROVIDER_HOSTS:
+        cluster = next(c for c in cfg["static_resources"]["clusters"] if c["name"] == name)
+        assert "transport_socket" not in cluster
+        ep = cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]
+        assert ep["address"]["socket_address"] == {"address": "127.0.0.1", "port_value": 8080}
+        assert ep["hostname"] == PROVIDER_HOSTS[name]  # Host header stays the provider's
+
+
+def test_rendered_jwt_configs_validate(tmp_path: Path) -> None:
+    jwks = write_jwks(tmp_path / "jwks.json", b"k" * 32)
+    local = render_config(tmp_path / "jwt-local.yaml", "--upstream", "http://127.0.0.1:8080", "--jwt-jwks", str(jwks))
+    prod = render_config(
+        tmp_path / "jwt-prod.yaml", "--jwt-jwks", str(jwks), "--provider-host", "azure=myco.openai.azure.com"
+    )
+    for path in (local, prod):
+        assert_valid(path)
+        names = [f["name"] for f in hcm(load(path))["http_filters"]]
+        assert names == [
+            "envoy.filters.http.jwt_authn",
+            "envoy.filters.http.ratelimit",
+            "envoy.filters.http.ext_authz",
+            "envoy.filters.http.router",
+        ]
+    azure = next(c for c in load(prod)["static_resources"]["clusters"] if c["name"] == "azure")
+    tls = azure["transport_socket"]["typed_config"]
+    assert tls["sni"] == "myco.openai.azure.com"
+    assert tls["common_tls_context"]["validation_context"]["match_typed_subject_alt_names"][0]["matcher"] == {
+        "exact": "myco.openai.azure.com"
+    }
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--upstream", "https://127.0.0.1:8443"],
+        ["--upstream", "nosuch=http://127.0.0.1:8080"],
+        ["--filter", "127.0.0.1"],
+        ["--authz-timeout", "2 seconds"],
+        ["--provider-host", "azure"],
+    ],
+)
+def test_render_rejects_bad_options(args: list[str], tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, str(RENDER), *args, "-o", str(tmp_path / "x.yaml")], capture_output=True, text=True
+    )
+    assert result.returncode == 2, result.stderr
+    assert "error" in result.stderr
+
+
+# --- the shape of the production config -----------------------------------------------------
+
+
+def test_filters_fail_closed_and_get_the_whole_body() -> None:
+    cfg = load(ENVOY_YAML)
+    assert list(http_filters(cfg)) == [
+        "envoy.filters.http.ratelimit",
+        "envoy.filters.http.ext_authz",
+        "envoy.filters.http.router",
+    ]
+    authz = http_filters(cfg)["envoy.filters.http.ext_authz"]
+    assert authz["failure_mode_allow"] is False
+    assert authz["transport_api_version"] == "V3"
+    assert authz["grpc_service"]["envoy_grpc"]["cluster_name"] == "content_filter"
+    assert authz["with_request_body"] == {
+        "max_request_bytes": SIXTEEN_MIB,
+        "allow_partial_message": False,
+        "pack_as_bytes": True,
+    }
+    assert authz["status_on_error"] == {"code": "ServiceUnavailable"}
+    assert "envoy.filters.http.jwt_authn" in authz["metadata_context_namespaces"]
+    rl = http_filters(cfg)["envoy.filters.http.ratelimit"]
+    assert rl["domain"] == "llm-gateway"
+    assert rl["failure_mode_deny"] is True
+    assert rl["rate_limit_service"]["grpc_service"]["envoy_grpc"]["cluster_name"] == "content_filter"
+    listener = cfg["static_resources"]["listeners"][0]
+    assert listener["per_connection_buffer_limit_bytes"] > SIXTEEN_MIB
+    for cluster in cfg["static_resources"]["clusters"]:
+        assert cluster["per_connection_buffer_limit_bytes"] > SIXTEEN_MIB, cluster["name"]
+
+
+def test_every_forwarding_route_runs_both_filters_and_every_local_answer_skips_them() -> None:
+    forwarding = 0
+    for route in routes(load(ENVOY_YAML)):
+        per_filter = route.get("typed_per_filter_config", {})
+        if "route" in route:
+            forwarding += 1
+            assert not per_filter, f"{route['name']}: a forwarding route must not touch the filters"
+            provider = route["metadata"]["filter_metadata"]["llm_gateway"]["provider"]
+            assert route["route"]["cluster"] == provider
+            assert route["route"]["auto_host_rewrite"] is True
+            methods = [h for h in route["match"]["headers"] if h["name"] == ":method"]
+            assert methods == [{"name": ":method", "string_match": {"exact": "POST"}}], route["name"]
+            assert "prefix" not in route["match"], f"{route['name']}: allowlist paths must be exact or regex"
+        else:
+            assert route["direct_response"]["status"] in (403, 404)
+            assert per_filter["envoy.filters.http.ext_authz"]["disabled"] is True
+            assert per_filter["envoy.filters.http.ratelimit"]["disabled"] is True
+    assert forwarding >= len(PROVIDER_HOSTS)
+    assert routes(load(ENVOY_YAML))[-1]["direct_response"]["status"] == 404
+
+
+def test_provider_clusters_use_tls_with_the_provider_name() -> None:
+    clusters = {c["name"]: c for c in load(ENVOY_YAML)["static_resources"]["clusters"]}
+    for name, host in PROVIDER_HOSTS.items():
+        c = clusters[name]
+        ep = c["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]
+        assert ep["hostname"] == host
+        assert ep["address"]["socket_address"] == {"address": host, "port_value": 443}
+        tls = c["transport_socket"]["typed_config"]
+        assert tls["sni"] == host
+        validation = tls["common_tls_context"]["validation_context"]
+        assert validation["trusted_ca"] == {"filename": "/etc/ssl/certs/ca-certificates.crt"}
+        assert validation["match_typed_subject_alt_names"] == [{"san_type": "DNS", "matcher": {"exact": host}}]
+
+
+# --- real Envoy, filter down: fail closed ---------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def envoy_filter_down(
+    tmp_path_factory: pytest.TempPathFactory, fake_provider_server: FakeProvider
+) -> Iterator[EnvoyProcess]:
+    """Envoy pointed at the fake provider and at a filter address where nothing listens."""
+    envoy = start_envoy(
+        tmp_path_factory.mktemp("filter-down"),
+        "--upstream",
+        fake_provider_server.url,
+        "--filter",
+        f"127.0.0.1:{free_port()}",
+    )
+    try:
+        yield envoy
+    finally:
+        envoy.stop()
+
+
+ANTHROPIC_BODY = json.dumps(
+    {"model": "claude-x", "max_tokens": 16, "messages": [{"role": "user", "content": "hi"}]}
+).encode()
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"x-llm-provider": "anthropic"},  # no identity: no rate-limit call, ext_authz fails
+        {"x-llm-provider": "anthropic", "x-workspace-id": "w1", "x-team-id": "t1"},  # rate limit fails
+        {},  # provider from the path
+    ],
+    ids=["authz-down", "ratelimit-down", "by-path"],
+)
+def test_filter_down_fails_closed(
+    envoy_filter_down: EnvoyProcess, fake_provider: FakeProvider, headers: dict[str, str]
+) -> None:
+    status, _, _ = envoy_filter_down.request("POST", "/v1/messages", ANTHROPIC_BODY, headers)
+    assert status == 503
+    assert fake_provider.requests == []
+
+
+def test_filter_down_denied_path_is_403(envoy_filter_down: EnvoyProcess, fake_provider: FakeProvider) -> None:
+    status, headers, body = envoy_filter_down.request(
+        "POST", "/v1/files", b"{}", {"x-llm-provider": "openai", "x-workspace-id": "w1"}
+    )
+    assert status == 403
+    assert headers["content-type"] == "application/json"
+    assert json.loads(body) == {"error": {"type": "forbidden", "message": "API path not allowed by gateway policy"}}
+    assert fake_provider.requests == []
+
+
+def test_filter_down_unknown_provider_is_404(envoy_filter_down: EnvoyProcess, fake_provider: FakeProvider) -> None:
+    status, headers, body = envoy_filter_down.request(
+        "POST", "/v1/chat/completions", b"{}", {"x-llm-provider": "acme-llm", "x-workspace-id": "w1"}
+    )
+    assert status == 404
+    assert headers["content-type"] == "application/json"
+    assert json.loads(body)["error"]["type"] == "not_found"
+    assert fake_provider.requests == []
+
+
+def test_filter_down_body_over_16_mib_is_413(envoy_filter_down: EnvoyProcess, fake_provider: FakeProvider) -> None:
+    status, _, _ = envoy_filter_down.request(
+        "POST", "/v1/messages", b"x" * (SIXTEEN_MIB + 1), {"x-llm-provider": "anthropic"}
+    )
+    assert status == 413
+    assert fake_provider.requests == []

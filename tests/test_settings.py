@@ -1,0 +1,54 @@
+"""Config file + the seed's environment switches."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from filter.errors import SettingsError
+from filter.rules import SHIPPED_PACKS
+from filter.settings import load_settings
+
+
+def test_defaults_serve_shipped_packs_with_trusted_headers() -> None:
+    s = load_settings(None, env={})
+    assert s.listen == "127.0.0.1:9001" and s.workers == 1
+    assert s.packs == (str(SHIPPED_PACKS),)
+    assert s.policy.trust_identity_headers and s.policy.block_secrets and s.policy.block_pii
+    assert s.policy.max_prompt_tokens == 128_000 and s.log_prompts == "metadata_only"
+    assert s.limits.max_body_bytes == 16 * 1024 * 1024
+
+
+def test_seed_environment_switches_override_the_file(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("policy: {block_pii: true, max_prompt_tokens: 5}\naudit: {log_prompts: full}\n")
+    s = load_settings(str(cfg), env={"BLOCK_SECRETS": "false", "BLOCK_PII": "0", "MAX_PROMPT_TOKENS": "4000",
+                                     "LOG_PROMPTS": "none"})
+    assert (s.policy.block_secrets, s.policy.block_pii, s.policy.max_prompt_tokens, s.log_prompts) == (
+        False, False, 4000, "none")
+
+
+def test_pack_paths_are_relative_to_the_config_file(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("packs: [packs/]\n")
+    assert load_settings(str(cfg), env={}).packs == (str(tmp_path / "packs"),)
+
+
+@pytest.mark.parametrize(
+    ("text", "env", "message"),
+    [
+        ("workers: 0\n", {}, "workers: 0 is less than the minimum of 1"),
+        ("polcy: {}\n", {}, "(top level): Additional properties are not allowed ('polcy' was unexpected)"),
+        ("listen: 9001\n", {}, "listen: 9001 is not of type 'string'"),
+        ("{}\n", {"BLOCK_PII": "maybe"}, "BLOCK_PII must be true or false, not 'maybe'"),
+        ("{}\n", {"MAX_PROMPT_TOKENS": "-3"}, "MAX_PROMPT_TOKENS must be a positive integer, not '-3'"),
+        ("{}\n", {"LOG_PROMPTS": "all"}, "LOG_PROMPTS must be one of metadata_only, full, none, not 'all'"),
+    ],
+)
+def test_bad_settings_say_what_is_wrong(tmp_path: Path, text: str, env: dict[str, str], message: str) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(text)
+    with pytest.raises(SettingsError) as info:
+        load_settings(str(cfg), env=env)
+    assert str(info.value).endswith(message)
