@@ -7,7 +7,8 @@
 
 Location scheme: decoders use the request's own field names and indices (`messages[3].content[1].text`);
 JSON found inside a string continues after `$` (`...function.arguments$.path`); the raw fallback roots at
-`$` (`$.a.b[2]`); a non-JSON body is `body`; the keys of an object are scanned as `<location>#keys`.
+`$` (`$.a.b[2]`); a non-JSON body is `body`. Object keys are scanned too: long or unusual ones as
+`<object location>#keys`, short field-like ones once each in a document-wide `#keys`.
 """
 
 from __future__ import annotations
@@ -97,7 +98,7 @@ def parse(envelope: Envelope, limits: DecodeLimits = _DEFAULT_LIMITS) -> ParsedR
         provider=shown_provider,
         api=api,
         model=path_route.model or w.model,
-        segments=tuple(w.segments),
+        segments=w.result(),
         max_output_tokens=w.max_output_tokens,
         image_count=w.image_count,
         stream=path_route.stream or w.stream,

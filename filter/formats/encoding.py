@@ -165,9 +165,11 @@ def content_codings(header: str) -> list[str]:
 
 
 def check_size(envelope: Envelope, limits: DecodeLimits) -> None:
-    """Partial or oversized bodies -> 413 before any work."""
+    """Partial (flagged by Envoy, or shorter than its Content-Length) or oversized bodies -> 413."""
     partial_header = envelope.headers.get("x-envoy-auth-partial-body", "").strip().lower() == "true"
-    if envelope.partial or partial_header:
+    declared = envelope.headers.get("content-length", "").strip()
+    short = declared.isascii() and declared.isdigit() and len(declared) < 20 and int(declared) > len(envelope.body)
+    if envelope.partial or partial_header or short:
         raise BodyTooLarge(
             "request body was truncated by the proxy (partial body); the filter must see the whole body "
             f"(the limit is {limits.max_body_bytes} bytes)"

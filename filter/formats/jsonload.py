@@ -13,7 +13,8 @@ _KEEP = b'"[]{}'
 _DROP = bytes(b for b in range(256) if b not in _KEEP)
 _SQUARE = bytes.maketrans(b"{}", b"[]")
 _STRING = re.compile(rb'"[^"]*"')
-_LONE_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]")
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+_SURROGATE_ESCAPE_EXACT = re.compile(rb"(?<!\\)(?:\\\\)*\\u[dD][89a-fA-F]")  # not an escaped backslash
 
 
 class JSONSyntaxError(MalformedRequest):
@@ -94,4 +95,4 @@ def load_json(data: bytes, limits: DecodeLimits) -> Any:
 
 def has_lone_surrogates(data: bytes) -> bool:
     """Whether parsed strings may hold unpaired surrogates (from `\\udXXX` escapes), which need scrubbing."""
-    return _LONE_SURROGATE.search(data) is not None
+    return _SURROGATE_ESCAPE.search(data) is not None and _SURROGATE_ESCAPE_EXACT.search(data) is not None

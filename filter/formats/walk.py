@@ -3,8 +3,9 @@
 Locations use the request's own field names and indices: `messages[3].content[1].text`. A generic walk
 (`Walker.value`) covers every string of any shape; decoders call it for every key they do not handle
 themselves, so a field nobody anticipated is still scanned. Raw mode (unknown APIs) roots locations at `$`.
-Keys that look like they could be secrets are never spelled in locations: they appear as `[#i]`, the
-member's position in its object.
+Keys are scanned too: long or unusual ones as `<object location>#keys`, short field-like ones pooled once
+each into a document-wide `#keys`. Keys that look like they could be secrets are never spelled in
+locations: they appear as `[#i]`, the member's position in its object.
 """
 
 from __future__ import annotations
@@ -30,12 +31,14 @@ def _words(text: str) -> frozenset[str]:
 
 
 _PLAIN_KEY = re.compile(r"[A-Za-z_$@][A-Za-z0-9_\-]{0,39}")
-_URLSAFE = str.maketrans("-_", "+/")
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
 _BASE64_TEXT = re.compile(r"[A-Za-z0-9+/=_\-\s]*")
 _MAX_NESTED_JSON = 4  # JSON-in-JSON levels expanded
 _MAX_NESTED_CHARS = 4 * 1024 * 1024
 _BIG_INT = 10**8  # integers this large may be card, phone or account numbers
+_SNIFF_CHARS = 8192  # base64 characters decoded to tell a large unknown-type document's kind
+_SHORT_KEY = 16  # shorter field-like keys cannot hold the credentials and PII the packs look for
+_CONTAINERS = (str, dict, list)
 
 # Values of enum-like fields that cannot carry a secret; skipped in decoder walks to keep segments few.
 _BENIGN = _words(
@@ -116,7 +119,7 @@ def guess_media_type(filename: JSON) -> str | None:
 def b64decode(data: str) -> bytes | None:
     """Lenient base64 (standard or URL-safe, padding optional, whitespace ignored); None if not base64."""
     if "-" in data or "_" in data:
-        data = data.translate(_URLSAFE)
+        data = data.replace("-", "+").replace("_", "/")
     for candidate in (data, data + "=="):
         try:
             return binascii.a2b_base64(candidate)
@@ -145,6 +148,17 @@ def bytes_to_text(raw: bytes, *, strict: bool) -> str | None:
         return None if strict else raw.decode("utf-8", "replace")
 
 
+def looks_like_text(head: bytes) -> bool:
+    """The first bytes of a document decode as UTF-8 (a cut character at the end is fine) without NULs."""
+    if b"\x00" in head:
+        return False
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 def _scrub(text: str) -> str:
     """Unpaired surrogates (from `\\udXXX` escapes) cannot be encoded for the scanner: U+FFFD each."""
     return _SURROGATE.sub("\ufffd", text)
@@ -154,8 +168,19 @@ class Walker:
     """Collects segments, attachment counts and request metadata for one body."""
 
     __slots__ = (
-        "limits", "raw", "segments", "image_count", "model", "max_output_tokens", "stream", "_scrub", "_nest",
-    )  # fmt: skip
+        "limits",
+        "raw",
+        "segments",
+        "image_count",
+        "model",
+        "max_output_tokens",
+        "stream",
+        "_scrub",
+        "_nest",
+        "_labels",
+        "_key_kinds",
+        "_short_keys",
+    )
 
     def __init__(self, limits: DecodeLimits, *, scrub_surrogates: bool = False, raw: bool = False) -> None:
         self.limits = limits
@@ -167,6 +192,16 @@ class Walker:
         self.stream = False
         self._scrub = scrub_surrogates
         self._nest = 0
+        self._labels: dict[str, bool] = {}  # key -> plain_key(key); keys repeat a lot
+        self._key_kinds: dict[str, bool] = {}  # key -> short and field-like
+        self._short_keys: dict[str, None] = {}  # ordered set of short field-like keys seen anywhere
+
+    def result(self) -> tuple[TextSegment, ...]:
+        """All segments; short field-like keys of the whole document come last, once each, as `#keys`."""
+        if self._short_keys:
+            self.text("#keys", "\n".join(self._short_keys))
+            self._short_keys = {}
+        return tuple(self.segments)
 
     # -- emitting ---------------------------------------------------------------------------------------
     def text(self, loc: str, text: str) -> None:
@@ -185,25 +220,51 @@ class Walker:
 
     # -- generic walk ----------------------------------------------------------------------------------
     def value(self, loc: str, value: JSON, *, expand: bool = False, keys: bool = True) -> None:
-        """Every string (and unusual key, and long integer) under `value`, in document order.
+        """Every string (and key, and long integer) under `value`, in document order.
 
         `expand` also scans JSON found inside strings (tool results); `keys=False` skips object keys when
-        the caller has already scanned them (a serialised tool input).
+        the caller has already scanned them (a serialised tool input). This is the hot loop of big bodies.
         """
+        segments, labels, pooled, kinds = self.segments, self._labels, self._short_keys, self._key_kinds
+        benign, common = ((), ()) if self.raw else (_BENIGN, _COMMON_KEYS)
+        simple = not (expand or self._scrub)
         stack: list[tuple[str, JSON]] = [(loc, value)]
+        pop, push = stack.pop, stack.append
         while stack:
-            loc, v = stack.pop()
-            if isinstance(v, str):
-                self.string(loc, v, expand=expand)
-            elif isinstance(v, dict):
-                if keys:
-                    self._keys(loc, v)
-                items = list(v.items())
-                for i in range(len(items) - 1, -1, -1):
-                    stack.append((child(loc, items[i][0], i), items[i][1]))
-            elif isinstance(v, list):
-                stack.extend((f"{loc}[{i}]", v[i]) for i in range(len(v) - 1, -1, -1))
-            elif type(v) is int and abs(v) >= _BIG_INT:
+            loc, v = pop()
+            kind = type(v)
+            if kind is str:
+                if simple and v and v[:5] != "data:" and v not in benign:
+                    segments.append(TextSegment(loc, v))
+                else:
+                    self.string(loc, v, expand=expand)
+            elif kind is dict:
+                notable: list[str] = []
+                children: list[tuple[str, JSON]] = []
+                for i, (k, x) in enumerate(v.items()):
+                    if keys and k not in pooled and k not in common:  # see _keys()
+                        short = kinds.get(k)
+                        if short is None:
+                            short = kinds[k] = len(k) < _SHORT_KEY and plain_key(k)
+                        if short:
+                            pooled[k] = None
+                        else:
+                            notable.append(k)
+                    if type(x) in _CONTAINERS or (type(x) is int and abs(x) >= _BIG_INT):
+                        label = labels.get(k)
+                        if label is None:
+                            label = labels[k] = plain_key(k)
+                        children.append(((f"{loc}.{k}" if loc else k) if label else f"{loc}[#{i}]", x))
+                if notable:
+                    self.text(f"{loc or '$'}#keys", "\n".join(notable))
+                children.reverse()
+                stack.extend(children)
+            elif kind is list:
+                for i in range(len(v) - 1, -1, -1):
+                    x = v[i]
+                    if type(x) in _CONTAINERS or (type(x) is int and abs(x) >= _BIG_INT):
+                        push((f"{loc}[{i}]", x))
+            elif kind is int and abs(v) >= _BIG_INT:
                 self.text(loc, str(v))
 
     def string(self, loc: str, text: str, *, expand: bool = False) -> None:
@@ -217,13 +278,29 @@ class Walker:
             self._expand(loc, text)
 
     def rest(self, loc: str, obj: dict[str, JSON], handled: frozenset[str], *, expand: bool = False) -> None:
-        """Scan every member of a known object that its decoder did not handle itself."""
-        unknown = [k for k in obj if k not in handled and k not in _COMMON_KEYS]
-        if unknown:
-            self.text(f"{loc or '$'}#keys", "\n".join(unknown))
+        """Scan every member (and unusual key) of a known object that its decoder did not handle itself."""
+        self._keys(loc, obj, handled)
         for i, (k, v) in enumerate(obj.items()):
             if k not in handled:
                 self.value(child(loc, k, i), v, expand=expand, keys=True)
+
+    def _keys(self, loc: str, obj: dict[str, JSON], handled: frozenset[str]) -> None:
+        """Keys that could hold a secret (long or not field-like) are scanned as `<loc>#keys`; short
+        field-like keys are pooled into one document-wide `#keys` segment. Decoders skip their own keys."""
+        pooled, kinds, common = self._short_keys, self._key_kinds, () if self.raw else _COMMON_KEYS
+        notable: list[str] = []
+        for k in obj:
+            if k in handled or k in common or k in pooled:
+                continue
+            short = kinds.get(k)
+            if short is None:
+                short = kinds[k] = len(k) < _SHORT_KEY and plain_key(k)
+            if short:
+                pooled[k] = None
+            else:
+                notable.append(k)
+        if notable:
+            self.text(f"{loc or '$'}#keys", "\n".join(notable))
 
     def structured(self, loc: str, value: JSON) -> None:
         """A tool input/output object: its JSON text (keys give context) plus every string, unescaped."""
@@ -234,11 +311,6 @@ class Walker:
             self.value(loc, value, expand=True, keys=False)
         else:
             self.value(loc, value)
-
-    def _keys(self, loc: str, obj: dict[str, JSON]) -> None:
-        names = list(obj) if self.raw else [k for k in obj if k not in _COMMON_KEYS]
-        if names:
-            self.text(f"{loc or '$'}#keys", "\n".join(names))
 
     def _expand(self, loc: str, text: str) -> None:
         if self._nest >= _MAX_NESTED_JSON or len(text) > _MAX_NESTED_CHARS:
@@ -290,12 +362,16 @@ class Walker:
             self.attachment()
             return
         if len(data) // 4 * 3 > self.limits.max_base64_document_bytes:
-            if kind == "text":
-                raise BodyTooLarge(
-                    f"base64 text document at {loc} is larger than {self.limits.max_base64_document_bytes} bytes"
-                )
-            self.attachment()
-            return
+            head = b64decode(data[:_SNIFF_CHARS])
+            if head is None:
+                self.text(loc, data)  # not base64: scan what was sent
+                return
+            if kind == "sniff" and not looks_like_text(head):
+                self.attachment()
+                return
+            raise BodyTooLarge(
+                f"base64 text document at {loc} is larger than {self.limits.max_base64_document_bytes} bytes"
+            )
         raw = b64decode(data)
         if raw is None:
             self.text(loc, data)  # not base64 after all: scan what was sent

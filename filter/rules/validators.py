@@ -12,9 +12,10 @@ import math
 import re
 import zlib
 from collections import Counter
-from typing import Callable
+from collections.abc import Callable
 
 Validator = Callable[[str], bool]
+_DIGITS = frozenset("0123456789")
 
 
 def shannon_entropy(value: str) -> float:
@@ -32,7 +33,7 @@ def entropy_at_least(minimum: float) -> Validator:
 
 
 def luhn(value: str) -> bool:
-    digits = [int(c) for c in value if c.isdigit()]
+    digits = [int(c) for c in value if c in _DIGITS]
     if not 12 <= len(digits) <= 19 or len(set(digits)) == 1:
         return False
     total = 0
@@ -60,7 +61,7 @@ _IBAN_LENGTHS = {
 def iban(value: str) -> bool:
     """Country length and ISO 13616 mod-97 check digits."""
     compact = re.sub(r"[\s-]", "", value).upper()
-    if _IBAN_LENGTHS.get(compact[:2]) != len(compact) or not compact.isalnum():
+    if _IBAN_LENGTHS.get(compact[:2]) != len(compact) or not (compact.isascii() and compact.isalnum()):
         return False
     rearranged = compact[4:] + compact[:4]
     return int("".join(str(int(c, 36)) for c in rearranged)) % 97 == 1
@@ -94,14 +95,14 @@ def jwt_structure(value: str) -> bool:
     try:
         header = json.loads(base64.urlsafe_b64decode(parts[0] + "=" * (-len(parts[0]) % 4)))
         base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4))
-    except (ValueError, binascii.Error, UnicodeDecodeError):
+    except (ValueError, binascii.Error, UnicodeDecodeError, RecursionError):
         return False
     return isinstance(header, dict) and "alg" in header
 
 
 def us_ssn(value: str) -> bool:
     """Valid SSA ranges: area not 000, 666 or 900-999; group not 00; serial not 0000."""
-    digits = re.sub(r"\D", "", value)
+    digits = "".join(c for c in value if c in _DIGITS)
     if len(digits) != 9:
         return False
     area, group, serial = digits[:3], digits[3:5], digits[5:]
@@ -110,12 +111,124 @@ def us_ssn(value: str) -> bool:
     return digits not in ("078051120", "219099999", "123456789")
 
 
+def basic_auth(value: str) -> bool:
+    """HTTP Basic / docker `auth` credentials: base64 of printable `user:password`, both parts non-empty."""
+    compact = value.strip()
+    try:
+        decoded = base64.b64decode(compact + "=" * (-len(compact) % 4), validate=True).decode("ascii")
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        return False
+    user, sep, password = decoded.partition(":")
+    return bool(sep and user and password) and decoded.isprintable()
+
+
+def discord_bot_token(value: str) -> bool:
+    """Discord bot tokens start with the bot's user id (a 17-20 digit snowflake) in base64."""
+    head = value.split(".", 1)[0]
+    try:
+        decoded = base64.urlsafe_b64decode(head + "=" * (-len(head) % 4)).decode("ascii")
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        return False
+    return 17 <= len(decoded) <= 20 and all(c in _DIGITS for c in decoded) and decoded[0] != "0"
+
+
+def _words(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
+
+def _nanp_ok(ten: str) -> bool:
+    """NPA-NXX-XXXX: area and exchange start 2-9 and are not N11; area codes N9X and 555 are unassigned."""
+    area, exchange = ten[:3], ten[3:6]
+    if area[0] in "01" or exchange[0] in "01" or area[1:] == "11" or exchange[1:] == "11" or area[1] == "9":
+        return False
+    if area == "555":
+        return False
+    return len(set(ten)) > 2
+
+
+def nanp_phone(value: str) -> bool:
+    """A North American number (optionally +1 / 1 prefixed) with valid area and exchange codes."""
+    digits = "".join(c for c in value if c in _DIGITS)
+    if len(digits) == 11 and digits[0] == "1":
+        digits = digits[1:]
+    return len(digits) == 10 and _nanp_ok(digits)
+
+
+# ITU-T E.164 country calling codes in use (1-3 digits); +1 numbers are checked as NANP.
+_CALLING_CODES = _words(
+    "1 7 20 27 30 31 32 33 34 36 39 40 41 43 44 45 46 47 48 49 51 52 53 54 55 56 57 58 60 61 62 63 64 65 66 "
+    "81 82 84 86 90 91 92 93 94 95 98 211 212 213 216 218 220 221 222 223 224 225 226 227 228 229 230 231 "
+    "232 233 234 235 236 237 238 239 240 241 242 243 244 245 246 247 248 249 250 251 252 253 254 255 256 257 "
+    "258 260 261 262 263 264 265 266 267 268 269 290 291 297 298 299 350 351 352 353 354 355 356 357 358 359 "
+    "370 371 372 373 374 375 376 377 378 380 381 382 383 385 386 387 389 420 421 423 500 501 502 503 504 505 "
+    "506 507 508 509 590 591 592 593 594 595 596 597 598 599 670 672 673 674 675 676 677 678 679 680 681 682 "
+    "683 685 686 687 688 689 690 691 692 800 808 850 852 853 855 856 870 880 881 882 883 886 888 960 961 962 "
+    "963 964 965 966 967 968 970 971 972 973 974 975 976 977 979 992 993 994 995 996 998"
+)
+
+
+def e164_phone(value: str) -> bool:
+    """+<country code><number>: 8-15 digits in all, an assigned calling code; +1 must be a valid NANP
+    number written without separators (the NANP rule covers the formatted ones). A `(0)` trunk prefix
+    is ignored."""
+    text = value.replace("(0)", "")
+    digits = "".join(c for c in text if c in _DIGITS)
+    if not 8 <= len(digits) <= 15 or len(set(digits)) < 3:
+        return False
+    if digits[0] == "1":
+        return len(digits) == 11 and _nanp_ok(digits[1:]) and text.strip().lstrip("+").isdigit()
+    return digits[:2] in _CALLING_CODES or digits[:3] in _CALLING_CODES or digits[:1] == "7"
+
+
+_CC_TLDS = _words(
+    "ac ad ae af ag ai al am ao aq ar as at au aw ax az ba bb bd be bf bg bh bi bj bm bn bo br bs bt bw by bz "
+    "ca cc cd cf cg ch ci ck cl cm cn co cr cu cv cw cx cy cz de dj dk dm do dz ec ee eg er es et eu fi fj fk "
+    "fm fo fr ga gd ge gf gg gh gi gl gm gn gp gq gr gs gt gu gw gy hk hm hn hr ht hu id ie il im in io iq ir "
+    "is it je jm jo jp ke kg kh ki km kn kp kr kw ky kz la lb lc li lk lr ls lt lu lv ly ma mc md me mg mh mk "
+    "ml mm mn mo mp mq mr ms mt mu mv mw mx my mz na nc ne nf ng ni nl no np nr nu nz om pa pe pf pg ph pk pl "
+    "pm pn pr ps pt pw py qa re ro rs ru rw sa sb sc sd se sg sh si sk sl sm sn so sr ss st su sv sx sy sz tc "
+    "td tf tg th tj tk tl tm tn to tr tt tv tw tz ua ug uk us uy uz va vc ve vg vi vn vu wf ws ye yt za zm zw"
+)
+_GENERIC_TLDS = _words(
+    "com net org edu gov mil int info biz name pro aero coop museum mobi jobs travel tel asia cat post app dev "
+    "cloud tech online site store shop xyz email blog news media design agency digital solutions services "
+    "company group team works tools software systems network global world today live life studio space page "
+    "link website club inc llc ltd gmbh ventures capital finance financial bank insurance health healthcare "
+    "care clinic law legal engineering consulting academy school university education science run io ai "
+    "host hosting support center city london berlin nyc tokyo paris amsterdam moe fun one top win vip "
+    "internal corp"
+)
+_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
+
+
+def email_address(value: str) -> bool:
+    """A deliverable-looking address: sane local part, valid labels, a real top-level domain
+    (all two-letter country codes and common generic TLDs), so `x@self.weight` or `icon@2x.png` fail."""
+    local, sep, domain = value.rpartition("@")
+    if not sep or not local or local[0] == "." or local[-1] == "." or ".." in local:
+        return False
+    labels = domain.split(".")
+    if len(labels) < 2 or not all(_LABEL.fullmatch(label) for label in labels):
+        return False
+    tld = labels[-1].lower()
+    return tld in _CC_TLDS or tld in _GENERIC_TLDS
+
+
 def has_digit(value: str) -> bool:
     return any(c.isdigit() for c in value)
 
 
 def has_letter_and_digit(value: str) -> bool:
     return any(c.isdigit() for c in value) and any(c.isalpha() for c in value)
+
+
+_PASSWORD_SYMBOLS = frozenset("!@#$%^&*?~+=/")
+
+
+def password_like(value: str) -> bool:
+    """Letters plus a digit or a symbol: `S3cure-pw`, `jlse#kJRW!tEPo`; not `self.password` or `hunter`."""
+    has_letter = any(c.isalpha() for c in value)
+    return has_letter and any(c in _DIGITS or c in _PASSWORD_SYMBOLS for c in value)
 
 
 _PLACEHOLDER = re.compile(
@@ -143,6 +256,12 @@ NAMED: dict[str, Validator] = {
     "ssn": us_ssn,
     "has_digit": has_digit,
     "has_letter_and_digit": has_letter_and_digit,
+    "password_like": password_like,
     "not_placeholder": not_placeholder,
+    "basic_auth": basic_auth,
+    "discord_bot_token": discord_bot_token,
+    "nanp_phone": nanp_phone,
+    "e164_phone": e164_phone,
+    "email": email_address,
 }
 PARAMETRIZED: dict[str, Callable[[float], Validator]] = {"entropy": entropy_at_least}

@@ -147,3 +147,35 @@ class FakeProvider:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m tests.e2e.fake_provider --port 8080`: serve until Ctrl-C, one line per request received."""
+    import argparse
+    import signal
+
+    parser = argparse.ArgumentParser(description="A fake LLM provider (plain HTTP) for the local stack.")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8080)
+    args = parser.parse_args(argv)
+    done = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    with FakeProvider(args.host, args.port) as provider:
+        print(f"fake provider on {provider.url}: answers 200 to everything, records what reached it", flush=True)
+        seen = 0
+        try:
+            while not done.wait(0.1):
+                received = provider.requests
+                for r in received[seen:]:
+                    decision = r.headers.get("x-llm-filter-decision", "-")
+                    workspace = r.headers.get("x-workspace-id", "-")
+                    print(f"{r.method} {r.path} host={r.headers.get('host')} bytes={len(r.body)} "
+                          f"x-llm-filter-decision={decision} x-workspace-id={workspace}", flush=True)
+                seen = len(received)
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -19,7 +19,9 @@ def envelope(
     return Envelope(method, path, {"content-type": "application/json", **(headers or {})}, body)
 
 
-def parsed(path: str, body: Any, headers: dict[str, str] | None = None, limits: DecodeLimits | None = None) -> ParsedRequest:
+def parsed(
+    path: str, body: Any, headers: dict[str, str] | None = None, limits: DecodeLimits | None = None
+) -> ParsedRequest:
     return parse(envelope(path, body, headers), limits or DecodeLimits())
 
 

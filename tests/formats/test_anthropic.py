@@ -75,7 +75,7 @@ CASES: list[tuple[str, dict[str, Any], dict[str, str]]] = [
         {
             "messages[0].content[0].content": '{"env": {"TOKEN": "\\u0073ecret"}}',
             "messages[0].content[0].content$.env.TOKEN": "secret",
-            "messages[0].content[0].content$.env#keys": "TOKEN",
+            "#keys": "env\nTOKEN",
         },
     ),
     (
@@ -179,7 +179,7 @@ CASES: list[tuple[str, dict[str, Any], dict[str, str]]] = [
     (
         "unknown top-level fields and metadata are scanned",
         {"messages": [], "metadata": {"user_id": "u-42"}, "x_custom": "extra"},
-        {"metadata.user_id": "u-42", "x_custom": "extra", "$#keys": "x_custom"},
+        {"metadata.user_id": "u-42", "x_custom": "extra", "#keys": "x_custom\nuser_id"},
     ),
 ]
 
@@ -215,7 +215,9 @@ def test_images_counted_not_scanned() -> None:
 
 def test_pdf_counted_not_scanned() -> None:
     pdf = b64("%PDF-1.7 secret-looking")
-    result = parsed(PATH, msgs({"type": "document", "source": {"type": "base64", "media_type": "application/pdf", "data": pdf}}))
+    result = parsed(
+        PATH, msgs({"type": "document", "source": {"type": "base64", "media_type": "application/pdf", "data": pdf}})
+    )
     assert result.image_count == 1
     assert "secret-looking" not in all_text(result)
     assert pdf not in all_text(result)
@@ -243,8 +245,16 @@ def test_count_tokens_path_and_prefix() -> None:
         ({"messages": [{"role": "user", "content": {"odd": "shape"}}]}, "messages[0].content.odd", "shape"),
         ({"messages": [{"role": "user", "content": 12345678901}]}, "messages[0].content", "12345678901"),
         ({"messages": [["nested", "list"]]}, "messages[0][1]", "list"),
-        ({"messages": [{"role": "user", "content": ["bare string block"]}]}, "messages[0].content[0]", "bare string block"),
-        ({"messages": [{"role": "user", "content": [{"type": "text", "text": ["x", "y"]}]}]}, "messages[0].content[0].text[1]", "y"),
+        (
+            {"messages": [{"role": "user", "content": ["bare string block"]}]},
+            "messages[0].content[0]",
+            "bare string block",
+        ),
+        (
+            {"messages": [{"role": "user", "content": [{"type": "text", "text": ["x", "y"]}]}]},
+            "messages[0].content[0].text[1]",
+            "y",
+        ),
     ],
 )
 def test_unexpected_shapes_still_scanned(body: dict[str, Any], loc: str, text: str) -> None:

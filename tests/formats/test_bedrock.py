@@ -33,7 +33,10 @@ CASES: list[tuple[str, dict[str, Any], dict[str, str]]] = [
         "tool use and tool result",
         {
             "messages": [
-                {"role": "assistant", "content": [{"toolUse": {"toolUseId": "tu1", "name": "sh", "input": {"cmd": "env"}}}]},
+                {
+                    "role": "assistant",
+                    "content": [{"toolUse": {"toolUseId": "tu1", "name": "sh", "input": {"cmd": "env"}}}],
+                },
                 {
                     "role": "user",
                     "content": [
@@ -83,14 +86,23 @@ CASES: list[tuple[str, dict[str, Any], dict[str, str]]] = [
     ),
     (
         "reasoning text scanned",
-        {"messages": [{"role": "assistant", "content": [{"reasoningContent": {"reasoningText": {"text": "hmm", "signature": "S"}}}]}]},
+        {
+            "messages": [
+                {
+                    "role": "assistant",
+                    "content": [{"reasoningContent": {"reasoningText": {"text": "hmm", "signature": "S"}}}],
+                }
+            ]
+        },
         {"messages[0].content[0].reasoningContent.reasoningText.text": "hmm"},
     ),
     (
         "guard content and tool config scanned generically",
         {
             "messages": [{"role": "user", "content": [{"guardContent": {"text": {"text": "guarded"}}}]}],
-            "toolConfig": {"tools": [{"toolSpec": {"name": "t", "description": "tool desc", "inputSchema": {"json": {}}}}]},
+            "toolConfig": {
+                "tools": [{"toolSpec": {"name": "t", "description": "tool desc", "inputSchema": {"json": {}}}}]
+            },
         },
         {
             "messages[0].content[0].guardContent.text.text": "guarded",
@@ -120,7 +132,12 @@ def test_binary_content_counted_not_scanned() -> None:
                     {"image": {"format": "png", "source": {"bytes": png}}},
                     {"document": {"format": "pdf", "name": "r", "source": {"bytes": pdf}}},
                     {"video": {"format": "mp4", "source": {"bytes": mp4}}},
-                    {"toolResult": {"toolUseId": "t", "content": [{"image": {"format": "png", "source": {"bytes": png}}}]}},
+                    {
+                        "toolResult": {
+                            "toolUseId": "t",
+                            "content": [{"image": {"format": "png", "source": {"bytes": png}}}],
+                        }
+                    },
                 ],
             }
         ]
@@ -151,11 +168,18 @@ def test_opaque_reasoning_not_scanned() -> None:
     ("path", "model", "stream"),
     [
         ("/model/amazon.nova-pro-v1:0/converse", "amazon.nova-pro-v1:0", False),
-        ("/model/us.anthropic.claude-sonnet-4-20250514-v1%3A0/converse-stream", "us.anthropic.claude-sonnet-4-20250514-v1:0", True),
-        ("/model/arn%3Aaws%3Abedrock%3Aus-east-1%3A123%3Ainference-profile%2Fp/converse",
-         "arn:aws:bedrock:us-east-1:123:inference-profile/p", False),
+        (
+            "/model/us.anthropic.claude-sonnet-4-20250514-v1%3A0/converse-stream",
+            "us.anthropic.claude-sonnet-4-20250514-v1:0",
+            True,
+        ),
+        (
+            "/model/arn%3Aaws%3Abedrock%3Aus-east-1%3A123%3Ainference-profile%2Fp/converse",
+            "arn:aws:bedrock:us-east-1:123:inference-profile/p",
+            False,
+        ),
     ],
-)  # fmt: skip
+)
 def test_converse_paths(path: str, model: str, stream: bool) -> None:
     result = parsed(path, {"messages": [{"role": "user", "content": [{"text": "x"}]}]})
     assert (result.api, result.model, result.stream) == ("bedrock.converse", model, stream)
@@ -179,7 +203,12 @@ ANTHROPIC_BODY = {
 )
 def test_invoke_anthropic_uses_messages_decoder(path: str, stream: bool) -> None:
     result = parsed(path, ANTHROPIC_BODY)
-    assert (result.provider, result.api, result.max_output_tokens, result.stream) == ("bedrock", "bedrock.invoke", 300, stream)
+    assert (result.provider, result.api, result.max_output_tokens, result.stream) == (
+        "bedrock",
+        "bedrock.invoke",
+        300,
+        stream,
+    )
     found = segments(result)
     assert found["system"] == "sys"
     assert found["messages[0].content[0].text"] == "hello"
@@ -189,12 +218,29 @@ def test_invoke_anthropic_uses_messages_decoder(path: str, stream: bool) -> None
     ("model", "body", "loc", "text", "tokens"),
     [
         ("meta.llama3-70b-instruct-v1:0", {"prompt": "<|begin|>hi", "max_gen_len": 50}, "$.prompt", "<|begin|>hi", 50),
-        ("mistral.mistral-large-2402-v1:0", {"prompt": "[INST] hi [/INST]", "max_tokens": 60}, "$.prompt", "[INST] hi [/INST]", 60),
-        ("amazon.titan-text-express-v1", {"inputText": "hi", "textGenerationConfig": {"maxTokenCount": 70}}, "$.inputText", "hi", 70),
-        ("amazon.nova-lite-v1:0", {"messages": [{"role": "user", "content": [{"text": "n"}]}],
-                                   "inferenceConfig": {"max_new_tokens": 80}}, "$.messages[0].content[0].text", "n", 80),
+        (
+            "mistral.mistral-large-2402-v1:0",
+            {"prompt": "[INST] hi [/INST]", "max_tokens": 60},
+            "$.prompt",
+            "[INST] hi [/INST]",
+            60,
+        ),
+        (
+            "amazon.titan-text-express-v1",
+            {"inputText": "hi", "textGenerationConfig": {"maxTokenCount": 70}},
+            "$.inputText",
+            "hi",
+            70,
+        ),
+        (
+            "amazon.nova-lite-v1:0",
+            {"messages": [{"role": "user", "content": [{"text": "n"}]}], "inferenceConfig": {"max_new_tokens": 80}},
+            "$.messages[0].content[0].text",
+            "n",
+            80,
+        ),
     ],
-)  # fmt: skip
+)
 def test_invoke_other_vendors_scanned_raw(model: str, body: dict[str, Any], loc: str, text: str, tokens: int) -> None:
     result = parsed(f"/model/{model}/invoke", body)
     assert (result.api, result.model, result.max_output_tokens) == ("bedrock.invoke", model, tokens)
@@ -210,7 +256,11 @@ def test_converse_unknown_shape_falls_back_to_raw() -> None:
 @pytest.mark.parametrize(
     ("body", "loc", "text"),
     [
-        ({"messages": [{"role": "user", "content": "string, not blocks"}]}, "messages[0].content", "string, not blocks"),
+        (
+            {"messages": [{"role": "user", "content": "string, not blocks"}]},
+            "messages[0].content",
+            "string, not blocks",
+        ),
         ({"messages": [{"role": "user", "content": [{"toolUse": "bad"}]}]}, "messages[0].content[0].toolUse", "bad"),
         ({"system": "plain system"}, "system", "plain system"),
         ({"messages": [], "system": [{"text": ["a", "b"]}]}, "system[0].text[1]", "b"),

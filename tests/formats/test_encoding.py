@@ -56,9 +56,19 @@ def test_each_coding(coding: str) -> None:
         ("zstd", zstandard.ZstdCompressor().compress(BODY[:100]) + zstandard.ZstdCompressor().compress(BODY[100:])),
         ("zstd", zstandard.ZstdCompressor(write_content_size=False).compress(BODY)),
     ],
-    ids=["raw-deflate", "upper", "spaces", "identity", "none", "identity-gzip", "gzip-members", "gzip-padding",
-         "zstd-frames", "zstd-no-size"],
-)  # fmt: skip
+    ids=[
+        "raw-deflate",
+        "upper",
+        "spaces",
+        "identity",
+        "none",
+        "identity-gzip",
+        "gzip-members",
+        "gzip-padding",
+        "zstd-frames",
+        "zstd-no-size",
+    ],
+)
 def test_variants(encoding: str, data: bytes) -> None:
     assert decode_body(env(data, encoding), LIMITS) == BODY
 

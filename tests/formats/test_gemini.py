@@ -39,12 +39,22 @@ CASES: list[tuple[str, dict[str, Any], dict[str, str]]] = [
     ),
     (
         "snake_case spellings keep their names",
-        {"system_instruction": {"parts": [{"text": "sys"}]}, **user({"inline_data": {"mime_type": "text/plain", "data": b64(b"txt")}})},
+        {
+            "system_instruction": {"parts": [{"text": "sys"}]},
+            **user({"inline_data": {"mime_type": "text/plain", "data": b64(b"txt")}}),
+        },
         {"system_instruction.parts[0].text": "sys", "contents[0].parts[0].inline_data.data": "txt"},
     ),
     (
         "inline text data is decoded (URL-safe base64 too)",
-        user({"inlineData": {"mimeType": "text/x-python", "data": base64.urlsafe_b64encode(b"x = '\xff\xfe'?>>>").decode()}}),
+        user(
+            {
+                "inlineData": {
+                    "mimeType": "text/x-python",
+                    "data": base64.urlsafe_b64encode(b"x = '\xff\xfe'?>>>").decode(),
+                }
+            }
+        ),
         {"contents[0].parts[0].inlineData.data": "x = '\ufffd\ufffd'?>>>"},
     ),
     (
@@ -52,7 +62,10 @@ CASES: list[tuple[str, dict[str, Any], dict[str, str]]] = [
         {
             "contents": [
                 {"role": "model", "parts": [{"functionCall": {"name": "read", "args": {"path": "/root/.netrc"}}}]},
-                {"role": "user", "parts": [{"functionResponse": {"name": "read", "response": {"content": '{"login": "me"}'}}}]},
+                {
+                    "role": "user",
+                    "parts": [{"functionResponse": {"name": "read", "response": {"content": '{"login": "me"}'}}}],
+                },
             ]
         },
         {
@@ -65,7 +78,10 @@ CASES: list[tuple[str, dict[str, Any], dict[str, str]]] = [
     ),
     (
         "code execution and file data are scanned",
-        user({"executableCode": {"language": "PYTHON", "code": "print(1)"}}, {"fileData": {"mimeType": "text/plain", "fileUri": "gs://b/o"}}),
+        user(
+            {"executableCode": {"language": "PYTHON", "code": "print(1)"}},
+            {"fileData": {"mimeType": "text/plain", "fileUri": "gs://b/o"}},
+        ),
         {"contents[0].parts[0].executableCode.code": "print(1)", "contents[0].parts[1].fileData.fileUri": "gs://b/o"},
     ),
     (
@@ -115,14 +131,22 @@ def test_thought_signature_not_scanned() -> None:
         ("/v1beta/models/gemini-2.0-flash:generateContent", "gemini-2.0-flash", False),
         ("/v1beta/models/gemini-2.0-flash:streamGenerateContent?alt=sse", "gemini-2.0-flash", True),
         ("/v1/models/gemini-pro:countTokens", "gemini-pro", False),
-        ("/v1/projects/p1/locations/us-central1/publishers/google/models/gemini-2.5-pro:streamGenerateContent",
-         "gemini-2.5-pro", True),
+        (
+            "/v1/projects/p1/locations/us-central1/publishers/google/models/gemini-2.5-pro:streamGenerateContent",
+            "gemini-2.5-pro",
+            True,
+        ),
         ("/v1beta/tunedModels/my-tuned:generateContent", "my-tuned", False),
     ],
-)  # fmt: skip
+)
 def test_paths(path: str, model: str, stream: bool) -> None:
     result = parsed(path, user({"text": "x"}))
-    assert (result.provider, result.api, result.model, result.stream) == ("gemini", "gemini.generate_content", model, stream)
+    assert (result.provider, result.api, result.model, result.stream) == (
+        "gemini",
+        "gemini.generate_content",
+        model,
+        stream,
+    )
 
 
 @pytest.mark.parametrize(
@@ -145,9 +169,12 @@ def test_header_picks_gemini_on_unknown_path() -> None:
         ({"contents": {"parts": [{"text": "single"}]}}, "contents.parts[0].text", "single"),
         ({"contents": [{"role": "user", "parts": "not a list"}]}, "contents[0].parts", "not a list"),
         ({"contents": [{"parts": [{"functionCall": "bad"}]}]}, "contents[0].parts[0].functionCall", "bad"),
-        ({"contents": [{"parts": [{"inlineData": {"mimeType": "text/plain", "data": "!!not base64!!"}}]}]},
-         "contents[0].parts[0].inlineData.data", "!!not base64!!"),
+        (
+            {"contents": [{"parts": [{"inlineData": {"mimeType": "text/plain", "data": "!!not base64!!"}}]}]},
+            "contents[0].parts[0].inlineData.data",
+            "!!not base64!!",
+        ),
     ],
-)  # fmt: skip
+)
 def test_unexpected_shapes_still_scanned(body: dict[str, Any], loc: str, text: str) -> None:
     assert segments(parsed(PATH, body))[loc] == text

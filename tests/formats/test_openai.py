@@ -52,7 +52,10 @@ CHAT_CASES: list[tuple[str, dict[str, Any], dict[str, str]]] = [
                     "role": "user",
                     "content": [
                         {"type": "text", "text": "part one"},
-                        {"type": "image_url", "image_url": {"url": "https://img.example/x.png?token=t0k", "detail": "low"}},
+                        {
+                            "type": "image_url",
+                            "image_url": {"url": "https://img.example/x.png?token=t0k", "detail": "low"},
+                        },
                         {"type": "text", "text": "part three"},
                     ],
                 },
@@ -77,7 +80,10 @@ CHAT_CASES: list[tuple[str, dict[str, Any], dict[str, str]]] = [
                         {
                             "id": "call_abc",
                             "type": "function",
-                            "function": {"name": "read_file", "arguments": '{"path": "/home/u/.\\u0065nv", "n": [1, "two"]}'},
+                            "function": {
+                                "name": "read_file",
+                                "arguments": '{"path": "/home/u/.\\u0065nv", "n": [1, "two"]}',
+                            },
                         }
                     ],
                 }
@@ -98,7 +104,11 @@ CHAT_CASES: list[tuple[str, dict[str, Any], dict[str, str]]] = [
                 {
                     "role": "assistant",
                     "tool_calls": [
-                        {"id": "c", "type": "function", "function": {"name": "f", "arguments": json.dumps(json.dumps({"k": "deep"}))}}
+                        {
+                            "id": "c",
+                            "type": "function",
+                            "function": {"name": "f", "arguments": json.dumps(json.dumps({"k": "deep"}))},
+                        }
                     ],
                 }
             ]
@@ -135,7 +145,10 @@ CHAT_CASES: list[tuple[str, dict[str, Any], dict[str, str]]] = [
                     "function": {
                         "name": "run",
                         "description": "Runs a shell command",
-                        "parameters": {"type": "object", "properties": {"cmd": {"type": "string", "description": "command"}}},
+                        "parameters": {
+                            "type": "object",
+                            "properties": {"cmd": {"type": "string", "description": "command"}},
+                        },
                     },
                 }
             ],
@@ -157,7 +170,12 @@ CHAT_CASES: list[tuple[str, dict[str, Any], dict[str, str]]] = [
             "messages": [
                 {
                     "role": "user",
-                    "content": [{"type": "file", "file": {"filename": "a.txt", "file_data": "data:text/plain;base64," + b64("file text")}}],
+                    "content": [
+                        {
+                            "type": "file",
+                            "file": {"filename": "a.txt", "file_data": "data:text/plain;base64," + b64("file text")},
+                        }
+                    ],
                 }
             ]
         },
@@ -165,7 +183,11 @@ CHAT_CASES: list[tuple[str, dict[str, Any], dict[str, str]]] = [
     ),
     (
         "file part with bare base64 and a .env name is sniffed as text",
-        {"messages": [{"role": "user", "content": [{"type": "file", "file": {"filename": ".env", "file_data": b64("A=1")}}]}]},
+        {
+            "messages": [
+                {"role": "user", "content": [{"type": "file", "file": {"filename": ".env", "file_data": b64("A=1")}}]}
+            ]
+        },
         {"messages[0].content[0].file.file_data": "A=1"},
     ),
 ]
@@ -196,7 +218,10 @@ def test_images_and_audio_counted_not_scanned() -> None:
                 "content": [
                     {"type": "image_url", "image_url": {"url": PNG_URL}},
                     {"type": "input_audio", "input_audio": {"data": audio, "format": "wav"}},
-                    {"type": "file", "file": {"filename": "r.pdf", "file_data": "data:application/pdf;base64," + b64("%PDF")}},
+                    {
+                        "type": "file",
+                        "file": {"filename": "r.pdf", "file_data": "data:application/pdf;base64," + b64("%PDF")},
+                    },
                 ],
             }
         ]
@@ -273,7 +298,11 @@ RESPONSES_CASES: list[tuple[str, dict[str, Any], dict[str, str]]] = [
                     "role": "user",
                     "content": [
                         {"type": "input_image", "image_url": "https://x.example/i.png"},
-                        {"type": "input_file", "filename": "notes.md", "file_data": "data:text/markdown;base64," + b64("# notes")},
+                        {
+                            "type": "input_file",
+                            "filename": "notes.md",
+                            "file_data": "data:text/markdown;base64," + b64("# notes"),
+                        },
                     ],
                 }
             ]
@@ -293,7 +322,9 @@ RESPONSES_CASES: list[tuple[str, dict[str, Any], dict[str, str]]] = [
 ]
 
 
-@pytest.mark.parametrize(("body", "expected"), [(c[1], c[2]) for c in RESPONSES_CASES], ids=[c[0] for c in RESPONSES_CASES])
+@pytest.mark.parametrize(
+    ("body", "expected"), [(c[1], c[2]) for c in RESPONSES_CASES], ids=[c[0] for c in RESPONSES_CASES]
+)
 def test_responses_segments(body: dict[str, Any], expected: dict[str, str]) -> None:
     result = parsed(RESPONSES, {"model": "gpt-5", "max_output_tokens": 64, **body})
     assert (result.api, result.model, result.max_output_tokens) == ("openai.responses", "gpt-5", 64)
@@ -317,10 +348,25 @@ def test_responses_opaque_reasoning_not_scanned_and_image_counted() -> None:
 @pytest.mark.parametrize(
     ("path", "body", "api", "expected"),
     [
-        ("/v1/completions", {"model": "m", "prompt": "once upon", "max_tokens": 7}, "openai.completions", {"prompt": "once upon"}),
-        ("/v1/completions", {"prompt": ["a", "b"], "suffix": "end"}, "openai.completions", {"prompt[1]": "b", "suffix": "end"}),
+        (
+            "/v1/completions",
+            {"model": "m", "prompt": "once upon", "max_tokens": 7},
+            "openai.completions",
+            {"prompt": "once upon"},
+        ),
+        (
+            "/v1/completions",
+            {"prompt": ["a", "b"], "suffix": "end"},
+            "openai.completions",
+            {"prompt[1]": "b", "suffix": "end"},
+        ),
         ("/v1/completions", {"prompt": [1234, 5678]}, "openai.completions", {}),
-        ("/v1/fim/completions", {"model": "codestral", "prompt": "def f(", "suffix": "return"}, "openai.completions", {"prompt": "def f("}),
+        (
+            "/v1/fim/completions",
+            {"model": "codestral", "prompt": "def f(", "suffix": "return"},
+            "openai.completions",
+            {"prompt": "def f("},
+        ),
         ("/v1/embeddings", {"model": "e", "input": "embed me"}, "openai.embeddings", {"input": "embed me"}),
         ("/v1/embeddings", {"model": "e", "input": ["one", "two"]}, "openai.embeddings", {"input[0]": "one"}),
     ],
@@ -336,7 +382,13 @@ def test_completions_and_embeddings(path: str, body: dict[str, Any], api: str, e
 @pytest.mark.parametrize(
     ("path", "headers", "provider", "api", "model"),
     [
-        ("/openai/deployments/gpt4o-prod/chat/completions?api-version=2024-10-21", {}, "azure", "openai.chat", "gpt4o-prod"),
+        (
+            "/openai/deployments/gpt4o-prod/chat/completions?api-version=2024-10-21",
+            {},
+            "azure",
+            "openai.chat",
+            "gpt4o-prod",
+        ),
         ("/openai/v1/chat/completions", {"x-llm-provider": "groq"}, "groq", "openai.chat", "body-model"),
         ("/v1/chat/completions", {"x-llm-provider": "Mistral"}, "mistral", "openai.chat", "body-model"),
         ("/v1beta/openai/chat/completions", {}, "gemini", "openai.chat", "body-model"),
@@ -366,13 +418,22 @@ def test_header_picks_responses_on_unknown_path() -> None:
     [
         ({"messages": {"role": "user", "content": "x"}}, "messages.content", "x"),
         ({"messages": [{"role": "assistant", "tool_calls": "oops"}]}, "messages[0].tool_calls", "oops"),
-        ({"messages": [{"role": "assistant", "tool_calls": [{"function": {"arguments": {"obj": "v"}}}]}]},
-         "messages[0].tool_calls[0].function.arguments.obj", "v"),
-        ({"messages": [{"role": "user", "content": [{"type": "text", "text": 5}, {"type": "x", "v": "w"}]}]},
-         "messages[0].content[1].v", "w"),
-        ({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": "https://plain"}]}]},
-         "messages[0].content[0].image_url", "https://plain"),
+        (
+            {"messages": [{"role": "assistant", "tool_calls": [{"function": {"arguments": {"obj": "v"}}}]}]},
+            "messages[0].tool_calls[0].function.arguments.obj",
+            "v",
+        ),
+        (
+            {"messages": [{"role": "user", "content": [{"type": "text", "text": 5}, {"type": "x", "v": "w"}]}]},
+            "messages[0].content[1].v",
+            "w",
+        ),
+        (
+            {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": "https://plain"}]}]},
+            "messages[0].content[0].image_url",
+            "https://plain",
+        ),
     ],
-)  # fmt: skip
+)
 def test_unexpected_shapes_still_scanned(body: dict[str, Any], loc: str, text: str) -> None:
     assert segments(parsed(CHAT, body))[loc] == text

