@@ -59,7 +59,8 @@ def wait_filter(proc: subprocess.Popen[bytes], address: str, timeout: float = 60
         stub = health_pb2_grpc.HealthStub(channel)
         while True:
             if proc.poll() is not None:
-                raise SystemExit(f"run_stack: the filter exited with {proc.returncode} before it was ready")
+                say(f"the filter exited with {proc.returncode} before it was ready")
+                raise SystemExit(proc.returncode or 1)
             try:
                 answer = stub.Check(health_pb2.HealthCheckRequest(), timeout=1)
                 if answer.status == health_pb2.HealthCheckResponse.SERVING:

@@ -7,7 +7,6 @@ turn), and counting stops once the limit is passed.
 
 from __future__ import annotations
 
-import hashlib
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -46,7 +45,7 @@ def load_encoding(path: str | None = None, expected_sha256: str | None = None) -
 class TokenCounter:
     def __init__(self, encoding: tiktoken.Encoding, cache_entries: int = 20_000) -> None:
         self._encoding = encoding
-        self._cache: OrderedDict[bytes, int] = OrderedDict()
+        self._cache: OrderedDict[tuple[int, int], int] = OrderedDict()
         self._cache_entries = cache_entries
         self._lock = threading.Lock()
 
@@ -61,13 +60,14 @@ class TokenCounter:
             return TokenCount(tokens=total_bytes, exact=False, over_limit=False)
         total = 0
         for segment in segments:
-            total += self._segment_tokens(segment.text.encode("utf-8", "surrogatepass"), segment.text, limit - total)
+            total += self._segment_tokens(segment.text, limit - total)
             if total > limit:
                 return TokenCount(tokens=total, exact=True, over_limit=True)
         return TokenCount(tokens=total, exact=True, over_limit=False)
 
-    def _segment_tokens(self, data: bytes, text: str, remaining: int) -> int:
-        key = hashlib.blake2b(data, digest_size=16).digest()
+    def _segment_tokens(self, text: str, remaining: int) -> int:
+        # str hashing runs at C speed with a per-process random key: a collision cannot be steered.
+        key = (hash(text), len(text))
         with self._lock:
             cached = self._cache.get(key)
             if cached is not None:

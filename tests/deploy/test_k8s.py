@@ -162,11 +162,13 @@ def test_manifests_validate_against_kubernetes_schemas(
     assert checked >= 12
 
 
-def test_kubectl_kustomize_renders_the_same(objects: list[dict[str, Any]]) -> None:
+@pytest.mark.parametrize("directory", [".", "workspaces", "istio"])
+def test_kubectl_kustomize_renders_the_same(directory: str) -> None:
     kubectl = shutil.which("kubectl")
     if kubectl is None:
         pytest.skip("kubectl not installed (the PyYAML rendering is checked without it)")
-    out = subprocess.run([kubectl, "kustomize", str(K8S)], capture_output=True, text=True, timeout=120)
+    objects = render_kustomization(K8S / directory)
+    out = subprocess.run([kubectl, "kustomize", str(K8S / directory)], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     built = [d for d in yaml.safe_load_all(out.stdout) if d]
     generated = {o["metadata"]["name"] for o in objects if o["kind"] == "ConfigMap"}

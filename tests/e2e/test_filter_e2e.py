@@ -35,6 +35,7 @@ pytestmark = pytest.mark.e2e
 
 SIXTEEN_MIB = 16 * 1024 * 1024
 WORKSPACE_RPM = 3
+TEAM_RPM = 5
 JWT_SECRET = b"test-only-hs256-secret-0123456789abcdef"
 CLEAN_TEXT = "Refactor the parser in src/app.py to use a dataclass and keep the tests green."
 GATEWAY_403 = {"error": {"type": "forbidden", "message": "API path not allowed by gateway policy"}}
@@ -156,7 +157,8 @@ def samples() -> Samples:
 @pytest.fixture(scope="module")
 def main_filter(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FilterProcess]:
     workdir = tmp_path_factory.mktemp("main")
-    config = write_config(workdir / "filter.yaml", {"rate_limits": {"workspace_requests_per_minute": WORKSPACE_RPM}})
+    limits = {"workspace_requests_per_minute": WORKSPACE_RPM, "team_requests_per_minute": TEAM_RPM}
+    config = write_config(workdir / "filter.yaml", {"rate_limits": limits})
     with FilterProcess(workdir, config=config) as flt:
         yield flt
 
@@ -468,6 +470,18 @@ def test_workspace_over_its_limit_gets_429_while_another_workspace_flows(
     assert [r.headers["x-workspace-id"] for r in fake_provider.requests] == [ws_a] * WORKSPACE_RPM + [ws_b]
 
 
+def test_team_over_its_limit_gets_429_across_its_workspaces(gateway: EnvoyProcess, fake_provider: FakeProvider) -> None:
+    team, other = f"team-{uuid.uuid4().hex[:8]}", f"team-{uuid.uuid4().hex[:8]}"
+    avoid_minute_edge()
+    for i in range(TEAM_RPM):  # each workspace stays under its own limit
+        assert send(gateway, OPENAI, x_team_id=team, x_workspace_id=f"{team}-ws{i}")[0] == 200
+    status, headers, _ = send(gateway, OPENAI, x_team_id=team, x_workspace_id=f"{team}-ws-new")
+    assert status == 429
+    assert headers["x-ratelimit-limit"].startswith(str(TEAM_RPM))
+    assert send(gateway, OPENAI, x_team_id=other, x_workspace_id=f"{other}-ws")[0] == 200
+    assert len(fake_provider.requests) == TEAM_RPM + 1
+
+
 def test_requests_without_identity_are_not_rate_limited(gateway: EnvoyProcess, fake_provider: FakeProvider) -> None:
     for _ in range(WORKSPACE_RPM + 2):
         assert send(gateway, OPENAI)[0] == 200
@@ -496,6 +510,16 @@ def test_access_log_names_the_decision_and_never_the_query_string(
     assert allowed["ext_authz"]["decision_id"] == decision_id
     assert allowed["ext_authz"]["reason"] == "allowed"
     assert (denied["status"], denied["response_code_details"]) == (403, "direct_response")
+
+
+@pytest.mark.xfail(strict=True, reason="filter bug: the audit records the path with its query string (Gemini ?key=)")
+def test_audit_never_records_a_key_from_the_query_string(
+    gateway: EnvoyProcess, main_filter: FilterProcess, fake_provider: FakeProvider
+) -> None:
+    path = "/v1beta/models/gemini-2.0-flash:generateContent?key=AIzaSyD3xQ9mP2kL7vN4tR8wZ1cF6hJ0bY5uE2g"
+    assert gateway.request("POST", path, Api("gemini", path).body(CLEAN_TEXT), {"x-llm-provider": "gemini"})[0] == 200
+    assert fake_provider.requests[0].path == path  # the provider needs it; the audit log must not keep it
+    assert "AIzaSyD3xQ9mP2kL7vN4tR8wZ1cF6hJ0bY5uE2g" not in main_filter.audit_path.read_text()
 
 
 # --- limits and failures: small_gateway ----------------------------------------------------------
