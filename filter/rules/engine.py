@@ -36,6 +36,22 @@ class _Candidate:
     value: bytes
 
 
+class _ScanState:
+    """One scan's buffer and segment table; lower-cased segments are made once, on demand."""
+
+    def __init__(self, buf: bytes, starts: list[int], segments: Sequence[TextSegment], encoded: list[bytes]) -> None:
+        self.buf = buf
+        self.starts = starts
+        self.segments = segments
+        self.encoded = encoded
+        self._lowered: dict[int, bytes] = {}
+
+    def lowered(self, segment: int) -> bytes:
+        if segment not in self._lowered:
+            self._lowered[segment] = self.encoded[segment].lower()
+        return self._lowered[segment]
+
+
 class Fingerprinter:
     """HMAC-SHA256 of a value under the deployment key: stable, comparable, not reversible."""
 
@@ -100,38 +116,34 @@ class Ruleset:
         self._db.scan(buf, match_event_handler=on_match, scratch=self._scratch())
         if not ends:
             return ()
+        scan = _ScanState(buf, starts, segments, encoded)
         findings: dict[tuple[str, int, int], Finding] = {}
-        for candidate in self._confirmed(buf, starts, ends):
-            finding = self._judge(candidate, buf, starts, segments, encoded)
-            if finding is not None:
-                findings.setdefault((finding.rule_id, finding.start, candidate.segment), finding)
+        for rule_index, rule_ends in ends.items():
+            for finding in self._rule_findings(rule_index, rule_ends, scan):
+                findings.setdefault((finding.rule_id, finding.start, hash(finding.location)), finding)
         return tuple(sorted(findings.values(), key=lambda f: (f.location, f.start, f.rule_id)))
 
-    def _confirmed(self, buf: bytes, starts: list[int], ends: dict[int, list[int]]) -> Iterable[_Candidate]:
-        for rule_index, rule_ends in ends.items():
-            rule = self.rules[rule_index]
-            rx = self._confirm[rule_index]
-            covered_from = -1  # start of the last accepted match: ends at or after it are inside it
-            for end in sorted(set(rule_ends), reverse=True):
-                if covered_from != -1 and end >= covered_from:
-                    continue
-                segment = bisect.bisect_right(starts, max(end - 1, 0)) - 1
-                lo = max(starts[segment], end - rule.max_length)
-                m = rx.search(buf, lo, end)
-                if m is None or m.end() != end or m.start() == m.end():
-                    continue
-                covered_from = m.start()
-                value = m.group("secret") if "secret" in rx.groupindex and m.group("secret") else m.group(0)
-                yield _Candidate(rule, segment, m.start(), m.end(), value)
+    def _rule_findings(self, rule_index: int, rule_ends: list[int], scan: _ScanState) -> Iterable[Finding]:
+        """Confirm one rule's end offsets right to left. A confirmed match covers the ends inside it even when
+        judged not a finding: those are truncations of the same value (as in gitleaks' non-overlapping matches)."""
+        rule = self.rules[rule_index]
+        rx = self._confirm[rule_index]
+        covered_from = -1  # start of the last accepted match: ends at or after it are inside it
+        for end in sorted(set(rule_ends), reverse=True):
+            if covered_from != -1 and end >= covered_from:
+                continue
+            segment = bisect.bisect_right(scan.starts, max(end - 1, 0)) - 1
+            lo = max(scan.starts[segment], end - rule.max_length)
+            m = rx.search(scan.buf, lo, end)
+            if m is None or m.end() != end or m.start() == m.end():
+                continue
+            covered_from = m.start()
+            value = m.group("secret") if "secret" in rx.groupindex and m.group("secret") else m.group(0)
+            finding = self._judge(_Candidate(rule, segment, m.start(), m.end(), value), scan)
+            if finding is not None:
+                yield finding
 
-    def _judge(
-        self,
-        c: _Candidate,
-        buf: bytes,
-        starts: list[int],
-        segments: Sequence[TextSegment],
-        encoded: list[bytes],
-    ) -> Finding | None:
+    def _judge(self, c: _Candidate, scan: _ScanState) -> Finding | None:
         rule = c.rule
         fingerprint = self._fingerprint(c.value)
         severity = rule.severity
@@ -139,27 +151,25 @@ class Ruleset:
             severity = Severity.CRITICAL  # the org's real key or canary: no validator may drop it
         else:
             value = c.value.decode("utf-8", "replace")
-            if rule.keywords:
-                text = encoded[c.segment].lower()
-                if not any(k.encode() in text for k in rule.keywords):
-                    return None
+            if rule.keywords and not any(k.encode() in scan.lowered(c.segment) for k in rule.keywords):
+                return None
             if rule.placeholder_check and not not_placeholder(value):
                 return None
             if value in rule.allow_values or any(p.search(value) for p in rule.allow_patterns):
                 return None
             if not all(check(value) for _, check in rule.validators):
                 return None
-        seg_start = starts[c.segment]
-        text = encoded[c.segment]
+        seg_start = scan.starts[c.segment]
+        text = scan.encoded[c.segment]
         start = len(text[: c.start - seg_start].decode("utf-8", "replace"))
-        end = start + len(buf[c.start : c.end].decode("utf-8", "replace"))
+        end = start + len(scan.buf[c.start : c.end].decode("utf-8", "replace"))
         return Finding(
             rule_id=rule.id,
             category=rule.category,
             action=rule.action,
             severity=severity,
             mode=rule.mode if severity is not Severity.CRITICAL else Mode.ENFORCE,
-            location=segments[c.segment].location,
+            location=scan.segments[c.segment].location,
             start=start,
             end=end,
             fingerprint=fingerprint,

@@ -87,6 +87,16 @@ def crc32_base62_suffix(value: str) -> bool:
     return _base62(zlib.crc32(random_part.encode()), 6) == checksum
 
 
+_CHECKSUMMED = re.compile(r"(?:gh[pousr]|npm)_[A-Za-z0-9]{36}")
+
+
+def known_checksum(value: str) -> bool:
+    """For generic rules: a value in a checksummed format (GitHub ghp_/gho_/ghu_/ghs_/ghr_, npm_) must carry
+    a valid checksum, so a fake or mistyped token is not reported just because it sits in `TOKEN=`;
+    any other value passes."""
+    return _CHECKSUMMED.fullmatch(value) is None or crc32_base62_suffix(value)
+
+
 def jwt_structure(value: str) -> bool:
     """Three base64url parts; the header decodes to a JSON object naming an `alg`."""
     parts = value.split(".")
@@ -203,9 +213,11 @@ _LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
 
 def email_address(value: str) -> bool:
     """A deliverable-looking address: sane local part, valid labels, a real top-level domain
-    (all two-letter country codes and common generic TLDs), so `x@self.weight` or `icon@2x.png` fail."""
+    (all two-letter country codes and common generic TLDs), so `x@self.weight` or `icon@2x.png` fail.
+    Leading punctuation is ignored: the match is found right-to-left and may start on `...` or `-`."""
     local, sep, domain = value.rpartition("@")
-    if not sep or not local or local[0] == "." or local[-1] == "." or ".." in local:
+    local = local.lstrip(".%+-")  # a match found right-to-left may start on punctuation before the address
+    if not sep or not local or local[-1] == "." or ".." in local:
         return False
     labels = domain.split(".")
     if len(labels) < 2 or not all(_LABEL.fullmatch(label) for label in labels):
@@ -252,6 +264,7 @@ NAMED: dict[str, Validator] = {
     "iban": iban,
     "github_checksum": crc32_base62_suffix,
     "crc32_base62": crc32_base62_suffix,
+    "known_checksum": known_checksum,
     "jwt": jwt_structure,
     "ssn": us_ssn,
     "has_digit": has_digit,

@@ -1,0 +1,218 @@
+"""Post-match validators: one focused test each, with values that must pass and values that must not."""
+
+from __future__ import annotations
+
+import base64
+import json
+import zlib
+
+import pytest
+
+from filter.rules import validators as v
+
+BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+
+
+def b62(n: int) -> str:
+    out = ""
+    while n:
+        n, r = divmod(n, 62)
+        out = BASE62[r] + out
+    return out.rjust(6, "0")
+
+
+def b64url(obj: object) -> str:
+    return base64.urlsafe_b64encode(json.dumps(obj).encode()).rstrip(b"=").decode()
+
+
+def test_every_named_validator_is_registered() -> None:
+    assert set(v.NAMED) >= {
+        "luhn", "iban", "github_checksum", "crc32_base62", "jwt", "ssn", "has_digit", "has_letter_and_digit",
+        "not_placeholder", "known_checksum", "basic_auth", "discord_bot_token", "nanp_phone", "e164_phone", "email",
+        "password_like",
+    }  # fmt: skip
+    assert set(v.PARAMETRIZED) == {"entropy"}
+
+
+def test_entropy() -> None:
+    check = v.PARAMETRIZED["entropy"](3.5)
+    assert check("h7Gk2LmQ9pXz4VbN")
+    assert not check("aaaaaaaaaaaaaaaa")
+    assert not check("abababababababab")
+    assert v.shannon_entropy("") == 0.0
+    assert v.shannon_entropy("ab") == 1.0
+
+
+def test_luhn() -> None:
+    assert v.luhn("4539 1488 0343 6467")
+    assert v.luhn("4539-1488-0343-6467")
+    assert v.luhn("378282246310005")
+    assert not v.luhn("4539 1488 0343 6468")
+    assert not v.luhn("0000 0000 0000 0000")  # one repeated digit
+    assert not v.luhn("42")  # too short for a card
+    assert not v.luhn("4539 1488 0343 646²")  # a superscript digit is not a digit here, and does not crash
+
+
+def test_iban() -> None:
+    assert v.iban("DE89370400440532013000")
+    assert v.iban("GB29 NWBK 6016 1331 9268 19")
+    assert not v.iban("DE89370400440532013001")  # check digits
+    assert not v.iban("DE8937040044053201300")  # length for DE
+    assert not v.iban("ZZ89370400440532013000")  # unknown country
+    assert not v.iban("DE89370400440532013０00")  # full-width digit: not ASCII, no crash
+
+
+def test_github_checksum() -> None:
+    random_part = "beRNKsTa3tjCDzRnmA9HULIDrtcIeK"
+    token = "ghp_" + random_part + b62(zlib.crc32(random_part.encode()))
+    assert v.crc32_base62_suffix(token)
+    assert v.NAMED["github_checksum"] is v.crc32_base62_suffix
+    assert v.crc32_base62_suffix("npm_" + random_part + b62(zlib.crc32(random_part.encode())))
+    assert v.crc32_base62_suffix("ghp_" + "0" * 31 + "4WZ4EQ")  # CredSweeper's public test vector
+    assert not v.crc32_base62_suffix(token[:-1] + ("A" if token[-1] != "A" else "B"))
+    assert not v.crc32_base62_suffix("ghp_16C7e42F292c6912E7710c838347Ae178B4a")  # widely copied fake
+    assert not v.crc32_base62_suffix("ghp_short")
+
+
+def test_known_checksum() -> None:
+    random_part = "beRNKsTa3tjCDzRnmA9HULIDrtcIeK"
+    valid = random_part + b62(zlib.crc32(random_part.encode()))
+    assert v.known_checksum("ghp_" + valid)
+    assert v.known_checksum("npm_" + valid)
+    assert not v.known_checksum("ghp_16C7e42F292c6912E7710c838347Ae178B4a")  # GitHub format, bad checksum
+    assert not v.known_checksum("npm_16C7e42F292c6912E7710c838347Ae178B4a")
+    assert v.known_checksum("h7Gk2LmQ9pXz4VbNq8Wd")  # not a checksummed format: no opinion
+    assert v.known_checksum("ghp_short")
+
+
+def test_jwt() -> None:
+    header, payload = b64url({"alg": "HS256", "typ": "JWT"}), b64url({"sub": "42"})
+    assert v.jwt_structure(f"{header}.{payload}.c2lnbmF0dXJl")
+    assert not v.jwt_structure(f"{b64url({'typ': 'JWT'})}.{payload}.sig")  # no alg
+    assert not v.jwt_structure(f"{header}.{payload}")  # two parts
+    assert not v.jwt_structure("eyJub3QganNvbg.eyJhIjoxfQ.sig")  # header is not JSON
+    deep = base64.urlsafe_b64encode(b'{"a":' + b"[" * 100_000).rstrip(b"=").decode()
+    assert not v.jwt_structure(f"{deep}.{payload}.sig")  # too deep to parse: rejected, not raised
+
+
+def test_ssn() -> None:
+    assert v.us_ssn("536-22-8140")
+    assert v.us_ssn("536228140")
+    for bad in (
+        "000-22-8140",
+        "666-22-8140",
+        "912-22-8140",
+        "536-00-8140",
+        "536-22-0000",
+        "123-45-6789",
+        "078-05-1120",
+        "53622814",
+    ):
+        assert not v.us_ssn(bad), bad
+
+
+def test_has_digit() -> None:
+    assert v.has_digit("abc1")
+    assert not v.has_digit("abcdef")
+
+
+def test_has_letter_and_digit() -> None:
+    assert v.has_letter_and_digit("a1")
+    assert not v.has_letter_and_digit("123456")
+    assert not v.has_letter_and_digit("settings.API_KEY")
+
+
+def test_password_like() -> None:
+    assert v.password_like("jlseQ#kJRW!tEPo")
+    assert v.password_like("Tr0ub4dor")
+    assert not v.password_like("self.password")
+    assert not v.password_like("get_secret_value")
+    assert not v.password_like("12345678")
+
+
+def test_not_placeholder() -> None:
+    assert v.not_placeholder("h7Gk2LmQ9pXz4VbN")
+    for placeholder in (
+        "AKIAIOSFODNN7EXAMPLE",
+        "YOUR_API_KEY",
+        "sk-xxxxxxxxxxxx",
+        "<token>",
+        "${GITHUB_TOKEN}",
+        "{{ token }}",
+        "changeme",
+        "********",
+        "sk-...",
+        "redacted-token",
+        "abc0123456789",
+        "password",
+        "aaaa",
+    ):
+        assert not v.not_placeholder(placeholder), placeholder
+
+
+def test_basic_auth() -> None:
+    assert v.basic_auth(base64.b64encode(b"deploybot:Zq8Lm2Xk9Rt4").decode())
+    assert not v.basic_auth(base64.b64encode(b"no-colon-here").decode())
+    assert not v.basic_auth(base64.b64encode(b"user:").decode())
+    assert not v.basic_auth(base64.b64encode(b":password").decode())
+    assert not v.basic_auth(base64.b64encode(b"user:\x00\x01").decode())
+    assert not v.basic_auth("not base64 at all!")
+
+
+def test_discord_bot_token() -> None:
+    head = base64.urlsafe_b64encode(b"762900531866408828").rstrip(b"=").decode()
+    assert v.discord_bot_token(f"{head}.Gabcde.hyXaHgMfNWWew5NySb17FY9UNhC8PcYHd0UMO")
+    not_digits = base64.urlsafe_b64encode(b"hello-world-abcdefg").rstrip(b"=").decode()
+    assert not v.discord_bot_token(f"{not_digits}.Gabcde.hyXaHgMfNWWew5NySb17FY9UNhC8PcYHd0UMO")
+    short_id = base64.urlsafe_b64encode(b"12345").rstrip(b"=").decode()
+    assert not v.discord_bot_token(f"{short_id}.Gabcde.hyXaHgMfNWWew5NySb17FY9UNhC8PcYHd0UMO")
+
+
+@pytest.mark.parametrize("number", ["(415) 555-0132", "415-555-0132", "+1 415 555 0132", "1-800-555-0123"])
+def test_nanp_phone_valid(number: str) -> None:
+    assert v.nanp_phone(number)
+
+
+@pytest.mark.parametrize(
+    "number",
+    [
+        "(123) 456-7890",
+        "(415) 155-0132",
+        "911-555-0100",
+        "415-911-0100",
+        "492-555-0100",
+        "555-555-0100",
+        "222-222-2222",
+        "415-555-013",
+    ],
+)
+def test_nanp_phone_invalid(number: str) -> None:
+    assert not v.nanp_phone(number)
+
+
+def test_e164_phone() -> None:
+    assert v.e164_phone("+44 20 7946 0958")
+    assert v.e164_phone("+4915112345678")
+    assert v.e164_phone("+49 (0)30 901820")
+    assert v.e164_phone("+14155550132")  # +1 written compactly is checked as NANP
+    assert not v.e164_phone("+1 415 555 0132")  # formatted NANP numbers belong to the NANP rule
+    assert not v.e164_phone("+12345678")  # +1 but not a NANP number
+    assert not v.e164_phone("+999 1234 5678")  # unassigned calling code
+    assert not v.e164_phone("+44 123")  # too short
+    assert not v.e164_phone("+1111111111")
+
+
+def test_email() -> None:
+    assert v.email_address("dana.whitfield@northwind-logistics.com")
+    assert v.email_address("m.lopez@unizar.es")
+    assert v.NAMED["email"] is v.email_address
+    assert v.email_address("...jane@acme.com")  # punctuation a right-to-left match picked up in front
+    for bad in (
+        "x@self.weight",
+        "logo@2x.png",
+        "a..b@acme.com",
+        "a@-acme.com",
+        "a@acme",
+        "no-at-sign.com",
+    ):
+        assert not v.email_address(bad), bad
