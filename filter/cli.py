@@ -9,9 +9,9 @@ import argparse
 import json
 import logging
 import sys
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Sequence
 
 from filter.errors import ConfigError, RulePackErrors
 from filter.model import Envelope

@@ -5,36 +5,36 @@ Data flows one way: Envelope -> ParsedRequest -> Finding -> Decision.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from enum import Enum
-from typing import Mapping
+from enum import StrEnum
 
 
-class Category(str, Enum):
+class Category(StrEnum):
     SECRET = "secret"
     PII = "pii"
     FILE = "file"
 
 
-class Action(str, Enum):
+class Action(StrEnum):
     BLOCK = "block"
     REDACT = "redact"
     LOG = "log"
 
 
-class Severity(str, Enum):
+class Severity(StrEnum):
     LOW = "low"
     MEDIUM = "medium"
     HIGH = "high"
     CRITICAL = "critical"
 
 
-class Mode(str, Enum):
+class Mode(StrEnum):
     ENFORCE = "enforce"
     SHADOW = "shadow"
 
 
-class Verdict(str, Enum):
+class Verdict(StrEnum):
     ALLOW = "allow"
     DENY = "deny"
 

@@ -20,11 +20,12 @@ def evaluate(
     envelope: Envelope,
     snapshot: Snapshot,
     counter: TokenCounter,
-    identity: Identity = Identity(),
+    identity: Identity | None = None,
     decision_id: str | None = None,
 ) -> tuple[Decision, ParsedRequest | None]:
     """Decide on one request. Bad input becomes a 4xx Decision; nothing here raises for user input."""
     decision_id = decision_id or new_decision_id()
+    identity = identity or Identity()
     settings = snapshot.settings
     try:
         parsed = formats.parse(envelope, settings.limits)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from filter.model import Action, Category, Decision, Finding, Identity, Mode, ParsedRequest, Verdict
 from filter.settings import Policy

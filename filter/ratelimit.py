@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import grpc
 from envoy.service.ratelimit.v3 import rls_pb2, rls_pb2_grpc
@@ -52,7 +52,7 @@ def limit_for(limits: RateLimits, key: str, value: str) -> int:
     return 0
 
 
-class RateLimitServicer(rls_pb2_grpc.RateLimitServiceServicer):
+class RateLimitServicer(rls_pb2_grpc.RateLimitServiceServicer):  # type: ignore[misc]
     def __init__(self, runtime: Runtime, counter: RequestCounter, telemetry: Telemetry) -> None:
         self.runtime = runtime
         self.counter = counter

@@ -9,9 +9,9 @@ import logging
 import os
 import secrets
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from filter.errors import ConfigError
 from filter.rules import Fingerprinter, Ruleset, load_ruleset

@@ -18,8 +18,8 @@ def finding(category: Category = Category.SECRET, action: Action = Action.BLOCK,
     return Finding(rule, category, action, severity, mode, "messages[0].content", 0, 20, "hmac-sha256:00")
 
 
-def run(findings: list[Finding], tokens: TokenCount = SMALL, policy: Policy = Policy()) -> tuple[str, int, str]:
-    d = decide(PARSED, findings, tokens, policy, decision_id="d1", identity=Identity(), pack_digest="p",
+def run(findings: list[Finding], tokens: TokenCount = SMALL, policy: Policy | None = None) -> tuple[str, int, str]:
+    d = decide(PARSED, findings, tokens, policy or Policy(), decision_id="d1", identity=Identity(), pack_digest="p",
                body_bytes=100)
     return d.verdict.value, d.http_status, d.reason
 

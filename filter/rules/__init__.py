@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
 from filter.errors import RulePackError, RulePackErrors
 from filter.rules.engine import Fingerprinter, Ruleset

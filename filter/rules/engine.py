@@ -13,8 +13,8 @@ import hashlib
 import hmac
 import threading
 from collections import defaultdict
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Sequence
 
 import hyperscan
 import regex

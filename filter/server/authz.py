@@ -54,7 +54,7 @@ def jwt_claims(request: external_auth_pb2.CheckRequest) -> dict[str, Any] | None
     return entries or None
 
 
-class AuthorizationServicer(external_auth_pb2_grpc.AuthorizationServicer):
+class AuthorizationServicer(external_auth_pb2_grpc.AuthorizationServicer):  # type: ignore[misc]
     def __init__(self, runtime: Runtime, counter: TokenCounter, audit: AuditLog, telemetry: Telemetry) -> None:
         self.runtime = runtime
         self.counter = counter

@@ -73,7 +73,7 @@ def to_check_response(decision: Decision) -> external_auth_pb2.CheckResponse:
     return external_auth_pb2.CheckResponse(
         status=status_pb2.Status(code=code_pb2.PERMISSION_DENIED),
         denied_response=external_auth_pb2.DeniedHttpResponse(
-            status=http_status_pb2.HttpStatus(code=decision.http_status),  # type: ignore[arg-type]
+            status=http_status_pb2.HttpStatus(code=decision.http_status),
             headers=[_header(k, v) for k, v in headers.items()],
             body=json.dumps(body, separators=(",", ":")),
         ),
