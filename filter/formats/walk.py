@@ -159,6 +159,26 @@ def looks_like_text(head: bytes) -> bool:
     return True
 
 
+# A run of URL-ish characters holding at least one %XX escape: `?token=ghp%5F…`, `postgres://u:p%40ss@h`.
+_PERCENT_RUN = re.compile(r"[^\s\"'<>()\[\]{}`]*%[0-9A-Fa-f]{2}[^\s\"'<>()\[\]{}`]*")
+
+
+def percent_decoded(segments: list[TextSegment]) -> list[TextSegment]:
+    """Percent-decoded copies of the escaped runs in each segment (`<location>#urldecoded`).
+
+    Only the runs are copied, not the whole text, so a long file with one `%20` costs almost nothing.
+    """
+    out: list[TextSegment] = []
+    for seg in segments:
+        if "%" not in seg.text:
+            continue
+        runs = (m.group(0) for m in _PERCENT_RUN.finditer(seg.text))
+        decoded = [d for run in runs if (d := unquote(run, errors="replace")) != run]
+        if decoded:
+            out.append(TextSegment(seg.location + "#urldecoded", "\n".join(decoded)))
+    return out
+
+
 def _scrub(text: str) -> str:
     """Unpaired surrogates (from `\\udXXX` escapes) cannot be encoded for the scanner: U+FFFD each."""
     return _SURROGATE.sub("\ufffd", text)
@@ -201,7 +221,7 @@ class Walker:
         if self._short_keys:
             self.text("#keys", "\n".join(self._short_keys))
             self._short_keys = {}
-        return tuple(self.segments)
+        return (*self.segments, *percent_decoded(self.segments))
 
     # -- emitting ---------------------------------------------------------------------------------------
     def text(self, loc: str, text: str) -> None:

@@ -186,3 +186,17 @@ def test_detect_provider(path: str, headers: dict[str, str], provider: str) -> N
 def test_provider_header_does_not_override_the_path_format() -> None:
     result = parsed("/v1/messages", {"messages": [{"role": "user", "content": "x"}]}, {"x-llm-provider": "openai"})
     assert (result.provider, result.api) == ("openai", "anthropic.messages")
+
+
+def test_percent_encoded_runs_are_scanned_decoded() -> None:
+    text = "see https://h.example/cb?access_token=tok%5Fabc%2Fdef and postgres://app:p%40ss@db/x; 100% sure"
+    body = json.dumps({"messages": [{"role": "user", "content": text}]}).encode()
+    parsed = parse(Envelope("POST", "/v1/chat/completions", {"content-type": "application/json"}, body))
+    derived = {s.location: s.text for s in parsed.segments}["messages[0].content#urldecoded"]
+    assert derived == "https://h.example/cb?access_token=tok_abc/def\npostgres://app:p@ss@db/x;"
+
+
+def test_text_without_escapes_gets_no_decoded_copy() -> None:
+    body = json.dumps({"messages": [{"role": "user", "content": "100% done, 50%off"}]}).encode()
+    parsed = parse(Envelope("POST", "/v1/chat/completions", {"content-type": "application/json"}, body))
+    assert [s.location for s in parsed.segments] == ["messages[0].content"]
