@@ -159,21 +159,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=8080)
     args = parser.parse_args(argv)
     done = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    for sig in (signal.SIGINT, signal.SIGTERM):  # also when started with SIGINT ignored (a background job)
+        signal.signal(sig, lambda *_: done.set())
     with FakeProvider(args.host, args.port) as provider:
         print(f"fake provider on {provider.url}: answers 200 to everything, records what reached it", flush=True)
         seen = 0
-        try:
-            while not done.wait(0.1):
-                received = provider.requests
-                for r in received[seen:]:
-                    decision = r.headers.get("x-llm-filter-decision", "-")
-                    workspace = r.headers.get("x-workspace-id", "-")
-                    print(f"{r.method} {r.path} host={r.headers.get('host')} bytes={len(r.body)} "
-                          f"x-llm-filter-decision={decision} x-workspace-id={workspace}", flush=True)
-                seen = len(received)
-        except KeyboardInterrupt:
-            pass
+        while not done.wait(0.1):
+            received = provider.requests
+            for r in received[seen:]:
+                decision = r.headers.get("x-llm-filter-decision", "-")
+                workspace = r.headers.get("x-workspace-id", "-")
+                print(f"{r.method} {r.path} host={r.headers.get('host')} bytes={len(r.body)} "
+                      f"x-llm-filter-decision={decision} x-workspace-id={workspace}", flush=True)
+            seen = len(received)
     return 0
 
 
