@@ -58,9 +58,13 @@ def run(quick: bool = False) -> None:
     t0 = time.perf_counter()
     ruleset = load_ruleset([SHIPPED_PACKS], Fingerprinter(b"bench"))
     load_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    Ruleset(ruleset.packs, Fingerprinter(b"bench"))
+    compile_s = time.perf_counter() - t0
     patterns, fallback = compile_re(ruleset)
-    print(f"\n== Scan throughput: {len(ruleset.rules)} rules from {len(ruleset.packs)} shipped packs "
-          f"(load + Hyperscan compile + examples: {load_s:.2f} s) ==")
+    print(f"\n== Scan throughput: {len(ruleset.rules)} rules from {len(ruleset.packs)} shipped packs ==")
+    print(f"   Hyperscan compile of the full set: {compile_s:.2f} s; "
+          f"load with YAML parsing and every example checked: {load_s:.2f} s")
     print("   CPU time per scan of the decoded message text, median; interleaved in one run")
     print(f"   {'body':>7} {'hyperscan MB/s':>15} {'re loop MB/s':>13} {'ratio':>8}")
     for label, size in SIZES[:2] if quick else SIZES:
