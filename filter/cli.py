@@ -52,6 +52,12 @@ def _parser() -> argparse.ArgumentParser:
                        ("test", "run every rule's match / no_match examples and report")):
         c = rsub.add_parser(name, help=text)
         c.add_argument("paths", nargs="+", help="pack files or directories")
+    imp = rsub.add_parser("import", help="convert another scanner's rules into a pack (report on stderr)")
+    imp.add_argument("format", choices=["gitleaks"], help="source format")
+    imp.add_argument("file", help="gitleaks config (TOML)")
+    imp.add_argument("-o", "--output", help="write the pack here (default: stdout)")
+    imp.add_argument("--pack-name", help="pack name (default: from the file name)")
+    imp.add_argument("--id-prefix", default="", help="prepended to every rule id, e.g. gitleaks-")
 
     k = sub.add_parser("known-secrets", help="known-secret fingerprints")
     ksub = k.add_subparsers(dest="known_command", required=True)
@@ -69,6 +75,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _serve(args)
         if args.command == "scan":
             return _scan(args)
+        if args.command == "rules" and args.rules_command == "import":
+            from filter.rules.importers import run_import
+
+            return run_import(args.format, args.file, args.output, args.pack_name, args.id_prefix)
         if args.command == "rules":
             return _rules(args.rules_command, args.paths)
         return _known_add(args)
