@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 LISTEN ?= 127.0.0.1:9001
 CONFIG ?=
 
-.PHONY: install test lint run serve bench clean
+.PHONY: install test lint run serve bench clean quality
 
 install: $(STAMP)
 
@@ -36,6 +36,11 @@ run: install
 
 bench: install
 	$(BIN)/python -m tests.bench
+
+# Labelled corpus through the real pipeline: precision, recall per category/kind/placement/evasion, FP rate on
+# ordinary coding sessions (tests/quality/). Exits 1 when a target (recall/precision >= 99 %, 0 FP on code) is missed.
+quality: install
+	$(BIN)/python -m tests.quality
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -88,6 +88,6 @@ def refuse(status: int, reason: str, message: str, *, decision_id: str, provider
            body_bytes: int, pack_digest: str) -> Decision:
     """A deny that happened before scanning (bad body, filter error)."""
     return Decision(
-        Verdict.DENY, status, reason, f"{message} Decision id {decision_id}.", decision_id,
+        Verdict.DENY, status, reason, f"{message.rstrip('.')}. Decision id {decision_id}.", decision_id,
         provider=provider, identity=identity, body_bytes=body_bytes, pack_digest=pack_digest,
     )  # fmt: skip

@@ -5,11 +5,13 @@ Counts live in this process (fixed one-minute windows): exact for one replica an
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable
 
 import grpc
+from envoy.config.core.v3 import base_pb2
 from envoy.service.ratelimit.v3 import rls_pb2, rls_pb2_grpc
 from google.protobuf import duration_pb2
 
@@ -63,6 +65,7 @@ class RateLimitServicer(rls_pb2_grpc.RateLimitServiceServicer):  # type: ignore[
         ok, over = rls_pb2.RateLimitResponse.OK, rls_pb2.RateLimitResponse.OVER_LIMIT
         statuses = []
         overall = ok
+        retry_after = 0
         addend = request.hits_addend or 1
         for descriptor in request.descriptors:
             status = rls_pb2.RateLimitResponse.DescriptorStatus(code=ok)
@@ -81,7 +84,18 @@ class RateLimitServicer(rls_pb2_grpc.RateLimitServiceServicer):  # type: ignore[
                 )
                 if count > rpm:
                     overall = over
+                    retry_after = max(retry_after, reset)
                     self.telemetry.rate_limited.add(1, {"key": entry.key})
                     break
             statuses.append(status)
-        return rls_pb2.RateLimitResponse(overall_code=overall, statuses=statuses)
+        if overall != over:
+            return rls_pb2.RateLimitResponse(overall_code=overall, statuses=statuses)
+        body = json.dumps({"error": {"type": "rate_limited", "code": "rate_limited", "message": (
+            f"Request rate limit reached; retry in {retry_after} s.")}})
+        return rls_pb2.RateLimitResponse(
+            overall_code=over, statuses=statuses, raw_body=body.encode(),
+            response_headers_to_add=[
+                base_pb2.HeaderValue(key="retry-after", value=str(retry_after)),
+                base_pb2.HeaderValue(key="content-type", value="application/json"),
+            ],
+        )

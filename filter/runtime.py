@@ -83,18 +83,24 @@ class Runtime:
         return out
 
     def reload(self) -> bool:
-        """Rebuild from disk; swap only if everything loads. Returns whether the new set is live."""
+        """Rebuild from disk; swap only if everything loads. Returns whether the new set is live.
+
+        File stamps are taken before reading, so a file written while the set compiles is seen as
+        changed on the next poll instead of being marked as loaded.
+        """
         with self._lock:
+            stamps = self._stat(self.current.settings)
             try:
                 settings = load_settings(self.config_file)
+                stamps = self._stat(settings)
                 snapshot = build_snapshot(settings, self._key)
             except ConfigError as e:
-                self._stamps = self._stat(self.current.settings)
+                self._stamps = stamps
                 log.error("reload failed, keeping the last good rule set %s:\n%s", self.current.ruleset.digest, e)
                 self._on_reload("error", str(e))
                 return False
             self.current = snapshot  # one reference swap: in-flight checks keep the snapshot they read
-            self._stamps = self._stat(settings)
+            self._stamps = stamps
             log.info("reloaded: %d rules, digest %s", len(snapshot.ruleset.rules), snapshot.ruleset.digest)
             self._on_reload("ok", snapshot.ruleset.digest)
             return True

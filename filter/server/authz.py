@@ -78,7 +78,8 @@ class AuthorizationServicer(external_auth_pb2_grpc.AuthorizationServicer):  # ty
                               pack_digest=snapshot.ruleset.digest)
         latency_ms = (time.perf_counter() - started) * 1000
         try:
-            self.audit.record(decision, parsed, latency_ms, envelope.path, envelope.method)
+            # The query string can carry a provider key (Gemini `?key=`): the audit keeps the path only.
+            self.audit.record(decision, parsed, latency_ms, envelope.path.split("?", 1)[0], envelope.method)
             self.telemetry.observe(decision, latency_ms)
         except Exception:
             log.exception("audit of %s failed", decision_id)

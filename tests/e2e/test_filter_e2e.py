@@ -1,13 +1,14 @@
 """The product end to end: real Envoy (rendered from envoy/envoy.yaml by envoy/render.py) calling the real
 filter server (`python -m filter serve`), in front of the fake provider, the only fake (real LLM providers
-cannot be reached from here). Every test says what the client got and what the provider received.
+cannot be reached from here). Every test checks what the client got and what the provider received; the
+filter's audit lines (one per Check, written before it answers) show whether the filter was asked at all.
 
-Stacks (each shared by the tests of one group, torn down at the end of the module):
-    gateway        the filter with the shipped packs and a workspace limit of 3 requests/minute
+Stacks, each shared by one group of tests (module-scoped):
+    gateway        shipped packs; 3 requests/minute per workspace, 5 per team
     small_gateway  MAX_PROMPT_TOKENS=50, limits.max_body_bytes 4096, ext_authz timeout 1s; its filter is
                    stalled (SIGSTOP), killed (SIGKILL) and restarted on the same port by the failure tests
-    reload_gateway packs = shipped + a tmp dir with an extra pack, reloaded every 0.2 s
-    jwt_gateway    Envoy with jwt_authn; the filter does not trust identity headers
+    reload_stack   packs = shipped + a tmp dir with an extra pack, checked for changes every 0.2 s
+    jwt_stack      Envoy with jwt_authn; the filter does not trust identity headers
 """
 
 from __future__ import annotations
@@ -41,6 +42,10 @@ CLEAN_TEXT = "Refactor the parser in src/app.py to use a dataclass and keep the 
 GATEWAY_403 = {"error": {"type": "forbidden", "message": "API path not allowed by gateway policy"}}
 ANTHROPIC_ERROR_TYPES = {400: "invalid_request_error", 403: "permission_error", 413: "request_too_large",
                          415: "invalid_request_error"}  # fmt: skip
+LOCATION = {"anthropic": "messages[0].content", "openai": "messages[0].content",
+            "gemini": "contents[0].parts[0].text", "bedrock": "messages[0].content[0].text"}  # fmt: skip
+GOOGLE_STATUS = {400: "INVALID_ARGUMENT", 403: "PERMISSION_DENIED", 413: "INVALID_ARGUMENT"}
+BEDROCK_ERROR_TYPES = {400: "ValidationException", 403: "AccessDeniedException", 413: "ValidationException"}
 
 
 # --- requests in each provider's format ---------------------------------------------------------
@@ -69,6 +74,8 @@ class Api:
 
 ANTHROPIC = Api("anthropic", "/v1/messages")
 OPENAI = Api("openai", "/v1/chat/completions")
+GEMINI = Api("gemini", "/v1beta/models/gemini-2.0-flash:generateContent")
+BEDROCK = Api("bedrock", "/model/anthropic.claude-3-5-sonnet-20240620-v1:0/converse")
 APIS = [pytest.param(ANTHROPIC, id="anthropic"), pytest.param(OPENAI, id="openai")]
 
 
@@ -77,22 +84,32 @@ def send(envoy: EnvoyProcess, api: Api, text: str = CLEAN_TEXT, **headers: str) 
 
 
 def assert_denied(api: Api, status: int, headers: dict[str, str], body: bytes, expected: int) -> dict[str, Any]:
-    """A filter deny: `expected` status, in the provider's own error shape, with the decision id. Returns `error`."""
+    """A filter deny: `expected` status in the provider's own error shape, with the decision id.
+
+    Returns {"message": ..., "llm_filter": {decision_id, reason, findings}} whatever the shape.
+    """
     assert status == expected, body[:2000]
     assert headers["content-type"] == "application/json"
     assert headers["x-llm-filter-decision"] == "deny"
     doc = json.loads(body)
     if api.provider == "anthropic":  # {"type":"error","error":{"type","message"}}
         assert doc["type"] == "error"
-        error = doc["error"]
-        assert error["type"] == ANTHROPIC_ERROR_TYPES[expected]
+        assert doc["error"]["type"] == ANTHROPIC_ERROR_TYPES[expected]
+        message, details = doc["error"]["message"], doc["error"]["llm_filter"]
+    elif api.provider == "gemini":  # {"error":{"code","message","status","details":[...]}}
+        assert (doc["error"]["code"], doc["error"]["status"]) == (expected, GOOGLE_STATUS[expected])
+        message, details = doc["error"]["message"], doc["error"]["details"][0]
+    elif api.provider == "bedrock":  # {"message"} + x-amzn-errortype
+        assert headers["x-amzn-errortype"] == BEDROCK_ERROR_TYPES[expected]
+        message, details = doc["message"], doc["llm_filter"]
     else:  # OpenAI: {"error":{"message","type","param","code"}}
-        error = doc["error"]
-        assert {"message", "type", "param", "code"} <= error.keys()
+        assert {"message", "type", "param", "code"} <= doc["error"].keys()
+        assert doc["error"]["code"] == doc["error"]["llm_filter"]["reason"]
+        message, details = doc["error"]["message"], doc["error"]["llm_filter"]
     decision_id = headers["x-llm-filter-id"]
-    assert error["llm_filter"]["decision_id"] == decision_id
-    assert decision_id in error["message"]
-    return error
+    assert details["decision_id"] == decision_id
+    assert decision_id in message
+    return {"message": message, "llm_filter": details}
 
 
 def poll(what: str, attempt: Callable[[], bool], timeout: float = 20.0, interval: float = 0.1) -> None:
@@ -112,7 +129,7 @@ def avoid_minute_edge(margin: float = 6.0) -> None:
 
 
 def longest_word(text: str) -> str:
-    return max(re.split(r"[\s=:'\"`,;()\[\]{}]+", text), key=len)
+    return max(re.split(r"[\s=:'\"`,;()<>\[\]{}]+", text), key=len)
 
 
 # --- examples from the shipped packs ------------------------------------------------------------
@@ -227,6 +244,8 @@ def test_client_cannot_forge_the_filter_headers(
         pytest.param("pii", ANTHROPIC, id="pii-anthropic"),
         pytest.param("file", ANTHROPIC, id="file-anthropic"),
         pytest.param("file", OPENAI, id="file-openai"),
+        pytest.param("secret", GEMINI, id="secret-gemini"),
+        pytest.param("secret", BEDROCK, id="secret-bedrock"),
     ],
 )
 def test_finding_is_403_in_the_provider_shape_naming_the_rule(
@@ -242,7 +261,7 @@ def test_finding_is_403_in_the_provider_shape_naming_the_rule(
     error = assert_denied(api, status, headers, body, 403)
     assert sample.rule_id in error["message"]
     found = {(f["rule"], f["category"], f["location"]) for f in error["llm_filter"]["findings"]}
-    assert (sample.rule_id, category, "messages[0].content") in found
+    assert (sample.rule_id, category, LOCATION[api.provider]) in found
     assert longest_word(sample.text) not in body.decode()  # names the rule, never quotes the value
     assert fake_provider.requests == []
     assert main_filter.audit()[-1]["decision_id"] == headers["x-llm-filter-id"]
@@ -282,6 +301,14 @@ def test_malformed_json_is_400_naming_the_offset(gateway: EnvoyProcess, fake_pro
     assert fake_provider.requests == []
 
 
+def test_json_deeper_than_the_limit_is_400(gateway: EnvoyProcess, fake_provider: FakeProvider) -> None:
+    deep = b'{"model":"gpt-4o","messages":[{"role":"user","content":' + b"[" * 100 + b"]" * 100 + b"}]}"
+    status, headers, resp = gateway.request("POST", OPENAI.path, deep, OPENAI.headers())
+    error = assert_denied(OPENAI, status, headers, resp, 400)
+    assert "64" in error["message"]
+    assert fake_provider.requests == []
+
+
 def test_16_mib_reaches_the_filter_whole_and_one_byte_more_is_envoys_413(
     gateway: EnvoyProcess, main_filter: FilterProcess, fake_provider: FakeProvider
 ) -> None:
@@ -293,7 +320,7 @@ def test_16_mib_reaches_the_filter_whole_and_one_byte_more_is_envoys_413(
 
     status, headers, resp = gateway.request("POST", OPENAI.path, body, OPENAI.headers())
     error = assert_denied(OPENAI, status, headers, resp, 413)  # the filter read it all: far over 128000 tokens
-    assert error["code"] == "prompt_too_large"
+    assert error["llm_filter"]["reason"] == "prompt_too_large"
     assert "128000" in error["message"]
     assert main_filter.audit()[-1]["body_bytes"] == SIXTEEN_MIB
 
@@ -461,10 +488,12 @@ def test_workspace_over_its_limit_gets_429_while_another_workspace_flows(
     for _ in range(WORKSPACE_RPM):
         assert send(gateway, ANTHROPIC, x_workspace_id=ws_a)[0] == 200
     checks = len(main_filter.audit())
-    status, headers, _ = send(gateway, ANTHROPIC, x_workspace_id=ws_a)
+    status, headers, body = send(gateway, ANTHROPIC, x_workspace_id=ws_a)
     assert status == 429
     assert headers["x-ratelimit-limit"].startswith(str(WORKSPACE_RPM))
     assert headers["x-ratelimit-remaining"] == "0"
+    assert 1 <= int(headers["retry-after"]) <= 61
+    assert json.loads(body)["error"]["code"] == "rate_limited"
     assert len(main_filter.audit()) == checks  # refused before the body is buffered or scanned
     assert send(gateway, ANTHROPIC, x_workspace_id=ws_b)[0] == 200
     assert [r.headers["x-workspace-id"] for r in fake_provider.requests] == [ws_a] * WORKSPACE_RPM + [ws_b]
@@ -512,7 +541,6 @@ def test_access_log_names_the_decision_and_never_the_query_string(
     assert (denied["status"], denied["response_code_details"]) == (403, "direct_response")
 
 
-@pytest.mark.xfail(strict=True, reason="filter bug: the audit records the path with its query string (Gemini ?key=)")
 def test_audit_never_records_a_key_from_the_query_string(
     gateway: EnvoyProcess, main_filter: FilterProcess, fake_provider: FakeProvider
 ) -> None:
@@ -586,7 +614,7 @@ def test_body_over_the_filter_byte_limit_is_413(
     body = OPENAI.body("x" * 5000)
     status, headers, resp = envoy.request("POST", OPENAI.path, body, OPENAI.headers())
     error = assert_denied(OPENAI, status, headers, resp, 413)
-    assert error["code"] == "body_too_large"
+    assert error["llm_filter"]["reason"] == "body_too_large"
     assert str(len(body)) in error["message"] and "4096" in error["message"]
     assert fake_provider.requests == []
 

@@ -10,10 +10,11 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 
+from filter.runtime import Snapshot
 from tests.quality.corpus import Case, positives
 from tests.quality.measure import Result, pipeline, run_all
 from tests.quality.negatives import negatives
-from tests.quality.ordinary import line_of, ordinary
+from tests.quality.ordinary import DROPPED, line_of, ordinary
 
 RECALL_TARGET = 0.99
 PRECISION_TARGET = 0.99
@@ -139,6 +140,14 @@ def main(argv: Iterable[str] = ()) -> int:
             where = f"{r.case.note}:{line}" if line else f"{r.case.note} ({f.finding.location})"
             lines.append(f"  {where:<44} {f.finding.rule_id:<30} {f.excerpt[:80]!r}")
 
+    dropped_hits = _flag_dropped(snapshot)
+    lines.append(f"  authorship/licence lines dropped by the selection rule: {len(DROPPED)}; the packs would flag "
+                 f"{len(dropped_hits)} of them (a user sending these files unedited would see these):")
+    for where, rules in dropped_hits[: (len(dropped_hits) if verbose else 12)]:
+        lines.append(f"    {where:<42} {rules}")
+    if not verbose and len(dropped_hits) > 12:
+        lines.append(f"    … {len(dropped_hits) - 12} more (python -m tests.quality -v)")
+
     t_total = time.perf_counter() - t0
     lines.append(f"\nruntime: {t_total:.1f} s (packs {t_load:.1f} s, corpus {t_build:.1f} s, pipeline {t_run:.1f} s "
                  f"for {len(cases)} requests)")
@@ -153,6 +162,18 @@ def main(argv: Iterable[str] = ()) -> int:
     lines.append("targets: " + ("MET" if not failures else "NOT MET — " + "; ".join(failures)))
     print("\n".join(lines))
     return 1 if failures else 0
+
+
+def _flag_dropped(snapshot: Snapshot) -> list[tuple[str, str]]:
+    """Dropped authorship lines the packs flag: `file:line` and rule ids."""
+    from filter.model import TextSegment
+
+    out = []
+    for display, number, line in DROPPED:
+        findings = snapshot.ruleset.scan([TextSegment("line", line)])
+        if findings:
+            out.append((f"{display}:{number}", ",".join(sorted({f.rule_id for f in findings}))))
+    return out
 
 
 def _segments(case: Case) -> dict[str, str]:

@@ -12,6 +12,8 @@ import json
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote, unquote, unquote_plus
 
 from filter.model import Envelope
 from tests.quality import snippets as sn
@@ -19,7 +21,7 @@ from tests.quality.kinds import KINDS, Kind, uuid4
 from tests.quality.render import Conversation, Turn, envelope, render, serialise
 
 SEED = "llm-content-filter/quality/v1"
-CHAT_APIS = ("openai.chat", "anthropic", "gemini", "bedrock")
+CHAT_APIS = ("openai.chat", "anthropic", "gemini", "bedrock", "azure", "bedrock.invoke")
 PLACEMENTS = ("system", "user", "assistant", "tool_call_args", "tool_result", "responses_input", "document",
               "history", "code_file", "log")
 READ_PLACEMENTS = ("tool_call_args", "responses_input", "history")
@@ -40,7 +42,9 @@ class Case:
     placement: str = ""
     evasion: str = "none"
     loc: str = ""
+    value: str = ""  # the planted value as generated
     surfaces: tuple[str, ...] = ()
+    related: tuple[str, ...] = ()  # the planted item's own file path in the scaffolding (the read, the heredoc)
     note: str = ""
     origin: list[tuple[str, str, int]] = field(default_factory=list)  # ordinary: (location prefix, file, line)
 
@@ -137,7 +141,7 @@ FILLER_ANSWERS = (
 
 def filler_turns(rng: random.Random, pairs: int) -> list[Turn]:
     turns: list[Turn] = []
-    for i in range(pairs):
+    for _ in range(pairs):
         src = rng.choice(FILLER_CODE)
         if rng.random() < 0.5:
             turns.append(Turn("user", f"{rng.choice(FILLER_ASKS)}\n\n```\n{src}```"))
@@ -162,7 +166,7 @@ class Plant:
     """What goes into the planted turn: free text, or a tool call (name, args)."""
 
     text: str = ""
-    call: tuple[str, dict[str, object]] | None = None
+    call: tuple[str, dict[str, Any]] | None = None
     path: str = "notes.txt"  # the file a tool result / document shows
 
 
@@ -224,7 +228,7 @@ def conversation(placement: str, plant: Plant, rng: random.Random, sub: int = 0)
 READ_TOOLS = ("read_file", "Read", "view", "bash", "Bash", "run_shell_command")
 
 
-def read_call(path: str, rng: random.Random) -> tuple[str, dict[str, object]]:
+def read_call(path: str, rng: random.Random) -> tuple[str, dict[str, Any]]:
     tool = rng.choice(READ_TOOLS)
     if tool == "Read":
         return tool, {"file_path": path}
@@ -234,7 +238,7 @@ def read_call(path: str, rng: random.Random) -> tuple[str, dict[str, object]]:
     return tool, ({"command": cmd, "description": "Show the file"} if tool == "Bash" else {"command": cmd})
 
 
-def write_call(text: str, path: str, rng: random.Random) -> tuple[str, dict[str, object]]:
+def write_call(text: str, path: str, rng: random.Random) -> tuple[str, dict[str, Any]]:
     tool = rng.choice(["write_file", "Write", "str_replace_based_edit_tool"])
     if tool == "Write":
         return tool, {"file_path": path, "content": text}
@@ -243,7 +247,7 @@ def write_call(text: str, path: str, rng: random.Random) -> tuple[str, dict[str,
     return tool, {"command": "create", "path": path, "file_text": text}
 
 
-def shell_call(kind: Kind, value: str, rng: random.Random) -> tuple[str, dict[str, object]]:
+def shell_call(kind: Kind, value: str, rng: random.Random) -> tuple[str, dict[str, Any]]:
     name = sn.var_name(kind, rng)
     if kind.group == "pii":
         cmd = f"psql \"$DATABASE_URL\" -c \"UPDATE customers SET {name.lower()} = '{value}' WHERE id = 1042\""
@@ -322,10 +326,25 @@ def unicode_escaped(value: str, rng: random.Random) -> str:
 
 
 def json_forms(value: str) -> tuple[str, ...]:
-    """The value as decoded text and as JSON-string text; multi-line values also line by line (a YAML block or a
-    heredoc indents them)."""
+    """Every form the value takes in decoded segments: as text and as JSON-string text; URL-decoded (the
+    filter adds `#urldecoded` segments); multi-line values also line by line (a YAML block or a heredoc indents
+    them); JSON documents also by their string members (scanned as `…$.key` segments)."""
     forms = {value, json.dumps(value)[1:-1], json.dumps(value, ensure_ascii=False)[1:-1]}
-    forms |= {line.strip() for line in value.split("\n") if len(line.strip()) >= 8}
+    forms |= {unquote_plus(f) for f in list(forms)}
+    forms |= {ln.strip() for f in list(forms) for ln in f.split("\n") if len(ln.strip()) >= 8}
+    try:
+        doc = json.loads(value)
+    except ValueError:
+        doc = None
+    stack = [doc]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+        elif isinstance(node, str) and len(node) >= 8:
+            forms |= {node, *(ln.strip() for ln in node.split("\n") if len(ln.strip()) >= 8)}
     return tuple(sorted(forms, key=len, reverse=True))
 
 
@@ -354,7 +373,7 @@ class _Rotor:
 
 
 def _case(cid: str, kind: Kind, placement_label: str, evasion: str, api: str, conv: Conversation, at: int,
-          surfaces: tuple[str, ...], rng: random.Random, escape_value: str | None = None) -> Case:
+          surfaces: tuple[str, ...], rng: random.Random, escape_value: str | None = None, value: str = "") -> Case:
     r = render(api, conv)
     text = serialise(r.body)
     encoding = ""
@@ -374,7 +393,17 @@ def _case(cid: str, kind: Kind, placement_label: str, evasion: str, api: str, co
         encoding = evasion
     return Case(id=cid, label="positive", api=api, envelope=envelope(api, text, encoding), kind=kind.name,
                 group=kind.group, categories=kind.categories, placement=placement_label, evasion=evasion,
-                loc=r.locs[at], surfaces=surfaces)
+                loc=r.locs[at], value=value, surfaces=surfaces, related=related_paths(kind))
+
+
+def related_paths(kind: Kind) -> tuple[str, ...]:
+    """Paths the scaffolding uses for the planted item's own file: a finding on them (the tool call that reads
+    the file before its content is shown, the heredoc that writes a key) is about the same planted item."""
+    if kind.group == "file":
+        return (kind.filename,)
+    if kind.group == "private-key":
+        return ("/root/.ssh/id_rsa", "deploy_key.pem", "/etc/secrets/tls.key")
+    return ()
 
 
 def positives(kinds: tuple[Kind, ...] = KINDS) -> Iterator[Case]:
@@ -392,7 +421,7 @@ def positives(kinds: tuple[Kind, ...] = KINDS) -> Iterator[Case]:
             api = ("openai.responses" if placement == "responses_input" else
                    "anthropic" if placement == "document" else rotor.api())
             conv, at = conversation(used, plant, rng, p_i + k_i)
-            yield _case(f"{kind.name}/{placement}", kind, placement, "none", api, conv, at, json_forms(value), rng)
+            yield _case(f"{kind.name}/{placement}", kind, placement, "none", api, conv, at, json_forms(value), rng, value=value)
         # fresh values: generator variety
         for i in range(EXTRA_VALUES):
             rng = case_rng(kind.name, "extra", i)
@@ -401,16 +430,17 @@ def positives(kinds: tuple[Kind, ...] = KINDS) -> Iterator[Case]:
             used, plant = plant_for(kind, value, placement, rng, i + k_i)
             conv, at = conversation(used, plant, rng, i + k_i)
             yield _case(f"{kind.name}/{placement}/v{i}", kind, placement, "none", rotor.api(), conv, at,
-                        json_forms(value), rng)
-        # every applicable evasion
+                        json_forms(value), rng, value=value)
+        # every applicable evasion (escaped PEM newlines: once per template, there is one case per key kind)
         for e_i, evasion in enumerate(EVASIONS):
-            case = _evasion_case(kind, evasion, e_i + k_i, rotor)
-            if case is not None:
-                yield case
+            for rep in range(len(sn.ESCAPED_PEM) if evasion == "pem_escaped_newlines" else 1):
+                case = _evasion_case(kind, evasion, e_i + k_i + rep, rotor, rep)
+                if case is not None:
+                    yield case
 
 
-def _evasion_case(kind: Kind, evasion: str, e_i: int, rotor: _Rotor) -> Case | None:
-    rng = case_rng(kind.name, "evasion", evasion)
+def _evasion_case(kind: Kind, evasion: str, e_i: int, rotor: _Rotor, rep: int = 0) -> Case | None:
+    rng = case_rng(kind.name, "evasion", evasion, *((rep,) if rep else ()))
     value = kind.gen(rng)
     for _ in range(30):  # base64-alphabet values: draw until one has the character the evasion is about
         if applicable(kind, evasion, value):
@@ -418,28 +448,29 @@ def _evasion_case(kind: Kind, evasion: str, e_i: int, rotor: _Rotor) -> Case | N
         value = kind.gen(rng)
     else:
         return None
-    cid = f"{kind.name}/{evasion}"
+    cid = f"{kind.name}/{evasion}" + (f"/{rep}" if rep else "")
     api = rotor.api()
     read = kind.group == "tool-read"
     surfaces = json_forms(value)
 
     if evasion == "unicode_escape":
         if read:
-            api = rotor.api(("anthropic", "gemini", "bedrock"))  # tool input is a plain JSON object there
+            api = rotor.api(("anthropic", "gemini", "bedrock", "bedrock.invoke"))  # tool input: a plain JSON object
             conv, at = conversation("tool_call", Plant(call=read_call(value, rng)), rng)
         else:
             placement = ("user", "tool_result", "system", "assistant", "code_file", "log")[e_i % 6]
             used, plant = plant_for(kind, value, placement, rng, e_i)
             conv, at = conversation(used, plant, rng, e_i)
         return _case(cid, kind, "tool_call_args" if read else placement, evasion, api, conv, at, surfaces, rng,
-                     escape_value=value)
+                     escape_value=value, value=value)
 
     if evasion == "pem_escaped_newlines":
         escaped = value.replace("\n", "\\n")
-        text = sn.escaped_pem(kind, escaped, rng)
-        used = ("user", "tool_result")[rng.randrange(2)]
+        text = sn.escaped_pem(kind, escaped, rng, rep)
+        used = ("user", "tool_result")[(rep + e_i) % 2]
         conv, at = conversation(used, Plant(text=text, path="config/signer.json"), rng)
-        return _case(cid, kind, used, evasion, api, conv, at, json_forms(escaped), rng)
+        # the decoder may undo the escapes (a JSON document in a tool result): the plain key is the same item
+        return _case(cid, kind, used, evasion, api, conv, at, json_forms(escaped) + json_forms(value), rng, value=value)
 
     if evasion == "percent_encoded":
         if kind.pct is not None:
@@ -452,9 +483,12 @@ def _evasion_case(kind: Kind, evasion: str, e_i: int, rotor: _Rotor) -> Case | N
             encoded = pct(value)
             param = {"pii": kind.env.lower(), "tool-read": "path"}.get(kind.group, "access_token")
             url = f"https://api.internal.dev/v1/export?{param}={encoded}&format=csv"
-            if read:
-                url = f"http://localhost:8080/api/files?{param}={encoded}"
-                conv, at = conversation("tool_call", Plant(call=("web_fetch", {"url": url})), rng)
+            if read:  # an MCP resource read: file:// URI of a path under a directory with a space
+                path = value.replace("~", "/home/dev") if value.startswith(("~", "/")) else \
+                    f"/Users/dev/My Projects/shop/{value}"
+                encoded = "file://" + quote(path)
+                call = ("read_resource", {"server": "filesystem", "uri": encoded})
+                conv, at = conversation("tool_call", Plant(call=call), rng)
                 used = "tool_call_args"
             else:
                 style = e_i % 3 + rng.randrange(3)
@@ -469,7 +503,8 @@ def _evasion_case(kind: Kind, evasion: str, e_i: int, rotor: _Rotor) -> Case | N
                            f'0 "-" "python-requests/2.31.0"\n10.0.3.7 - - [02/May/2024:10:14:09 +0000] "GET /healthz '
                            'HTTP/1.1" 200 2 "-" "kube-probe/1.29"')
                     conv, at = conversation("tool_result", Plant(text=log, path="/var/log/nginx/access.log"), rng)
-        return _case(cid, kind, used, evasion, api, conv, at, json_forms(encoded), rng)
+        decoded = unquote_plus(encoded) if kind.pct is None else unquote(encoded)
+        return _case(cid, kind, used, evasion, api, conv, at, json_forms(encoded) + json_forms(decoded), rng, value=value)
 
     if evasion == "json_in_json":
         if read:
@@ -477,7 +512,7 @@ def _evasion_case(kind: Kind, evasion: str, e_i: int, rotor: _Rotor) -> Case | N
             call = ("mcp_call", {"server": "filesystem", "tool": "read_file", "arguments": arguments})
             conv, at = conversation("tool_call", Plant(call=call), rng)
             used = "tool_call_args"
-        elif e_i % 2 == 0 or kind.group == "file":
+        elif e_i % 2 == 0 or kind.group in ("file", "token"):
             text, path = text_for(kind, value, "code_file", rng, e_i)
             arguments, escaped = _escape_inner(json.dumps({"path": path, "content": text}), value, rng)
             call = ("mcp_call", {"server": "filesystem", "tool": "write_file", "arguments": arguments})
@@ -490,13 +525,13 @@ def _evasion_case(kind: Kind, evasion: str, e_i: int, rotor: _Rotor) -> Case | N
                                  "VersionStages": ["AWSCURRENT"]}, indent=2)
             conv, at = conversation("tool_result", Plant(text=output, path="aws secretsmanager get-secret-value"), rng)
             used = "tool_result"
-        return _case(cid, kind, used, evasion, api, conv, at, surfaces + (escaped,), rng)
+        return _case(cid, kind, used, evasion, api, conv, at, surfaces + (escaped,), rng, value=value)
 
     if evasion == "base64_document":
         text, path = text_for(kind, value, "document", rng, e_i)
-        api = rotor.api(("anthropic", "openai.chat", "openai.responses", "gemini", "bedrock"))
+        api = rotor.api(("anthropic", "openai.chat", "openai.responses", "gemini", "bedrock", "bedrock.invoke"))
         conv, at = conversation("document", Plant(text=text, path=path), rng)
-        return _case(cid, kind, "document", evasion, api, conv, at, surfaces, rng)
+        return _case(cid, kind, "document", evasion, api, conv, at, surfaces, rng, value=value)
 
     # escaped_slashes, gzip, deflate: whole-body transforms over a varied placement
     placements = READ_PLACEMENTS if read else ("user", "tool_call_args", "tool_result", "code_file", "log", "history")
@@ -505,7 +540,7 @@ def _evasion_case(kind: Kind, evasion: str, e_i: int, rotor: _Rotor) -> Case | N
         placement = "tool_call_args"
     used, plant = plant_for(kind, value, placement, rng, e_i)
     conv, at = conversation(used, plant, rng, e_i)
-    return _case(cid, kind, placement, evasion, api, conv, at, surfaces, rng)
+    return _case(cid, kind, placement, evasion, api, conv, at, surfaces, rng, value=value)
 
 
 def _escape_inner(inner: str, value: str, rng: random.Random) -> tuple[str, str]:

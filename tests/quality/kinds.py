@@ -179,14 +179,19 @@ def card(brand: str) -> Callable[[random.Random], str]:
 
 
 # country: (length, BBAN builder)
+def _account(rng: random.Random, n: int) -> str:
+    """An alphanumeric account number as banks issue them: digits, now and then a letter."""
+    return "".join(rng.choice(UPPER) if rng.random() < 0.08 else rng.choice(DIGITS) for _ in range(n))
+
+
 IBAN_COUNTRIES: dict[str, Callable[[random.Random], str]] = {
     "DE": lambda r: rs(r, DIGITS, 18),
     "GB": lambda r: rs(r, UPPER, 4) + rs(r, DIGITS, 14),
-    "FR": lambda r: rs(r, DIGITS, 10) + rs(r, UPPER_ALNUM, 11) + rs(r, DIGITS, 2),
+    "FR": lambda r: rs(r, DIGITS, 10) + _account(r, 11) + rs(r, DIGITS, 2),
     "NL": lambda r: rs(r, UPPER, 4) + rs(r, DIGITS, 10),
     "ES": lambda r: rs(r, DIGITS, 20),
-    "IT": lambda r: rs(r, UPPER, 1) + rs(r, DIGITS, 10) + rs(r, UPPER_ALNUM, 12),
-    "CH": lambda r: rs(r, DIGITS, 5) + rs(r, UPPER_ALNUM, 12),
+    "IT": lambda r: rs(r, UPPER, 1) + rs(r, DIGITS, 10) + _account(r, 12),
+    "CH": lambda r: rs(r, DIGITS, 5) + _account(r, 12),
     "BE": lambda r: rs(r, DIGITS, 12),
     "PL": lambda r: rs(r, DIGITS, 24),
     "AT": lambda r: rs(r, DIGITS, 16),
@@ -233,7 +238,8 @@ def nanp_phone(rng: random.Random) -> str:
 
 
 def e164_phone(rng: random.Random) -> str:
-    plans = [
+    """A mobile number in E.164 (+CC national), compact or in the country's usual grouping."""
+    plans: list[Callable[[], tuple[str, str, tuple[int, ...]]]] = [
         lambda: ("44", "7" + str(rng.randrange(4, 10)) + rs(rng, DIGITS, 8), (4, 6)),
         lambda: ("49", "1" + rng.choice(["51", "52", "60", "70", "71", "76"]) + rs(rng, DIGITS, 8), (3, 8)),
         lambda: ("33", rng.choice("67") + rs(rng, DIGITS, 8), (1, 2, 2, 2, 2)),
@@ -386,9 +392,11 @@ def _azure_sas(rng: random.Random) -> str:
 
 
 def _sentry_org(rng: random.Random) -> str:
-    payload = {"iat": 1_700_000_000 + rng.randrange(10**7), "url": "https://sentry.io",
-               "region_url": "https://us.sentry.io", "org": rng.choice(["acme", "northwind", "globex"])}
-    return "sntrys_" + b64url_nopad(json.dumps(payload, separators=(",", ":")).encode()) + "_" + rs(rng, B64URL, 43)
+    """Sentry org auth token: sntrys_ + standard base64 of a JSON payload + _ + base64 of 32 random bytes."""
+    payload = {"iat": 1_700_000_000 + rng.randrange(10**7) + rng.randrange(10**6) / 10**6, "url": "https://sentry.io",
+               "region_url": "https://us.sentry.io", "org": rng.choice(["acme", "northwind", "globex-eu"])}
+    secret = base64.b64encode(km.rand_bytes(rng, 32)).decode().rstrip("=")
+    return "sntrys_" + base64.b64encode(json.dumps(payload).encode()).decode() + "_" + secret
 
 
 def _grafana_cloud(rng: random.Random) -> str:
@@ -423,7 +431,12 @@ def _discord_bot(rng: random.Random) -> str:
 
 
 def _twitter_bearer(rng: random.Random) -> str:
-    return "AAAAAAAAAAAAAAAAAAAAA" + rs(rng, ALNUM, 22) + "%3D" + rs(rng, ALNUM, 50)
+    """X/Twitter app-only bearer token: URL-encoded base64 starting with a run of A's, ~110 characters."""
+    body = list(rs(rng, ALNUM, 88))
+    for _ in range(rng.randrange(1, 4)):
+        body.insert(rng.randrange(len(body)), rng.choice(["%2B", "%2F"]))
+    body.insert(rng.randrange(40, 60), "%3D")
+    return "A" * rng.choice([21, 22]) + rng.choice(UPPER) + "".join(body)
 
 
 def _aws_session(rng: random.Random) -> str:
@@ -604,10 +617,25 @@ def _conn(name: str, gen: Callable[[random.Random], str], env: str = "DATABASE_U
                        "connecting with `{v}` times out from the worker pod"))
 
 
+def generic_value(rng: random.Random) -> str:
+    """What teams put in secret-named settings: random alphanumerics, hex, base64, or a password with symbols."""
+    style = rng.randrange(5)
+    if style == 0:
+        return rs(rng, ALNUM, rng.randrange(24, 49))
+    if style == 1:
+        return rs(rng, HEX, rng.choice([32, 40, 64]))
+    if style == 2:
+        return base64.b64encode(km.rand_bytes(rng, rng.choice([24, 32, 48]))).decode()
+    if style == 3:
+        return rs(rng, B64URL, rng.randrange(32, 49))
+    return password(rng, rng.randrange(16, 33), "!#%*-_=+@$^&")
+
+
 def _generic(name: str, render: str, env_names: tuple[str, ...]) -> Kind:
-    """A high-entropy value assigned to a secret-named key in one syntax; `render` has {name} and {v}."""
-    return Kind(name, "generic", "secret", lambda r: password(r, r.randrange(20, 41), "!#%*-_=+"), "|".join(env_names),
-                context=True, prose=(render,))
+    """A high-entropy value assigned to a secret-named key in one syntax; `render` has {name} and {v}.
+    A `file` finding (a dotenv block, say) on the value also counts: it blocks the same text."""
+    return Kind(name, "generic", "secret", generic_value, "|".join(env_names), context=True, prose=(render,),
+                accept=frozenset({"file"}))
 
 
 def _file(name: str, gen: Callable[[random.Random], str], filename: str) -> Kind:

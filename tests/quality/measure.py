@@ -2,8 +2,9 @@
 
 A positive is detected when the decision has a finding of an accepted category at the planted location (or a
 location derived from it: `…$.x`, `…#keys`, `…#raw`, `….source.data`) whose span overlaps one of the forms the
-value takes in that segment. A finding that overlaps the planted value counts once per planted item as a true
-positive (whatever its category); every other finding is a false positive, counted once per distinct value
+value takes in that segment. A finding that overlaps the planted value — or the path of the planted item's own file in
+the scaffolding (`Case.related`: the read before a file's content, the heredoc that writes a key) — counts once per
+planted item as a true positive (whatever its category); every other finding is a false positive, counted once per distinct value
 (fingerprint) per request.
 """
 
@@ -77,15 +78,18 @@ def run(case: Case, snapshot: Snapshot, counter: TokenCounter) -> Result:
     result = Result(case, decision.http_status)
     segments = {s.location: s.text for s in parsed.segments} if parsed else {}
     on_value: list[Finding] = []
+    related: list[Finding] = []
     seen_fp: set[str] = set()
     for f in decision.findings:
         text = segments.get(f.location, "")
         if case.label == "positive" and at(f.location, case.loc) and overlaps(text, f.start, f.end, case.surfaces):
             on_value.append(f)
+        elif case.label == "positive" and overlaps(text, f.start, f.end, case.related):
+            related.append(f)
         elif f.fingerprint not in seen_fp:
             seen_fp.add(f.fingerprint)
             result.false_positives.append(FalsePositive(case, f, excerpt(text, f.start, f.end)))
-    result.hit = bool(on_value)
+    result.hit = bool(on_value or related)
     result.rules = tuple(sorted({f.rule_id for f in on_value if f.category.value in case.categories}))
     result.other_category_rules = tuple(sorted({f.rule_id for f in on_value if f.category.value not in case.categories}))
     result.detected = bool(result.rules)

@@ -17,9 +17,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from tests.quality import keymaterial as km
-from tests.quality.corpus import CHAT_APIS, Case, Plant, _Rotor, call_id, case_rng, conversation, read_call
-from tests.quality.kinds import ALNUM, B62, B64, HEX, bad_crc_token, rs, uuid4
-from tests.quality.render import envelope, render, serialise
+from tests.quality.corpus import CHAT_APIS, SYSTEM, Case, Plant, _Rotor, case_rng, conversation, read_call
+from tests.quality.kinds import HEX, bad_crc_token, luhn_ok, rs, uuid4
+from tests.quality.render import Conversation, Turn, envelope, render, serialise
 
 PER_NEGATIVE = 3  # placements per template, each with fresh random parts
 
@@ -30,6 +30,7 @@ class Negative:
     group: str
     gen: Callable[[random.Random], str]
     tool_read: bool = False  # the text is a path an agent's tool reads
+    image: bool = False  # the text is a data: URL sent as an image block
 
 
 def _sha(rng: random.Random, algo: str) -> str:
@@ -117,6 +118,7 @@ NEGATIVES: tuple[Negative, ...] = (
              lambda r: f'files = [\n    {{file = "requests-2.32.3-py3-none-any.whl", hash = "sha256:{_sha(r, "sha256")}"}},\n]'),
     Negative("base64-image-inline", "binary",
              lambda r: f"The logo renders blank: ![logo]({_png_data_url(r)})"),
+    Negative("base64-image-block", "binary", _png_data_url, image=True),
     Negative("base64-blob", "binary",
              lambda r: "protobuf payload (base64): " + base64.b64encode(km.rand_bytes(r, 120)).decode()),
     # public keys and certificates
@@ -177,6 +179,12 @@ NEGATIVES: tuple[Negative, ...] = (
              lambda r: "from dotenv import load_dotenv\n\nload_dotenv()  # reads .env in development only"),
     Negative("ssh-keygen", "file-mention",
              lambda r: "ssh-keygen -t ed25519 -C 'ci' -f ~/.ssh/id_ed25519 && cat ~/.ssh/id_ed25519.pub"),
+    Negative("ssh-key-use", "file-mention",
+             lambda r: r.choice(["chmod 600 ~/.ssh/id_rsa", "ssh -i ~/.ssh/id_ed25519 deploy@10.0.4.12 uptime",
+                                 "ssh-add ~/.ssh/id_rsa"])),
+    Negative("env-example-copy", "file-mention",
+             lambda r: r.choice(["cp .env.example .env", "echo '.env' >> .gitignore",
+                                 "git rm --cached .env && git commit -m 'stop tracking .env'"])),
     Negative("read-env-example", "file-read", lambda r: ".env.example", tool_read=True),
     Negative("read-public-key", "file-read", lambda r: "~/.ssh/id_rsa.pub", tool_read=True),
     Negative("read-source", "file-read",
@@ -186,8 +194,6 @@ NEGATIVES: tuple[Negative, ...] = (
 
 
 def _luhn_fail(rng: random.Random) -> str:
-    from tests.quality.kinds import luhn_ok
-
     while True:
         n = "4" + rs(rng, "0123456789", 15)
         if not luhn_ok(n):
@@ -203,7 +209,10 @@ def negatives() -> Iterator[Case]:
         for i in range(PER_NEGATIVE):
             rng = case_rng("negative", neg.name, i)
             text = neg.gen(rng)
-            if neg.tool_read:
+            if neg.image:
+                placement = "image"
+                conv = Conversation(SYSTEM, [Turn("image", text)])
+            elif neg.tool_read:
                 placement = "tool_call"
                 conv, _ = conversation("tool_call", Plant(call=read_call(text, rng)), rng)
             else:
@@ -217,5 +226,3 @@ def negatives() -> Iterator[Case]:
             yield Case(id=f"{neg.name}/{i}", label="negative", api=api, envelope=envelope(api, serialise(r.body)),
                        group=neg.group, placement=placement, note=neg.name)
 
-
-__all__ = ["NEGATIVES", "negatives", "call_id", "ALNUM", "B62", "B64"]

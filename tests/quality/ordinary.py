@@ -2,13 +2,15 @@
 
 Selection rule (not hand-picked): every top-level module of this interpreter's standard library whose file
 name starts with a–m, plus the first 30 modules (sorted by path) of each of the installed packages `grpc`,
-`yaml` and `jsonschema`; files over 200 KB are skipped. The only edit is dropping licence/authorship header
-lines: in the first 40 lines, lines mentioning copyright, author, licen[cs]e, maintainer, contributor or
-containing an e-mail-style `@`; anywhere, `__author__` / `__email__` / `__credits__` / `__maintainer__`
-assignments. Every other line is kept, so whatever the packs flag in real code is reported as a false
-positive. Files are cut into chunks of at most CHUNK characters (on line boundaries); each chunk is one
-multi-turn agent session (read_file tool call, tool result, discussion, an edit call quoting a few real
-lines), rotated over the providers.
+`yaml` and `jsonschema`; files over 200 KB are skipped. The only edit is dropping authorship/licence lines
+(`strip_headers`): in the first 40 lines, lines mentioning copyright, author, licen[cs]e, maintainer or
+contributor or holding an e-mail address; anywhere, `__author__` / `__email__` / `__credits__` /
+`__maintainer__` assignments (with their continuation lines) and comment lines that credit someone (an
+author/contributor keyword or a `Name <user@host>` credit). The report scans the dropped lines too and
+lists what the packs flag in them; every other line is kept, so whatever the packs flag in real code is
+reported as a false positive. Files are cut into chunks of at most CHUNK characters (on line boundaries);
+each chunk is one multi-turn agent session (read_file tool call, tool result, discussion, an edit call
+quoting a few real lines), rotated over the providers.
 """
 
 from __future__ import annotations
@@ -26,7 +28,9 @@ CHUNK = 40_000
 MAX_FILE = 200_000
 PACKAGES = ("grpc", "yaml", "jsonschema")
 PER_PACKAGE = 30
-_HEADER = re.compile(r"(?i)copyright|\bauthor|licen[cs]e|maintainer|contributor|\S@\S")
+_HEADER = re.compile(r"(?i)copyright|\bauthor|licen[cs]e|maintainer|contributor")
+_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(\.[\w-]+)+")
+_CREDIT = re.compile(r"(?i)\bauthor|contributed|written by|tweaks by|maintainer|<[^<>\s]+@[^<>\s]+>")
 _DUNDER = re.compile(r"^\s*__(author|email|credits|maintainer)__\s*=")
 
 ASKS = (
@@ -55,15 +59,23 @@ def source_files() -> list[tuple[str, Path]]:
     return [(d, p) for d, p in out if p.stat().st_size <= MAX_FILE]
 
 
-def strip_headers(text: str) -> tuple[list[str], list[int]]:
-    """Kept lines and their 1-based line numbers in the original file."""
-    kept, numbers = [], []
+def strip_headers(text: str) -> tuple[list[str], list[int], list[tuple[int, str]]]:
+    """Kept lines, their 1-based line numbers in the original file, and the dropped (number, line) pairs."""
+    kept, numbers, dropped = [], [], []
+    depth = 0  # open brackets of a dunder credit assignment still running
     for i, line in enumerate(text.split("\n"), 1):
-        if (i <= 40 and _HEADER.search(line)) or _DUNDER.match(line):
-            continue
-        kept.append(line)
-        numbers.append(i)
-    return kept, numbers
+        drop = depth > 0 or bool(_DUNDER.match(line))
+        if drop:
+            depth = max(0, depth + sum(line.count(c) for c in "([{") - sum(line.count(c) for c in ")]}"))
+        else:
+            header = i <= 40 and bool(_HEADER.search(line) or _EMAIL.search(line))
+            drop = header or (line.lstrip().startswith("#") and bool(_CREDIT.search(line)))
+        if drop:
+            dropped.append((i, line))
+        else:
+            kept.append(line)
+            numbers.append(i)
+    return kept, numbers, dropped
 
 
 def chunks(lines: list[str], numbers: list[int]) -> Iterator[tuple[str, list[int]]]:
@@ -84,7 +96,8 @@ def chunks(lines: list[str], numbers: list[int]) -> Iterator[tuple[str, list[int
 def ordinary() -> Iterator[Case]:
     rotor = _Rotor()
     for display, path in source_files():
-        lines, numbers = strip_headers(path.read_text("utf-8", "replace"))
+        lines, numbers, dropped = strip_headers(path.read_text("utf-8", "replace"))
+        DROPPED.extend((display, n, line) for n, line in dropped)
         for c_i, (text, nums) in enumerate(chunks(lines, numbers)):
             rng = case_rng("ordinary", display, c_i)
             cid = call_id(rng)
@@ -116,6 +129,7 @@ def ordinary() -> Iterator[Case]:
 
 
 _LINES: dict[str, list[int]] = {}
+DROPPED: list[tuple[str, int, str]] = []  # (file, line number, line) removed by strip_headers
 
 
 def line_of(case: Case, text: str, offset: int) -> int | None:

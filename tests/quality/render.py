@@ -12,9 +12,11 @@ from typing import Any
 
 from filter.model import Envelope
 
-APIS = ("openai.chat", "anthropic", "gemini", "bedrock", "openai.responses")
+APIS = ("openai.chat", "anthropic", "gemini", "bedrock", "openai.responses", "azure", "bedrock.invoke")
 PATHS = {
     "openai.chat": "/v1/chat/completions",
+    "azure": "/openai/deployments/gpt-4o-prod/chat/completions?api-version=2024-10-21",
+    "bedrock.invoke": "/model/anthropic.claude-3-5-sonnet-20241022-v2%3A0/invoke",
     "openai.responses": "/v1/responses",
     "anthropic": "/v1/messages",
     "gemini": "/v1beta/models/gemini-2.5-pro:generateContent",
@@ -22,6 +24,9 @@ PATHS = {
 }
 HEADERS = {
     "openai.chat": {"content-type": "application/json", "user-agent": "OpenAI/Python 1.54.4"},
+    "azure": {"content-type": "application/json", "user-agent": "AzureOpenAI/Python 1.54.4"},
+    "bedrock.invoke": {"content-type": "application/json", "accept": "application/json",
+                       "user-agent": "Boto3/1.35.40 md/Botocore#1.35.40"},
     "openai.responses": {"content-type": "application/json", "user-agent": "OpenAI/Python 1.54.4"},
     "anthropic": {"content-type": "application/json", "anthropic-version": "2023-06-01",
                   "user-agent": "claude-cli/1.0.72 (external, cli)"},
@@ -29,12 +34,12 @@ HEADERS = {
     "bedrock": {"content-type": "application/json", "user-agent": "Boto3/1.35.40 md/Botocore#1.35.40"},
 }
 PROVIDER = {"openai.chat": "openai", "openai.responses": "openai", "anthropic": "anthropic", "gemini": "gemini",
-            "bedrock": "bedrock"}
+            "bedrock": "bedrock", "azure": "azure", "bedrock.invoke": "bedrock"}
 
 
 @dataclass
 class Turn:
-    kind: str  # user | assistant | tool_call | tool_result | document
+    kind: str  # user | assistant | tool_call | tool_result | document | image (text: a data: URL)
     text: str = ""
     name: str = ""  # tool name
     args: dict[str, Any] = field(default_factory=dict)
@@ -59,7 +64,20 @@ def _b64(text: str) -> str:
     return base64.b64encode(text.encode()).decode()
 
 
+def _image_b64(data_url: str) -> str:
+    return data_url.split(",", 1)[1]
+
+
 def render(api: str, conv: Conversation) -> Rendered:
+    if api == "azure":  # Azure OpenAI: the chat body, the deployment in the path
+        r = _openai_chat(conv)
+        del r.body["model"]
+        return Rendered(api, r.body, r.locs)
+    if api == "bedrock.invoke":  # InvokeModel with an Anthropic model: the Messages body, Bedrock's version field
+        r = _anthropic(conv)
+        for key in ("model", "stream"):
+            del r.body[key]
+        return Rendered(api, {"anthropic_version": "bedrock-2023-05-31", **r.body}, r.locs)
     return {"openai.chat": _openai_chat, "openai.responses": _responses, "anthropic": _anthropic,
             "gemini": _gemini, "bedrock": _bedrock}[api](conv)
 
@@ -79,6 +97,10 @@ def _openai_chat(conv: Conversation) -> Rendered:
         elif t.kind == "tool_result":
             msgs.append({"role": "tool", "tool_call_id": t.call_id, "content": t.text})
             locs[i] = f"messages[{n}].content"
+        elif t.kind == "image":
+            msgs.append({"role": "user", "content": [{"type": "image_url", "image_url": {"url": t.text}},
+                                                     {"type": "text", "text": "What is wrong in this screenshot?"}]})
+            locs[i] = f"messages[{n}].content[0]"
         elif t.kind == "document":
             msgs.append({"role": "user", "content": [
                 {"type": "file", "file": {"filename": t.filename, "file_data": "data:text/plain;base64," + _b64(t.text)}},
@@ -119,6 +141,11 @@ def _responses(conv: Conversation) -> Rendered:
         elif t.kind == "tool_result":
             items.append({"type": "function_call_output", "call_id": t.call_id, "output": t.text})
             locs[i] = f"input[{n}].output"
+        elif t.kind == "image":
+            items.append({"type": "message", "role": "user", "content": [
+                {"type": "input_image", "image_url": t.text},
+                {"type": "input_text", "text": "What is wrong in this screenshot?"}]})
+            locs[i] = f"input[{n}].content[0]"
         elif t.kind == "document":
             items.append({"type": "message", "role": "user", "content": [
                 {"type": "input_file", "filename": t.filename, "file_data": "data:text/plain;base64," + _b64(t.text)},
@@ -145,6 +172,10 @@ def _anthropic(conv: Conversation) -> Rendered:
         elif t.kind == "tool_result":
             msgs.append({"role": "user", "content": [
                 {"type": "tool_result", "tool_use_id": t.call_id, "content": [{"type": "text", "text": t.text}]}]})
+        elif t.kind == "image":
+            msgs.append({"role": "user", "content": [
+                {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": _image_b64(t.text)}},
+                {"type": "text", "text": "What is wrong in this screenshot?"}]})
         elif t.kind == "document":
             msgs.append({"role": "user", "content": [
                 {"type": "document", "source": {"type": "base64", "media_type": "text/plain", "data": _b64(t.text)},
@@ -173,6 +204,9 @@ def _gemini(conv: Conversation) -> Rendered:
         elif t.kind == "tool_result":
             contents.append({"role": "user", "parts": [
                 {"functionResponse": {"name": t.name, "response": {"name": t.name, "content": t.text}}}]})
+        elif t.kind == "image":
+            contents.append({"role": "user", "parts": [{"inlineData": {"mimeType": "image/png", "data": _image_b64(t.text)}},
+                                                       {"text": "What is wrong in this screenshot?"}]})
         elif t.kind == "document":
             contents.append({"role": "user", "parts": [{"inlineData": {"mimeType": "text/plain", "data": _b64(t.text)}},
                                                        {"text": "This is the attached file; what is wrong with it?"}]})
@@ -198,6 +232,10 @@ def _bedrock(conv: Conversation) -> Rendered:
         elif t.kind == "tool_result":
             msgs.append({"role": "user", "content": [
                 {"toolResult": {"toolUseId": t.call_id, "content": [{"text": t.text}], "status": "success"}}]})
+        elif t.kind == "image":
+            msgs.append({"role": "user", "content": [
+                {"image": {"format": "png", "source": {"bytes": _image_b64(t.text)}}},
+                {"text": "What is wrong in this screenshot?"}]})
         elif t.kind == "document":
             msgs.append({"role": "user", "content": [
                 {"document": {"format": "txt", "name": "attached notes", "source": {"bytes": _b64(t.text)}}},

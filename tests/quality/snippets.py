@@ -16,7 +16,7 @@ FENCE = {"python": "python", "js": "javascript", "go": "go", "yaml": "yaml", "te
 FILE_OF = {"python": "app/clients/vendor.py", "js": "src/lib/client.js", "go": "internal/api/client.go",
            "yaml": "deploy/values.yaml", "terraform": "infra/main.tf", "dockerfile": "Dockerfile",
            "shell": "scripts/deploy.sh", "sql": "db/seed.sql", "json": "config/settings.json",
-           "toml": "config/app.toml", "dotenv": ".env.staging"}
+           "toml": "config/app.toml", "dotenv": "config/app.properties"}
 
 
 def fill(template: str, kind: Kind, value: str, name: str) -> str:
@@ -287,7 +287,7 @@ def code(kind: Kind, value: str, lang: str, rng: random.Random) -> tuple[str, st
         return fill(CODE_FILE_CONTENT[lang], kind, value, name).replace("@@BASENAME@@", basename), lang
     if kind.multiline:
         indent = "    " if lang in ("yaml", "terraform") else ""
-        text = CODE_MULTILINE[lang].replace("@@INDENTED@@", "\n".join(indent + ln for ln in value.split("\n")))
+        text = CODE_MULTILINE[lang].replace("@@INDENTED@@", "\n".join(indent + ln if ln else "" for ln in value.split("\n")))
         return fill(text, kind, value, name), lang
     if kind.group == "pii":
         lang = lang if lang in CODE_PII else rng.choice(sorted(CODE_PII))
@@ -317,9 +317,10 @@ GITHUB_REF=refs/heads/main
 @@ENV@@=@@V@@
 HOME=/home/runner
 RUNNER_OS=Linux''',
-    '''2024-05-02T10:14:07.532Z DEBUG urllib3.connectionpool Starting new HTTPS connection (1): api.internal.dev:443
-2024-05-02T10:14:07.611Z DEBUG http.client send: b'POST /v2/deploy HTTP/1.1\\r\\nHost: api.internal.dev\\r\\nX-Api-Key: @@V@@\\r\\nContent-Type: application/json\\r\\n\\r\\n'
-2024-05-02T10:14:07.689Z DEBUG urllib3.connectionpool https://api.internal.dev:443 "POST /v2/deploy HTTP/1.1" 401 61''',
+    "2024-05-02T10:14:07.532Z DEBUG urllib3.connectionpool Starting new HTTPS connection (1): api.internal.dev:443\n"
+    "2024-05-02T10:14:07.611Z DEBUG http.client send: b'POST /v2/deploy HTTP/1.1\\r\\nHost: api.internal.dev"
+    "\\r\\nX-Api-Key: @@V@@\\r\\nContent-Type: application/json\\r\\n\\r\\n'\n"
+    '2024-05-02T10:14:07.689Z DEBUG urllib3.connectionpool https://api.internal.dev:443 "POST /v2/deploy HTTP/1.1" 401 61',
 )
 LOG_CONTEXT = (
     '''Traceback (most recent call last):
@@ -373,5 +374,5 @@ ESCAPED_PEM = (
 )
 
 
-def escaped_pem(kind: Kind, escaped_value: str, rng: random.Random) -> str:
-    return fill(rng.choice(ESCAPED_PEM), kind, escaped_value, var_name(kind, rng))
+def escaped_pem(kind: Kind, escaped_value: str, rng: random.Random, which: int) -> str:
+    return fill(ESCAPED_PEM[which % len(ESCAPED_PEM)], kind, escaped_value, var_name(kind, rng))
