@@ -368,6 +368,12 @@ class Walker:
             if isinstance(inner, str):  # double-encoded: a JSON string holding JSON text
                 self.json_text(loc + "$", inner)
             else:
+                if "\\u" in text or "\\/" in text:
+                    # Escapes hid characters: scan the decoded document too, so names stay next to their
+                    # values (`"DD_API_KEY": "5401…"`) and escaped paths read as written (`~/.ssh/id_rsa`).
+                    decoded = json.dumps(inner, ensure_ascii=False)
+                    if decoded != text:
+                        self.text(loc + "$#decoded", decoded)
                 self.value(loc + "$", inner, expand=True, keys=True)
         finally:
             self._nest -= 1

@@ -200,3 +200,11 @@ def test_text_without_escapes_gets_no_decoded_copy() -> None:
     body = json.dumps({"messages": [{"role": "user", "content": "100% done, 50%off"}]}).encode()
     parsed = parse(Envelope("POST", "/v1/chat/completions", {"content-type": "application/json"}, body))
     assert [s.location for s in parsed.segments] == ["messages[0].content"]
+
+
+def test_escaped_json_inside_a_string_is_also_scanned_decoded_with_its_names() -> None:
+    inner = '{"DD_API_KEY": "\\u00354011f75ad58bc3059b0fe78a0765e8a", "path": "~\\/.ssh\\/id_\\u0072sa"}'
+    body = json.dumps({"messages": [{"role": "tool", "tool_call_id": "c", "content": inner}]}).encode()
+    parsed = parse(Envelope("POST", "/v1/chat/completions", {"content-type": "application/json"}, body))
+    texts = {s.location: s.text for s in parsed.segments}
+    assert texts["messages[0].content$#decoded"] == '{"DD_API_KEY": "54011f75ad58bc3059b0fe78a0765e8a", "path": "~/.ssh/id_rsa"}'
