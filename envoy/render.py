@@ -12,6 +12,9 @@ filter chain are the same in production, in `make run` and in the end-to-end tes
         --filter 127.0.0.1:9001,127.0.0.1:9002 --authz-timeout 0.5s \\
         --listen-port 18000 --admin-port 18001 --jwt-jwks tests/e2e/jwks.json -o out.yaml
 
+    # benchmark floor: Envoy alone, no ext_authz and no rate limit (no call to the filter at all)
+    python envoy/render.py --upstream http://127.0.0.1:8080 --no-ext-authz --no-ratelimit -o floor.yaml
+
     # production with JWT identity and a real Azure resource (TLS kept)
     python envoy/render.py --jwt-jwks /etc/envoy/jwks.json \\
         --provider-host azure=myco.openai.azure.com -o envoy-jwt.yaml
@@ -288,8 +291,37 @@ def add_jwt(
         namespaces.append(JWT_AUTHN)
 
 
+def drop_http_filter(cfg: dict[str, Any], name: str) -> None:
+    """Remove an HTTP filter from the chain and its per-route configs (benchmark floors only)."""
+    manager = hcm(cfg)
+    before = len(manager["http_filters"])
+    manager["http_filters"] = [f for f in manager["http_filters"] if f["name"] != name]
+    if len(manager["http_filters"]) == before:
+        raise RenderError(f"no http filter {name}")
+    for vhost in manager["route_config"]["virtual_hosts"]:
+        for holder in [vhost, *vhost.get("routes", [])]:
+            per_filter = holder.get("typed_per_filter_config")
+            if per_filter and name in per_filter:
+                del per_filter[name]
+                if not per_filter:
+                    del holder["typed_per_filter_config"]
+
+
+def drop_filter_cluster(cfg: dict[str, Any]) -> None:
+    """With neither ext_authz nor ratelimit left nothing calls the filter: no cluster, no health checks."""
+    cfg["static_resources"]["clusters"] = [c for c in clusters(cfg) if c["name"] != FILTER_CLUSTER]
+
+
 def render(cfg: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
     cfg = copy.deepcopy(cfg)
+    no_ext_authz = getattr(args, "no_ext_authz", False)
+    no_ratelimit = getattr(args, "no_ratelimit", False)
+    if no_ext_authz and (args.authz_timeout or args.jwt_jwks):
+        raise RenderError("--no-ext-authz cannot be combined with --authz-timeout or --jwt-jwks")
+    if no_ratelimit and args.ratelimit_timeout:
+        raise RenderError("--no-ratelimit cannot be combined with --ratelimit-timeout")
+    if no_ext_authz and no_ratelimit and args.filter:
+        raise RenderError("--filter has no effect with --no-ext-authz --no-ratelimit (nothing calls the filter)")
     providers = provider_clusters(cfg)
     if not providers:
         raise RenderError("no provider clusters (cluster metadata llm_gateway.provider)")
@@ -329,6 +361,13 @@ def render(cfg: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
         if not Path(jwks).is_absolute():
             jwks = str(Path(jwks).resolve())  # Envoy may run from another directory
         add_jwt(cfg, jwks, args.jwt_issuer, args.jwt_audience, args.jwt_header)
+
+    if no_ext_authz:
+        drop_http_filter(cfg, EXT_AUTHZ)
+    if no_ratelimit:
+        drop_http_filter(cfg, RATELIMIT)
+    if no_ext_authz and no_ratelimit:
+        drop_filter_cluster(cfg)
     return cfg
 
 
@@ -364,6 +403,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jwt-issuer", default=JWT_DEFAULT_ISSUER, help="required iss (llm-gateway-test)")
     p.add_argument("--jwt-audience", action="append", help="accepted aud; repeatable (default: any)")
     p.add_argument("--jwt-header", default=JWT_DEFAULT_HEADER, help=f"header carrying the JWT ({JWT_DEFAULT_HEADER})")
+    p.add_argument("--no-ext-authz", action="store_true",
+                   help="drop the ext_authz filter: NO CONTENT FILTERING (benchmark floor only, never production)")
+    p.add_argument("--no-ratelimit", action="store_true",
+                   help="drop the rate limit filter (benchmarks); with --no-ext-authz also the filter cluster")
     return p
 
 

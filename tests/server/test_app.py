@@ -128,3 +128,37 @@ def test_sigterm_drains_an_in_flight_check() -> None:
     assert "error" not in result, result.get("error")
     assert result["response"].status.code == code_pb2.OK  # type: ignore[attr-defined]
     assert code == 0
+
+
+def consecutive_free_ports() -> int:
+    """A port whose neighbour is free too: worker i listens on PORT + i."""
+    import socket
+
+    for _ in range(50):
+        port = free_port()
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no two consecutive free ports")
+
+
+def test_workers_listen_on_consecutive_ports_and_stop_together() -> None:
+    from tests.bench.procs import wait_grpc_ready
+
+    port = consecutive_free_ports()
+    proc = start_filter(port, "--workers", "2")
+    try:
+        wait_grpc_ready(f"127.0.0.1:{port + 1}")
+        clean = json.dumps({"messages": [{"role": "user", "content": "rename this variable"}]}).encode()
+        for p in (port, port + 1):
+            assert _check(p, clean).status.code == code_pb2.OK  # type: ignore[attr-defined]
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+        for p in (port, port + 1):
+            with pytest.raises(grpc.RpcError):
+                _check(p, clean, timeout=2)
+    finally:
+        stop(proc)
