@@ -129,3 +129,20 @@ def test_known_secret_fingerprint_is_critical_whatever_rule(tmp_path, monkeypatc
     d, _ = evaluate(env, runtime.current, TokenCounter(load_encoding()))
     assert d.verdict is Verdict.DENY
     assert any(f.severity.value == "critical" for f in d.findings)
+
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+PATHS = ["/v1/chat/completions", "/v1/messages", "/v1/responses", "/v1beta/models/g:generateContent",
+         "/model/anthropic.claude-3/converse", "/model/anthropic.claude-3/invoke", "/unknown"]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=st.binary(max_size=4096), path=st.sampled_from(PATHS),
+       encoding=st.sampled_from(["", "gzip", "deflate", "br", "zstd", "identity", "bogus"]))
+def test_any_bytes_yield_a_decision_or_a_4xx(run, body: bytes, path: str, encoding: str) -> None:  # type: ignore[no-untyped-def]
+    headers = {"content-encoding": encoding} if encoding else {}
+    d = run(body, path, **headers)
+    assert d.http_status in (200, 400, 403, 413, 415), (d.http_status, d.reason)
+    assert d.message
