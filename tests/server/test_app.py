@@ -162,3 +162,22 @@ def test_workers_listen_on_consecutive_ports_and_stop_together() -> None:
                 _check(p, clean, timeout=2)
     finally:
         stop(proc)
+
+
+def test_prometheus_metrics_count_decisions_and_findings() -> None:
+    import urllib.request
+
+    port, metrics = free_port(), free_port()
+    proc = start_filter(port, "--metrics-port", str(metrics))
+    try:
+        clean = json.dumps({"messages": [{"role": "user", "content": "rename this variable"}]}).encode()
+        dirty = json.dumps({"messages": [{"role": "user", "content": "key AKIAZ5XQ3HR2LMNPQ7TW"}]}).encode()
+        assert _check(port, clean).status.code == code_pb2.OK  # type: ignore[attr-defined]
+        assert _check(port, dirty).denied_response.status.code == 403  # type: ignore[attr-defined]
+        text = urllib.request.urlopen(f"http://127.0.0.1:{metrics}/metrics", timeout=10).read().decode()
+    finally:
+        stop(proc)
+    assert 'llm_filter_decisions_total{' in text
+    assert 'reason="secret_detected"' in text and 'reason="allowed"' in text
+    assert 'llm_filter_findings_total{category="secret"' in text
+    assert "llm_filter_check_duration_milliseconds_bucket" in text
