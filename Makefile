@@ -34,8 +34,12 @@ serve: install
 run: install
 	$(BIN)/python envoy/run_stack.py
 
+# Scan throughput, Check latency, then end-to-end through Envoy with wrk (~5 min; tests/bench/). Not run in CI.
+# wrk comes from Debian; installed here when missing. BENCH_ARGS: e.g. --only e2e, --quick, --rounds 5.
 bench: install
-	$(BIN)/python -m tests.bench
+	@command -v wrk >/dev/null || { echo "wrk missing: apt-get install -y wrk"; \
+	  apt-get update -qq && apt-get install -y -qq wrk; }
+	$(BIN)/python -m tests.bench $(BENCH_ARGS)
 
 # Labelled corpus through the real pipeline: precision, recall per category/kind/placement/evasion, FP rate on
 # ordinary coding sessions (tests/quality/). Exits 1 when a target (recall/precision >= 99 %, 0 FP on code) is missed.

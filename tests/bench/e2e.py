@@ -315,6 +315,18 @@ def med(values: list[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
 
+def audit_cost_us(workdir: Path, sample: str, n: int = 5000) -> float:
+    """CPU us to serialize and write one audit record like the last one the filter wrote (as AuditLog does:
+    json.dumps, then a line-buffered write and flush to a file)."""
+    record = json.loads(sample)
+    with (workdir / "audit-cost.jsonl").open("a", encoding="utf-8", buffering=1) as fh:
+        t0 = time.process_time()
+        for _ in range(n):
+            fh.write(json.dumps(record, separators=(",", ":")) + "\n")
+            fh.flush()
+        return (time.process_time() - t0) / n * 1e6
+
+
 def check_before(stacks: dict[str, Stack], bodies: dict[str, bytes]) -> None:
     """Every body is allowed through every stack (200 from the upstream); a planted key is denied by the filter."""
     for label, body in bodies.items():
@@ -366,13 +378,15 @@ def run(quick: bool = False, rounds: int | None = None) -> bool:
             print(f"   round {r + 1}/{rounds} done ({time.monotonic() - t_start:.0f} s)", flush=True)
         time.sleep(0.3)
         audit_lines = {n: sum(1 for _ in (workdir / f"audit-{n}.jsonl").open()) for n in ("filter", "filter_x2")}
+        last = (workdir / "audit-filter.jsonl").read_text().splitlines()[-1]
+        audit = (len(last) + 1, audit_cost_us(workdir, last))
         totals = {n: s.stats() for n, s in stacks.items()}
     finally:
         stop_stacks(stacks)
         stop(upstream)
     elapsed = time.monotonic() - t_start
     ok = report(rounds, (warm_s, sat_s, c1_s), bodies, sat, c1, direct, audit_lines, totals, bench.in_flight,
-                workdir, elapsed)
+                audit, workdir, elapsed)
     shutil.rmtree(workdir, ignore_errors=True)
     return ok
 
@@ -391,13 +405,13 @@ def _spread(values: list[float], unit: str = "x", sign: bool = False) -> str:
 def report(rounds: int, durations: tuple[int, int, int], bodies: dict[str, bytes],
            sat: dict[tuple[str, str], list[Run]], c1: dict[tuple[str, str], list[Run]],
            direct: dict[str, list[Run]], audit_lines: dict[str, int], totals: dict[str, dict[str, int]],
-           in_flight: dict[str, int], workdir: Path, elapsed: float) -> bool:
+           in_flight: dict[str, int], audit: tuple[int, float], workdir: Path, elapsed: float) -> bool:
     warm_s, sat_s, c1_s = durations
     print(f"   Envoy 1.40 --concurrency {ENVOY_CONCURRENCY}, HTTP/1.1 POST {PATH} (x-llm-provider: openai), clean "
           f"agent-like chat bodies ({', '.join(f'{len(b):,} B' for b in bodies.values())}); rate limit filter off in "
           f"every scenario")
     print(f"   upstream: tests/bench/upstream.py (asyncio, 1 process); filter audit: JSON lines to a file in a tmp dir "
-          f"({workdir}/audit-*.jsonl)")
+          f"({workdir}/audit-*.jsonl), {audit[0]} B/line, ~{audit[1]:.0f} us CPU per line to serialize and write")
     print(f"   saturation: wrk -t1 -c{SAT_CONNS} for {sat_s} s after a {warm_s} s warm-up; unloaded: wrk -t1 -c1 for "
           f"{c1_s} s; medians of {rounds} round(s)")
     print("   CPU columns: utime+stime per request of each process (python = every worker); other % = CPU used by "

