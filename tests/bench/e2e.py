@@ -339,16 +339,42 @@ def check_before(stacks: dict[str, Stack], bodies: dict[str, bytes]) -> None:
         assert status == 403, f"{name}: a planted AWS key was not denied: {status} {answer[:300]!r}"
 
 
+@dataclass
+class Results:
+    rounds: int
+    durations: tuple[int, int, int]  # warm-up, saturation, unloaded seconds
+    bodies: dict[str, bytes]
+    envoy_version: str = ""
+    sat: dict[tuple[str, str], list[Run]] = field(default_factory=dict)
+    c1: dict[tuple[str, str], list[Run]] = field(default_factory=dict)
+    direct: dict[str, list[Run]] = field(default_factory=dict)
+    totals: dict[str, dict[str, int]] = field(default_factory=dict)
+    audit_lines: dict[str, int] = field(default_factory=dict)
+    audit_line_bytes: int = 0
+    audit_us: float = 0.0
+    in_flight: dict[str, int] = field(default_factory=dict)
+    worker_split: list[float] = field(default_factory=list)  # share of filter_x2's worker CPU per worker, %
+    workdir: Path = Path()
+    elapsed: float = 0.0
+
+
+def envoy_version() -> str:
+    out = subprocess.run([envoy_binary(), "--version"], capture_output=True, text=True, timeout=30).stdout
+    parts = out.split("version:")[-1].strip().split("/")
+    return parts[1] if len(parts) > 1 else "?"
+
+
 def run(quick: bool = False, rounds: int | None = None) -> bool:
     """Returns False when a correctness check failed (the numbers are printed anyway)."""
     rounds = rounds or (1 if quick else 3)
     warm_s, sat_s, c1_s = (1, 2, 1) if quick else (1, 4, 2)
     wrk_bin = ensure_wrk()
     ruleset = load_ruleset([SHIPPED_PACKS], Fingerprinter(b"bench"))
-    bodies = {label: chat_body(ruleset, size) for label, size in SIZES}
-    workdir = Path(tempfile.mkdtemp(prefix="bench-e2e-"))
+    res = Results(rounds, (warm_s, sat_s, c1_s), {label: chat_body(ruleset, size) for label, size in SIZES},
+                  envoy_version=envoy_version())
+    workdir = res.workdir = Path(tempfile.mkdtemp(prefix="bench-e2e-"))
     body_files = {}
-    for label, body in bodies.items():
+    for label, body in res.bodies.items():
         body_files[label] = workdir / f"body-{label.replace(' ', '')}.json"
         body_files[label].write_bytes(body)
     up_port = free_port()
@@ -358,35 +384,36 @@ def run(quick: bool = False, rounds: int | None = None) -> bool:
     try:
         wait_port(up_port)
         stacks = start_stacks(workdir, f"http://127.0.0.1:{up_port}")
-        check_before(stacks, bodies)
+        check_before(stacks, res.bodies)
         bench = Bench(wrk_bin, workdir, stacks, upstream, up_port)
-        sat: dict[tuple[str, str], list[Run]] = {}
-        c1: dict[tuple[str, str], list[Run]] = {}
-        direct: dict[str, list[Run]] = {}
-        load_s = rounds * len(bodies) * (len(SCENARIOS) * (warm_s + sat_s + c1_s) + sat_s)
-        print(f"\n== End-to-end through Envoy: {', '.join(SCENARIOS)} x {', '.join(bodies)}; {rounds} interleaved "
+        load_s = rounds * len(res.bodies) * (len(SCENARIOS) * (warm_s + sat_s + c1_s) + sat_s)
+        print(f"\n== End-to-end through Envoy: {', '.join(SCENARIOS)} x {', '.join(res.bodies)}; {rounds} interleaved "
               f"round(s), {load_s} s of load ==", flush=True)
+        workers = stacks["filter_x2"].python_pids[1:]
+        worker_t0 = [proc_ticks(w) for w in workers]
         for r in range(rounds):
-            for b, label in enumerate(bodies):
-                order = SCENARIOS[(r + b) % len(SCENARIOS):] + SCENARIOS[:(r + b) % len(SCENARIOS)]
-                for name in order:
+            for b, label in enumerate(res.bodies):
+                shift = (r + b) % len(SCENARIOS)  # rotate the order: no scenario always runs first or last
+                for name in SCENARIOS[shift:] + SCENARIOS[:shift]:
                     stack = stacks[name]
                     bench.measure(stack, body_files[label], SAT_CONNS, warm_s)  # warm-up: connections, caches
-                    sat.setdefault((name, label), []).append(bench.measure(stack, body_files[label], SAT_CONNS, sat_s))
-                    c1.setdefault((name, label), []).append(bench.measure(stack, body_files[label], 1, c1_s))
-                direct.setdefault(label, []).append(bench.measure(None, body_files[label], SAT_CONNS, sat_s))
+                    res.sat.setdefault((name, label), []).append(bench.measure(stack, body_files[label], SAT_CONNS, sat_s))
+                    res.c1.setdefault((name, label), []).append(bench.measure(stack, body_files[label], 1, c1_s))
+                res.direct.setdefault(label, []).append(bench.measure(None, body_files[label], SAT_CONNS, sat_s))
             print(f"   round {r + 1}/{rounds} done ({time.monotonic() - t_start:.0f} s)", flush=True)
+        used = [proc_ticks(w) - t0 for w, t0 in zip(workers, worker_t0, strict=True)]
+        res.worker_split = [100 * u / max(sum(used), 1) for u in used]
         time.sleep(0.3)
-        audit_lines = {n: sum(1 for _ in (workdir / f"audit-{n}.jsonl").open()) for n in ("filter", "filter_x2")}
+        res.audit_lines = {n: sum(1 for _ in (workdir / f"audit-{n}.jsonl").open()) for n in ("filter", "filter_x2")}
         last = (workdir / "audit-filter.jsonl").read_text().splitlines()[-1]
-        audit = (len(last) + 1, audit_cost_us(workdir, last))
-        totals = {n: s.stats() for n, s in stacks.items()}
+        res.audit_line_bytes, res.audit_us = len(last) + 1, audit_cost_us(workdir, last)
+        res.totals = {n: s.stats() for n, s in stacks.items()}
+        res.in_flight = bench.in_flight
     finally:
         stop_stacks(stacks)
         stop(upstream)
-    elapsed = time.monotonic() - t_start
-    ok = report(rounds, (warm_s, sat_s, c1_s), bodies, sat, c1, direct, audit_lines, totals, bench.in_flight,
-                audit, workdir, elapsed)
+    res.elapsed = time.monotonic() - t_start
+    ok = report(res)
     shutil.rmtree(workdir, ignore_errors=True)
     return ok
 
@@ -402,18 +429,17 @@ def _spread(values: list[float], unit: str = "x", sign: bool = False) -> str:
     return f"{med(values):{f}}{unit} [{min(values):{f}}..{max(values):{f}}]"
 
 
-def report(rounds: int, durations: tuple[int, int, int], bodies: dict[str, bytes],
-           sat: dict[tuple[str, str], list[Run]], c1: dict[tuple[str, str], list[Run]],
-           direct: dict[str, list[Run]], audit_lines: dict[str, int], totals: dict[str, dict[str, int]],
-           in_flight: dict[str, int], audit: tuple[int, float], workdir: Path, elapsed: float) -> bool:
-    warm_s, sat_s, c1_s = durations
-    print(f"   Envoy 1.40 --concurrency {ENVOY_CONCURRENCY}, HTTP/1.1 POST {PATH} (x-llm-provider: openai), clean "
-          f"agent-like chat bodies ({', '.join(f'{len(b):,} B' for b in bodies.values())}); rate limit filter off in "
-          f"every scenario")
+def report(res: Results) -> bool:
+    warm_s, sat_s, c1_s = res.durations
+    bodies, sat, c1, direct = res.bodies, res.sat, res.c1, res.direct
+    print(f"   Envoy {res.envoy_version} --concurrency {ENVOY_CONCURRENCY}, HTTP/1.1 POST {PATH} (x-llm-provider: openai), "
+          f"clean agent-like chat bodies ({', '.join(f'{len(b):,} B' for b in bodies.values())}); rate limit filter off "
+          f"in every scenario")
     print(f"   upstream: tests/bench/upstream.py (asyncio, 1 process); filter audit: JSON lines to a file in a tmp dir "
-          f"({workdir}/audit-*.jsonl), {audit[0]} B/line, ~{audit[1]:.0f} us CPU per line to serialize and write")
+          f"({res.workdir}/audit-*.jsonl), {res.audit_line_bytes} B/line, ~{res.audit_us:.0f} us CPU per line to "
+          f"serialize and write")
     print(f"   saturation: wrk -t1 -c{SAT_CONNS} for {sat_s} s after a {warm_s} s warm-up; unloaded: wrk -t1 -c1 for "
-          f"{c1_s} s; medians of {rounds} round(s)")
+          f"{c1_s} s; medians of {res.rounds} round(s)")
     print("   CPU columns: utime+stime per request of each process (python = every worker); other % = CPU used by "
           "processes outside this benchmark, % of one core")
     hdr = (f"   {'scenario':<15} {'body':>6} {'req/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'envoy us':>9} {'python us':>10} "
@@ -458,7 +484,8 @@ def report(rounds: int, durations: tuple[int, int, int], bodies: dict[str, bytes
                 f"{'MET' if med(tput) >= TARGET_RATIO else 'NOT MET'} (from CPU: {med(tput_cpu):.2f}x)",
                 f"added p50, unloaded = {med(added1):+.2f} ms (target <= {TARGET_ADDED_MS} ms): "
                 f"{'MET' if med(added1) <= TARGET_ADDED_MS else 'NOT MET'}",
-                f"2 workers = {med(x2):.2f}x one worker (wrk, Envoy, upstream and Python share 2 cores here)",
+                f"2 workers = {med(x2):.2f}x one worker (wrk, Envoy, upstream and Python share 2 cores here); "
+                f"CPU split between the 2 workers {'/'.join(f'{x:.0f}' for x in res.worker_split)} %",
             ]
     print("   targets at 32 KB:")
     for v in verdicts:
@@ -483,16 +510,16 @@ def report(rounds: int, durations: tuple[int, int, int], bodies: dict[str, bytes
                     problems.append(f"{name} {label} -c{conns}: ext_authz.ok {a.get('ext_authz.ok')} "
                                     f"for {x.requests} requests")
     print("\n   -- correctness: Envoy admin stats (http.llm_gateway.*) over the whole run --")
-    for name, t in totals.items():
+    for name, t in res.totals.items():
         counts = ", ".join(f"{k.split('.')[-1]} {t.get(k, 0)}" for k in AUTHZ_STATS)
         line = (f"   {name:<15} downstream 2xx {t.get('downstream_rq_2xx', 0)}, 4xx {t.get('downstream_rq_4xx', 0)}, "
                 f"5xx {t.get('downstream_rq_5xx', 0)}; ext_authz {counts}")
-        if name in audit_lines:
+        if name in res.audit_lines:
             decisions = sum(t.get(k, 0) for k in AUTHZ_STATS[:2])
-            line += f"; audit lines {audit_lines[name]}"
+            line += f"; audit lines {res.audit_lines[name]}"
             # a check wrk abandoned at its deadline is still decided and audited, but Envoy counts no ok for it
-            if not decisions <= audit_lines[name] <= decisions + in_flight[name]:
-                problems.append(f"{name}: {audit_lines[name]} audit lines for {decisions} decisions")
+            if not decisions <= res.audit_lines[name] <= decisions + res.in_flight[name]:
+                problems.append(f"{name}: {res.audit_lines[name]} audit lines for {decisions} decisions")
         print(line)
     print("   checked per wrk run: 0 non-2xx and 0 socket errors; ext_authz denied = error = failure_mode_allowed = 0;")
     print("   requests <= ext_authz.ok <= requests + connections (wrk drops requests in flight at its deadline).")
@@ -500,5 +527,5 @@ def report(rounds: int, durations: tuple[int, int, int], bodies: dict[str, bytes
     print("   planted AWS key sent before measuring (403); every body was first checked to get 200 through every stack.")
     for p in problems:
         print(f"   PROBLEM: {p}")
-    print(f"   {'all checks passed' if not problems else f'{len(problems)} problem(s)'}; e2e took {elapsed:.0f} s")
+    print(f"   {'all checks passed' if not problems else f'{len(problems)} problem(s)'}; e2e took {res.elapsed:.0f} s")
     return not problems
