@@ -29,7 +29,7 @@ def test_every_named_validator_is_registered() -> None:
     assert set(v.NAMED) >= {
         "luhn", "iban", "github_checksum", "crc32_base62", "jwt", "ssn", "has_digit", "has_letter_and_digit",
         "not_placeholder", "known_checksum", "basic_auth", "discord_bot_token", "nanp_phone", "e164_phone", "email",
-        "password_like",
+        "password_like", "token_like",
     }  # fmt: skip
     assert set(v.PARAMETRIZED) == {"entropy"}
 
@@ -122,6 +122,26 @@ def test_has_letter_and_digit() -> None:
     assert not v.has_letter_and_digit("settings.API_KEY")
 
 
+def test_random_mixed_case() -> None:
+    assert v.random_mixed_case("RcToxtWJjtJelBrXBhSzPrtesRVxm")  # random base62 that happens to have no digit
+    assert v.random_mixed_case("_RcTox-tWJjtJelBrXBhSzPrtesRVxm_l_Uwx")  # base64url
+    assert not v.random_mixed_case("getAccessTokenFromCache")  # camelCase words
+    assert not v.random_mixed_case("HTTPServerRequestHandler")
+    assert not v.random_mixed_case("kebab-case-identifier-name")  # one case only
+    assert not v.random_mixed_case("qwhdkzmgplxrtvbnsyfjcowe")  # lowercase only: not judged random
+    assert not v.random_mixed_case("RcToxtWJjtJel")  # too short
+    assert not v.random_mixed_case("(Rc|To)x[tW]Jjt{Je}lBrXB")  # regex / code, not a token alphabet
+
+
+def test_token_like() -> None:
+    assert v.token_like("a1b2c3")  # letters and a digit, as has_letter_and_digit
+    assert v.token_like("IPtGwADdzfLrjMcgMuxIapYH")  # no digit, but random
+    assert not v.token_like("settings.API_KEY")
+    assert not v.token_like("someVeryLongCamelCaseName")
+    assert not v.token_like("123456789012345678901234")
+    assert v.NAMED["token_like"] is v.token_like
+
+
 def test_password_like() -> None:
     assert v.password_like("jlseQ#kJRW!tEPo")
     assert v.password_like("Tr0ub4dor")
@@ -155,6 +175,7 @@ def test_basic_auth() -> None:
     assert not v.basic_auth(base64.b64encode(b"no-colon-here").decode())
     assert not v.basic_auth(base64.b64encode(b"user:").decode())
     assert not v.basic_auth(base64.b64encode(b":password").decode())
+    assert v.basic_auth(base64.b64encode(b":k3xq7mz2rv5wbn6dyc4tfl2he7upja5s").decode())  # empty user + token
     assert not v.basic_auth(base64.b64encode(b"user:\x00\x01").decode())
     assert not v.basic_auth("not base64 at all!")
 
@@ -164,11 +185,13 @@ def test_discord_bot_token() -> None:
     assert v.discord_bot_token(f"{head}.Gabcde.hyXaHgMfNWWew5NySb17FY9UNhC8PcYHd0UMO")
     not_digits = base64.urlsafe_b64encode(b"hello-world-abcdefg").rstrip(b"=").decode()
     assert not v.discord_bot_token(f"{not_digits}.Gabcde.hyXaHgMfNWWew5NySb17FY9UNhC8PcYHd0UMO")
+    seventeen = base64.urlsafe_b64encode(b"13307666193451450").rstrip(b"=").decode()  # 23 characters
+    assert len(seventeen) == 23 and v.discord_bot_token(f"{seventeen}.0PRfMB.7-WY5YQ1xOy1bAimCaXyMFSb4hB")
     short_id = base64.urlsafe_b64encode(b"12345").rstrip(b"=").decode()
     assert not v.discord_bot_token(f"{short_id}.Gabcde.hyXaHgMfNWWew5NySb17FY9UNhC8PcYHd0UMO")
 
 
-@pytest.mark.parametrize("number", ["(415) 555-0132", "415-555-0132", "+1 415 555 0132", "1-800-555-0123"])
+@pytest.mark.parametrize("number", ["(415) 738-2046", "415-738-2046", "+1 415 738 2046", "1-800-642-0123", "415-555-0200"])
 def test_nanp_phone_valid(number: str) -> None:
     assert v.nanp_phone(number)
 
@@ -184,6 +207,9 @@ def test_nanp_phone_valid(number: str) -> None:
         "555-555-0100",
         "222-222-2222",
         "415-555-013",
+        "(212) 555-0182",  # 555-0100..0199: reserved for fiction
+        "+1-202-555-0175",
+        "415.555.0100",
     ],
 )
 def test_nanp_phone_invalid(number: str) -> None:
@@ -194,7 +220,10 @@ def test_e164_phone() -> None:
     assert v.e164_phone("+44 20 7946 0958")
     assert v.e164_phone("+4915112345678")
     assert v.e164_phone("+49 (0)30 901820")
-    assert v.e164_phone("+14155550132")  # +1 written compactly is checked as NANP
+    assert v.e164_phone("+14157382046")  # +1 written compactly is checked as NANP
+    assert not v.e164_phone("+12025550175")  # ... and the fictional 555-01XX range is not a number
+    assert v.e164_phone("+49 170 42180967")  # long groups after the country code
+    assert v.e164_phone("+49 (30) 901820-44")
     assert not v.e164_phone("+1 415 555 0132")  # formatted NANP numbers belong to the NANP rule
     assert not v.e164_phone("+12345678")  # +1 but not a NANP number
     assert not v.e164_phone("+999 1234 5678")  # unassigned calling code
@@ -207,6 +236,11 @@ def test_email() -> None:
     assert v.email_address("m.lopez@unizar.es")
     assert v.NAMED["email"] is v.email_address
     assert v.email_address("...jane@acme.com")  # punctuation a right-to-left match picked up in front
+    assert v.email_address("mailto:jane@acme.com")
+    assert v.email_address("https://graph.microsoft.com/v1.0/users/jane@acme.com")  # an address in a URL path
+    assert not v.email_address("amqp://orders:pw@rabbitmq.internal")  # URI user-info, not an address
+    assert not v.email_address("http://svc@proxy.corp")
+    assert not v.email_address("orders:Xw7rTq2LmN9p@rabbitmq.internal")  # user:password@host
     for bad in (
         "x@self.weight",
         "logo@2x.png",
