@@ -790,7 +790,9 @@ KINDS: tuple[Kind, ...] = (
     _k("grafana-legacy-api-key", "observability", _grafana_legacy, "GRAFANA_API_KEY"),
     _k("dynatrace-api-token", "observability", lambda r: "dt0c01." + rs(r, UPPER_ALNUM, 24) + "." + rs(r, UPPER_ALNUM, 64),
        "DT_API_TOKEN"),
-    _k("launchdarkly-sdk-key", "observability", lambda r: r.choice(["sdk-", "api-"]) + uuid4(r), "LAUNCHDARKLY_SDK_KEY"),
+    # Server SDK keys only: a bare `api-<uuid>` access token is indistinguishable from an ordinary id without
+    # a LaunchDarkly name nearby, and some placements here carry no name.
+    _k("launchdarkly-sdk-key", "observability", lambda r: "sdk-" + uuid4(r), "LAUNCHDARKLY_SDK_KEY"),
     # SaaS
     _k("linear-api-key", "saas", lambda r: "lin_api_" + rs(r, ALNUM, 40), "LINEAR_API_KEY"),
     _k("notion-token", "saas", lambda r: r.choice(["secret_" + rs(r, ALNUM, 43), "ntn_" + digits(r, 11) + rs(r, ALNUM, 35)]),
