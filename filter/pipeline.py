@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import uuid
+import itertools
+import secrets
 
 from filter import formats
 from filter.errors import RequestError
@@ -12,8 +13,13 @@ from filter.runtime import Snapshot
 from filter.tokens import TokenCounter
 
 
+_ID_PREFIX = secrets.token_hex(6)  # per process: ids from several replicas and workers do not collide
+_ID_COUNTER = itertools.count()
+
+
 def new_decision_id() -> str:
-    return uuid.uuid4().hex[:20]
+    """20 hex characters, unique per process and cheap (no syscall per request, unlike uuid4)."""
+    return f"{_ID_PREFIX}{next(_ID_COUNTER) & 0xFFFFFFFF:08x}"
 
 
 def evaluate(
