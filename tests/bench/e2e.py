@@ -22,7 +22,6 @@ import json
 import os
 import resource
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -33,7 +32,7 @@ from pathlib import Path
 
 from filter.rules import SHIPPED_PACKS, Fingerprinter, load_ruleset
 from tests.bench.corpus import chat_body
-from tests.bench.procs import ROOT, free_port, start_filter, start_trivial, stop, wait_grpc_ready, wait_port
+from tests.bench.procs import ROOT, free_port, free_port_pair, start_filter, start_trivial, stop, wait_grpc_ready, wait_port
 from tests.e2e.envoy_harness import envoy_binary, render_config
 
 SIZES = [("1 KB", 1_000), ("32 KB", 32_000), ("512 KB", 512_000)]
@@ -107,19 +106,6 @@ def children_of(pid: int) -> list[int]:
 def machine_busy_ticks() -> int:
     user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, Path("/proc/stat").read_text().split()[1:9])
     return user + nice + system + irq + softirq + steal
-
-
-def free_port_pair() -> int:
-    """P with P+1 also free: `serve --workers 2` listens on both."""
-    for _ in range(50):
-        port = free_port()
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port + 1))
-            except OSError:
-                continue
-        return port
-    raise RuntimeError("no two consecutive free ports")
 
 
 @dataclass

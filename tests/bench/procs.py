@@ -21,6 +21,19 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def free_port_pair() -> int:
+    """P with P+1 also free: `serve --workers 2` listens on both."""
+    for _ in range(50):
+        port = free_port()
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no two consecutive free ports")
+
+
 def wait_grpc_ready(address: str, timeout: float = 30.0, service: str = "") -> None:
     deadline = time.monotonic() + timeout
     with grpc.insecure_channel(address) as channel:

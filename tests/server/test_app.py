@@ -21,7 +21,7 @@ from filter.runtime import Runtime
 from filter.server.app import build_server
 from filter.settings import load_settings
 from filter.telemetry import Telemetry
-from tests.bench.procs import free_port, start_filter, stop
+from tests.bench.procs import free_port, free_port_pair, start_filter, stop
 from tests.server.conftest import make_check_request
 
 BIG = 64 * 1024 * 1024
@@ -130,25 +130,10 @@ def test_sigterm_drains_an_in_flight_check() -> None:
     assert code == 0
 
 
-def consecutive_free_ports() -> int:
-    """A port whose neighbour is free too: worker i listens on PORT + i."""
-    import socket
-
-    for _ in range(50):
-        port = free_port()
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port + 1))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no two consecutive free ports")
-
-
 def test_workers_listen_on_consecutive_ports_and_stop_together() -> None:
     from tests.bench.procs import wait_grpc_ready
 
-    port = consecutive_free_ports()
+    port = free_port_pair()
     proc = start_filter(port, "--workers", "2")
     try:
         wait_grpc_ready(f"127.0.0.1:{port + 1}")
