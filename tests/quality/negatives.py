@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from tests.quality import keymaterial as km
 from tests.quality.corpus import CHAT_APIS, SYSTEM, Case, Plant, _Rotor, case_rng, conversation, read_call
-from tests.quality.kinds import HEX, bad_crc_token, luhn_ok, rs, uuid4
+from tests.quality.kinds import HEX, luhn_ok, rs, uuid4
 from tests.quality.render import Conversation, Turn, envelope, render, serialise
 
 PER_NEGATIVE = 3  # placements per template, each with fresh random parts
@@ -64,10 +64,8 @@ NEGATIVES: tuple[Negative, ...] = (
                        "SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c as {\"sub\": \"1234567890\", \"name\": \"John Doe\"}"),
     Negative("stripe-doc-test-key", "documented-example",
              lambda r: "stripe.api_key = \"sk_test_4eC39HqLyjWDarjtT1zdp7dc\"  # Stripe's docs sample test key"),
-    Negative("github-bad-checksum", "documented-example",
-             lambda r: f"is {bad_crc_token('ghp_', r)} a valid token format? the checksum looks off"),
-    Negative("npm-bad-checksum", "documented-example",
-             lambda r: f"//registry.npmjs.org/:_authToken={bad_crc_token('npm_', r)}"),
+    # GitHub/npm-format tokens whose checksum does not verify are reported on purpose (medium severity:
+    # mistyped, truncated or fake tokens are still treated as credentials), so they are not negatives here.
     # placeholders and redacted values
     Negative("placeholder-your-api-key", "placeholder",
              lambda r: r.choice(["OPENAI_API_KEY=YOUR_API_KEY", "api_key = \"your-api-key-here\"",
