@@ -12,7 +12,6 @@ from filter.policy import decide, refuse
 from filter.runtime import Snapshot
 from filter.tokens import TokenCounter
 
-
 _ID_PREFIX = secrets.token_hex(6)  # per process: ids from several replicas and workers do not collide
 _ID_COUNTER = itertools.count()
 
