@@ -29,8 +29,9 @@ def mask_segments(parsed: ParsedRequest, decision: Decision) -> list[dict[str, s
 def audit_record(decision: Decision, parsed: ParsedRequest | None, latency_ms: float, log_prompts: str,
                  path: str = "", method: str = "") -> dict[str, Any]:
     ident = decision.identity
+    now = time.time()
     record: dict[str, Any] = {
-        "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + f".{int(time.time() * 1000) % 1000:03d}Z",
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now * 1000) % 1000:03d}Z",
         "decision_id": decision.decision_id,
         "verdict": decision.verdict.value,
         "status": decision.http_status,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from filter.model import Action, Category, Decision, Finding, Identity, Mode, ParsedRequest, Verdict
+from filter.model import Action, Category, Decision, Finding, Identity, Mode, ParsedRequest, Severity, Verdict
 from filter.settings import Policy
 from filter.tokens import TokenCount
 
@@ -20,7 +20,7 @@ def blocks(finding: Finding, policy: Policy) -> bool:
     """
     if finding.mode is Mode.SHADOW or finding.action is Action.LOG:
         return False
-    if finding.category is Category.SECRET and not policy.block_secrets and finding.severity.value != "critical":
+    if finding.category is Category.SECRET and not policy.block_secrets and finding.severity is not Severity.CRITICAL:
         return False
     return not (finding.category is Category.PII and not policy.block_pii)
 

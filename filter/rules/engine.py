@@ -117,10 +117,10 @@ class Ruleset:
         if not ends:
             return ()
         scan = _ScanState(buf, starts, segments, encoded)
-        findings: dict[tuple[str, int, int], Finding] = {}
+        findings: dict[tuple[str, int, str], Finding] = {}
         for rule_index, rule_ends in ends.items():
             for finding in self._rule_findings(rule_index, rule_ends, scan):
-                findings.setdefault((finding.rule_id, finding.start, hash(finding.location)), finding)
+                findings.setdefault((finding.rule_id, finding.start, finding.location), finding)
         return tuple(sorted(findings.values(), key=lambda f: (f.location, f.start, f.rule_id)))
 
     def _rule_findings(self, rule_index: int, rule_ends: list[int], scan: _ScanState) -> Iterable[Finding]:

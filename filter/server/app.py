@@ -60,7 +60,8 @@ def build_server(runtime: Runtime, telemetry: Telemetry, audit: AuditLog, listen
 
 def serve_one(config_file: str | None, settings: Settings) -> int:
     """Run one worker in this process until SIGTERM/SIGINT; in-flight checks are drained."""
-    telemetry = prometheus_telemetry(settings.metrics_port)
+    # Metrics are served on the gRPC listen host: loopback locally, the pod address where the filter listens on it.
+    telemetry = prometheus_telemetry(settings.metrics_port, settings.listen.rsplit(":", 1)[0])
     runtime = Runtime(config_file, settings, on_reload=lambda result, _detail: telemetry.reload(result))
     audit = AuditLog(settings.audit_path, settings.log_prompts)
     server, health_servicer, port = build_server(runtime, telemetry, audit, settings.listen)
