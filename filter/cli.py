@@ -125,7 +125,7 @@ def _scan(args: argparse.Namespace) -> int:
         headers["content-encoding"] = args.content_encoding
     runtime = Runtime(args.config, settings)
     counter = TokenCounter(load_encoding(settings.token_encoding_file))
-    decision, _ = evaluate(Envelope("POST", path, headers, body), runtime.current, counter)
+    decision = evaluate(Envelope("POST", path, headers, body), runtime.current, counter).decision
     print(json.dumps({
         "decision": decision.verdict.value,
         "status": decision.http_status,

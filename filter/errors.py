@@ -1,18 +1,23 @@
-"""Errors a user can act on.
+"""Errors a user can act on: one tree, so a caller catches FilterError (or a branch) and shows the message.
 
 FilterError
-├── ConfigError
-│   ├── SettingsError        bad config file, env or flags (the process exits non-zero)
-│   └── RulePackError        "packs/pii.yaml:42: credit-card: message"
-└── RequestError             answered to the client; message is safe to show (never quotes the body)
-    ├── MalformedRequest     400
-    ├── UnsupportedEncoding  415
-    └── BodyTooLarge         413 (byte limit, decompression caps, partial body)
+├── ConfigError                     the operator fixes a file, flag or environment variable
+│   ├── SettingsError               bad config file, env or flags (the process exits non-zero)
+│   ├── RulePackError               "packs/pii.yaml:42: credit-card: message"
+│   ├── RulePackErrors              several RulePackErrors from one load
+│   └── ConfigImportError           a foreign rule config cannot be imported (unreadable, invalid TOML, ...)
+└── RequestError                    answered to the client; message is safe to show (never quotes the body)
+    ├── MalformedRequest            400
+    │   └── JSONSyntaxError         400, not UTF-8 JSON at all (filter.formats.jsonload; names the byte offset)
+    ├── UnsupportedEncoding         415
+    └── BodyTooLarge                413 (byte limit, decompression caps, partial body)
 
 A policy deny (secret found, prompt too large) is a Decision, not an exception.
 """
 
 from __future__ import annotations
+
+from filter.reasons import Reason
 
 
 class FilterError(Exception):
@@ -44,9 +49,13 @@ class RulePackErrors(ConfigError):
         super().__init__("\n".join(str(e) for e in errors))
 
 
+class ConfigImportError(ConfigError):
+    """A foreign rule config (e.g. gitleaks TOML) cannot be imported at all: unreadable, invalid, wrong shape."""
+
+
 class RequestError(FilterError):
     http_status = 400
-    reason = "bad_request"
+    reason = Reason.BAD_REQUEST
 
     def __init__(self, message: str) -> None:
         self.message = message
@@ -55,14 +64,14 @@ class RequestError(FilterError):
 
 class MalformedRequest(RequestError):
     http_status = 400
-    reason = "malformed_request"
+    reason = Reason.MALFORMED_REQUEST
 
 
 class UnsupportedEncoding(RequestError):
     http_status = 415
-    reason = "unsupported_encoding"
+    reason = Reason.UNSUPPORTED_ENCODING
 
 
 class BodyTooLarge(RequestError):
     http_status = 413
-    reason = "body_too_large"
+    reason = Reason.BODY_TOO_LARGE

@@ -5,14 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from filter.headers import IDENTITY as IDENTITY_HEADERS
 from filter.model import Identity
 
-IDENTITY_HEADERS = {
-    "workspace": "x-workspace-id",
-    "team": "x-team-id",
-    "project": "x-project-id",
-    "agent": "x-agent-id",
-}
 # Claim names accepted in a verified JWT payload, per identity field (first present wins).
 CLAIMS = {
     "workspace": ("workspace", "workspace_id"),

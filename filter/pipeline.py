@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import secrets
+from dataclasses import dataclass
 
 from filter import formats
 from filter.errors import RequestError
@@ -21,13 +22,21 @@ def new_decision_id() -> str:
     return f"{_ID_PREFIX}{next(_ID_COUNTER) & 0xFFFFFFFF:08x}"
 
 
+@dataclass(frozen=True, slots=True)
+class Evaluation:
+    """One request's outcome: the decision, and what was parsed (None when the body was refused unparsed)."""
+
+    decision: Decision
+    parsed: ParsedRequest | None
+
+
 def evaluate(
     envelope: Envelope,
     snapshot: Snapshot,
     counter: TokenCounter,
     identity: Identity | None = None,
     decision_id: str | None = None,
-) -> tuple[Decision, ParsedRequest | None]:
+) -> Evaluation:
     """Decide on one request. Bad input becomes a 4xx Decision; nothing here raises for user input."""
     decision_id = decision_id or new_decision_id()
     identity = identity or Identity()
@@ -35,15 +44,15 @@ def evaluate(
     try:
         parsed = formats.parse(envelope, settings.limits)
     except RequestError as e:
-        return refuse(
+        return Evaluation(refuse(
             e.http_status, e.reason, e.message, decision_id=decision_id,
             provider=formats.detect_provider(envelope), identity=identity, body_bytes=len(envelope.body),
             pack_digest=snapshot.ruleset.digest,
-        ), None  # fmt: skip
+        ), None)  # fmt: skip
     findings = snapshot.ruleset.scan(parsed.segments)
     tokens = counter.count(parsed.segments, settings.policy.max_prompt_tokens)
     decision = decide(
         parsed, findings, tokens, settings.policy, decision_id=decision_id, identity=identity,
         pack_digest=snapshot.ruleset.digest, body_bytes=len(envelope.body),
     )  # fmt: skip
-    return decision, parsed
+    return Evaluation(decision, parsed)

@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
+from filter import headers
 from filter.model import Action, Category, Decision, Finding, Identity, Mode, ParsedRequest, Severity, Verdict
+from filter.reasons import Reason
 from filter.settings import Policy
 from filter.tokens import TokenCount
 
 # Which category names the deny when several are found: the most sensitive first.
-_REASON = {Category.SECRET: "secret_detected", Category.FILE: "restricted_file", Category.PII: "pii_detected"}
+_REASON = {Category.SECRET: Reason.SECRET_DETECTED, Category.FILE: Reason.RESTRICTED_FILE,
+           Category.PII: Reason.PII_DETECTED}
 _ORDER = (Category.SECRET, Category.FILE, Category.PII)
 
 
 def blocks(finding: Finding, policy: Policy) -> bool:
-    """Does this finding stop the request? Shadow and log rules never do; the seed's switches soften categories.
+    """Does this finding stop the request? Shadow and log rules never do; policy switches soften categories.
 
     `redact` blocks too: ext_authz cannot rewrite a request body, so redaction fails closed.
     """
@@ -36,17 +39,15 @@ def decide(
     pack_digest: str,
     body_bytes: int,
 ) -> Decision:
-    common = dict(
-        decision_id=decision_id,
-        provider=parsed.provider,
-        api=parsed.api,
-        model=parsed.model,
-        findings=tuple(findings),
-        prompt_tokens=tokens.tokens,
-        body_bytes=body_bytes,
-        pack_digest=pack_digest,
-        identity=identity,
-    )
+    def decision(verdict: Verdict, status: int, reason: Reason, message: str,
+                 hop_headers: Mapping[str, str] | None = None) -> Decision:
+        return Decision(
+            verdict, status, reason, message, decision_id,
+            provider=parsed.provider, api=parsed.api, model=parsed.model, findings=tuple(findings),
+            prompt_tokens=tokens.tokens, body_bytes=body_bytes, pack_digest=pack_digest, identity=identity,
+            headers=hop_headers or {},
+        )  # fmt: skip
+
     blocking = [f for f in findings if blocks(f, policy)]
     if blocking:
         category = next(c for c in _ORDER if any(f.category is c for f in blocking))
@@ -57,34 +58,18 @@ def decide(
             f"at {', '.join(places[:10])}{' …' if len(places) > 10 else ''}. "
             f"Remove it and retry. Decision id {decision_id}."
         )
-        return Decision(Verdict.DENY, 403, _REASON[category], message, **common)  # type: ignore[arg-type]
+        return decision(Verdict.DENY, 403, _REASON[category], message)
     if tokens.over_limit:
         message = (
             f"Prompt has more than {policy.max_prompt_tokens} tokens (counted at least {tokens.tokens}); "
             f"the limit is {policy.max_prompt_tokens}. Decision id {decision_id}."
         )
-        return Decision(Verdict.DENY, 413, "prompt_too_large", message, **common)  # type: ignore[arg-type]
-    headers = {
-        "x-llm-filter-decision": "allow",
-        "x-llm-filter-id": decision_id,
-        "x-llm-prompt-tokens": str(tokens.tokens),
-    }
-    if not tokens.exact:
-        headers["x-llm-prompt-tokens-exact"] = "false"  # under the limit in bytes: the byte count bounds the tokens
-    if findings:
-        headers["x-llm-filter-findings"] = ",".join(sorted({f.rule_id for f in findings}))
-    for name, value in (
-        ("x-workspace-id", identity.workspace),
-        ("x-team-id", identity.team),
-        ("x-project-id", identity.project),
-        ("x-agent-id", identity.agent),
-    ):
-        if value:
-            headers[name] = value
-    return Decision(Verdict.ALLOW, 200, "allowed", "allowed", headers=headers, **common)  # type: ignore[arg-type]
+        return decision(Verdict.DENY, 413, Reason.PROMPT_TOO_LARGE, message)
+    return decision(Verdict.ALLOW, 200, Reason.ALLOWED, "allowed",
+                    headers.allow_headers(decision_id, tokens, findings, identity))
 
 
-def refuse(status: int, reason: str, message: str, *, decision_id: str, provider: str, identity: Identity,
+def refuse(status: int, reason: Reason, message: str, *, decision_id: str, provider: str, identity: Identity,
            body_bytes: int, pack_digest: str) -> Decision:
     """A deny that happened before scanning (bad body, filter error)."""
     return Decision(

@@ -42,7 +42,7 @@ def run():  # type: ignore[no-untyped-def]
     def _run(body: bytes | str, path: str = "/v1/chat/completions", **headers: str):  # type: ignore[no-untyped-def]
         raw = body.encode() if isinstance(body, str) else body
         env = Envelope("POST", path, {"content-type": "application/json", **headers}, raw)
-        return evaluate(env, runtime.current, counter)[0]
+        return evaluate(env, runtime.current, counter).decision
 
     return _run
 
@@ -126,7 +126,7 @@ def test_known_secret_fingerprint_is_critical_whatever_rule(tmp_path, monkeypatc
     cfg.write_text(f"known_secrets: {known}\n")
     runtime = Runtime(str(cfg), load_settings(str(cfg), env={}))
     env = Envelope("POST", "/v1/chat/completions", {}, chat(f'DB_PASSWORD="{canary}"').encode())
-    d, _ = evaluate(env, runtime.current, TokenCounter(load_encoding()))
+    d = evaluate(env, runtime.current, TokenCounter(load_encoding())).decision
     assert d.verdict is Verdict.DENY
     assert any(f.severity.value == "critical" for f in d.findings)
 

@@ -17,9 +17,9 @@ from envoy.service.ratelimit.v3 import rls_pb2_grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from filter.audit import AuditLog
-from filter.ratelimit import RateLimitServicer, RequestCounter
 from filter.runtime import Runtime
 from filter.server.authz import AuthorizationServicer
+from filter.server.ratelimit import RateLimitServicer, RequestCounter
 from filter.settings import Settings
 from filter.telemetry import Telemetry, prometheus_telemetry
 from filter.tokens import TokenCounter, load_encoding

@@ -16,6 +16,7 @@ from filter.identity import identify
 from filter.model import Envelope
 from filter.pipeline import evaluate, new_decision_id
 from filter.policy import refuse
+from filter.reasons import Reason
 from filter.runtime import Runtime
 from filter.server.response import to_check_response
 from filter.telemetry import Telemetry
@@ -23,7 +24,6 @@ from filter.tokens import TokenCounter
 
 log = logging.getLogger("llm_content_filter")
 JWT_METADATA_NAMESPACE = "envoy.filters.http.jwt_authn"
-PARTIAL_BODY_HEADER = "x-envoy-auth-partial-body"
 
 
 def read_envelope(request: external_auth_pb2.CheckRequest) -> Envelope:
@@ -36,8 +36,7 @@ def read_envelope(request: external_auth_pb2.CheckRequest) -> Envelope:
         method=http.method or "POST",
         path=http.path or "/",
         headers=headers,
-        body=body,
-        partial=headers.get(PARTIAL_BODY_HEADER, "").lower() == "true",
+        body=body,  # a partial body (x-envoy-auth-partial-body) is refused by formats.encoding.check_size
     )
 
 
@@ -69,10 +68,11 @@ class AuthorizationServicer(external_auth_pb2_grpc.AuthorizationServicer):  # ty
         parsed = None
         try:
             identity = identify(envelope.headers, jwt_claims(request), snapshot.settings.policy.trust_identity_headers)
-            decision, parsed = evaluate(envelope, snapshot, self.counter, identity, decision_id)
+            outcome = evaluate(envelope, snapshot, self.counter, identity, decision_id)
+            decision, parsed = outcome.decision, outcome.parsed
         except Exception:  # fail closed: any bug answers a deny, never an allow, never a hang
             log.exception("check %s failed", decision_id)
-            decision = refuse(503, "internal_error", "The content filter failed on this request.",
+            decision = refuse(503, Reason.INTERNAL_ERROR, "The content filter failed on this request.",
                               decision_id=decision_id, provider=formats.detect_provider(envelope),
                               identity=identify({}, None, False), body_bytes=len(envelope.body),
                               pack_digest=snapshot.ruleset.digest)

@@ -11,6 +11,7 @@ from envoy.type.v3 import http_status_pb2
 from google.protobuf import struct_pb2
 from google.rpc import code_pb2, status_pb2
 
+from filter import headers
 from filter.model import Decision
 
 _OVERWRITE = base_pb2.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD
@@ -46,7 +47,7 @@ def error_body(decision: Decision) -> tuple[dict[str, Any], dict[str, str]]:
                           "details": [{"@type": "llm-content-filter/decision", **details}]}}, {}
     if provider == "bedrock":
         error_type = _BEDROCK_TYPES.get(status, "ValidationException")
-        return {"message": message, "llm_filter": details}, {"x-amzn-errortype": error_type}
+        return {"message": message, "llm_filter": details}, {headers.AMZN_ERROR_TYPE: error_type}
     return {"error": {"message": message, "type": details["reason"], "code": details["reason"], "param": None,
                       "llm_filter": details}}, {}
 
@@ -67,14 +68,11 @@ def to_check_response(decision: Decision) -> external_auth_pb2.CheckResponse:
             dynamic_metadata=metadata,
         )
     body, extra = error_body(decision)
-    headers = {"content-type": "application/json", "x-llm-filter-decision": "deny",
-               "x-llm-filter-id": decision.decision_id, "x-llm-filter-reason": decision.reason, **extra,
-               **decision.headers}
     return external_auth_pb2.CheckResponse(
         status=status_pb2.Status(code=code_pb2.PERMISSION_DENIED),
         denied_response=external_auth_pb2.DeniedHttpResponse(
             status=http_status_pb2.HttpStatus(code=decision.http_status),
-            headers=[_header(k, v) for k, v in headers.items()],
+            headers=[_header(k, v) for k, v in headers.deny_headers(decision, extra).items()],
             body=json.dumps(body, separators=(",", ":")),
         ),
         dynamic_metadata=metadata,

@@ -15,6 +15,7 @@ from envoy.config.core.v3 import base_pb2
 from envoy.service.ratelimit.v3 import rls_pb2, rls_pb2_grpc
 from google.protobuf import duration_pb2
 
+from filter.reasons import Reason
 from filter.runtime import Runtime
 from filter.settings import RateLimits
 from filter.telemetry import Telemetry
@@ -90,7 +91,7 @@ class RateLimitServicer(rls_pb2_grpc.RateLimitServiceServicer):  # type: ignore[
             statuses.append(status)
         if overall != over:
             return rls_pb2.RateLimitResponse(overall_code=overall, statuses=statuses)
-        body = json.dumps({"error": {"type": "rate_limited", "code": "rate_limited", "message": (
+        body = json.dumps({"error": {"type": Reason.RATE_LIMITED, "code": Reason.RATE_LIMITED, "message": (
             f"Request rate limit reached; retry in {retry_after} s.")}})
         return rls_pb2.RateLimitResponse(
             overall_code=over, statuses=statuses, raw_body=body.encode(),

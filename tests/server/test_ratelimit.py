@@ -7,8 +7,8 @@ from dataclasses import replace
 from envoy.extensions.common.ratelimit.v3 import ratelimit_pb2
 from envoy.service.ratelimit.v3 import rls_pb2
 
-from filter.ratelimit import RateLimitServicer, RequestCounter
 from filter.runtime import Runtime
+from filter.server.ratelimit import RateLimitServicer, RequestCounter
 from filter.settings import RateLimits, load_settings
 from filter.telemetry import Telemetry
 
