@@ -20,7 +20,7 @@ from filter.formats import anthropic, bedrock, gemini, openai, raw
 from filter.formats.encoding import decode_body
 from filter.formats.jsonload import JSONSyntaxError, has_lone_surrogates, load_json
 from filter.formats.limits import DecodeLimits
-from filter.formats.routes import Route, detect_provider, header_provider, route
+from filter.formats.routes import Route, detect_provider, provider_of, route
 from filter.formats.walk import JSON, Walker
 from filter.model import Envelope, ParsedRequest
 
@@ -79,7 +79,7 @@ def _load(body: bytes, limits: DecodeLimits, json_api: bool, content_type: str) 
 def parse(envelope: Envelope, limits: DecodeLimits = _DEFAULT_LIMITS) -> ParsedRequest:
     """Decode, pick the decoder by path, and collect every segment. Raises only RequestError subclasses."""
     path_route = route(envelope.path)
-    provider = header_provider(envelope) or path_route.provider
+    provider = provider_of(envelope, path_route)
     api = path_route.api or _BY_PROVIDER.get(provider, "")
     body = decode_body(envelope, limits)
     shown_provider = "raw" if provider == "unknown" else provider

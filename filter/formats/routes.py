@@ -1,4 +1,11 @@
-"""Which API a request targets, from its path (any prefix before the API's own path is allowed)."""
+"""Which API a request targets, from its path (any prefix before the API's own path is allowed).
+
+The gateway exposes each provider under a path prefix (`/openai/v1/...`, `/anthropic/...`, `/gemini/...`,
+`/mistral/v1/...`, `/groq/openai/v1/...`, `/azure/...`, `/bedrock/...`) and strips it before forwarding, so a
+leading known prefix names the provider; the rest of the path names the API as usual. Unprefixed paths
+keep the path guess (`/v1/messages` is Anthropic, `/openai/deployments/...` is Azure). An `x-llm-provider`
+header naming a known provider still wins over both (Groq's own path is `/openai/v1/...`).
+"""
 
 from __future__ import annotations
 
@@ -39,16 +46,46 @@ class Route:
     api: str  # e.g. "openai.chat"; "" when the path names no API
     model: str | None = None  # from the path: Gemini model, Bedrock model id, Azure deployment
     stream: bool = False  # a streaming variant of the path
+    prefixed: bool = False  # the provider comes from a gateway prefix, not from a guess
 
 
 UNKNOWN = Route("unknown", "")
 
+# Gateway prefix -> provider. `/openai` only before `/v1/`: Azure's own paths start `/openai/deployments/`.
+_PREFIXES: tuple[tuple[str, str, str], ...] = (
+    ("/openai/v1/", "/openai", "openai"),
+    ("/anthropic/", "/anthropic", "anthropic"),
+    ("/gemini/", "/gemini", "gemini"),
+    ("/mistral/", "/mistral", "mistral"),
+    ("/groq/", "/groq", "groq"),
+    ("/azure/", "/azure", "azure"),
+    ("/bedrock/", "/bedrock", "bedrock"),
+)
+
+
+def gateway_prefix(path: str) -> tuple[str, str] | None:
+    """(provider, path after the prefix) when the path starts with a gateway provider prefix."""
+    for lead, prefix, provider in _PREFIXES:
+        if path.startswith(lead) or path + "/" == lead:
+            return provider, path[len(prefix) :] or "/"
+    return None
+
 
 def route(path: str) -> Route:
-    """The API a path names; the query string and a trailing slash are ignored."""
+    """The API a path names; the query string and a trailing slash are ignored. A gateway prefix names the
+    provider (`prefixed`) whatever the rest of the path looks like."""
     path = path.split("?", 1)[0].split("#", 1)[0]
     if len(path) > 1:
         path = path.rstrip("/")
+    prefixed = gateway_prefix(path)
+    if prefixed is not None:
+        provider, rest = prefixed
+        found = _match(rest)
+        return Route(provider, found.api, found.model, found.stream, prefixed=True)
+    return _match(path)
+
+
+def _match(path: str) -> Route:
     for pattern, provider, api in _ROUTES:
         m = pattern.search(path)
         if m is None:
@@ -64,6 +101,11 @@ def header_provider(envelope: Envelope) -> str | None:
     return hint if hint in PROVIDERS else None
 
 
+def provider_of(envelope: Envelope, path_route: Route) -> str:
+    """`x-llm-provider` when it names a known provider, else the path's (gateway prefix, else path guess)."""
+    return header_provider(envelope) or path_route.provider
+
+
 def detect_provider(envelope: Envelope) -> str:
-    """`x-llm-provider` when it names a known provider, else the path's; "unknown" if neither says."""
-    return header_provider(envelope) or route(envelope.path).provider
+    """The provider a request goes to ("unknown" if neither prefix, header nor path says)."""
+    return provider_of(envelope, route(envelope.path))
