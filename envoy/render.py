@@ -15,9 +15,13 @@ filter chain are the same in production, in `make run` and in the end-to-end tes
     # benchmark floor: Envoy alone, no ext_authz and no rate limit (no call to the filter at all)
     python envoy/render.py --upstream http://127.0.0.1:8080 --no-ext-authz --no-ratelimit -o floor.yaml
 
-    # production with JWT identity and a real Azure resource (TLS kept)
-    python envoy/render.py --jwt-jwks /etc/envoy/jwks.json \\
-        --provider-host azure=myco.openai.azure.com -o envoy-jwt.yaml
+    # production with JWT identity, a real Azure resource, Bedrock in eu-west-1 (TLS kept)
+    python envoy/render.py --jwt-jwks /etc/envoy/jwks.json --jwt-issuer https://idp.example.com \\
+        --jwt-audience llm-gateway --provider-host azure=myco.openai.azure.com \\
+        --aws-region eu-west-1 -o envoy-jwt.yaml
+
+    # a smaller pod: bound Envoy's heap to 384 MiB (give the container ~512 MiB)
+    python envoy/render.py --max-heap 384Mi -o envoy-small.yaml
 
 Options that are not given leave the production value in place. Uses only PyYAML.
 """
@@ -40,7 +44,10 @@ DEFAULT_CONFIG = Path(__file__).with_name("envoy.yaml")
 META_NS = "llm_gateway"  # route / cluster metadata namespace of this project
 FILTER_CLUSTER = "content_filter"
 HCM = "envoy.filters.network.http_connection_manager"
+HTTP_OPTIONS = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
 EXT_AUTHZ = "envoy.filters.http.ext_authz"
+AWS_SIGNING = "envoy.filters.http.aws_request_signing"
+FIXED_HEAP = "envoy.resource_monitors.fixed_heap"
 RATELIMIT = "envoy.filters.http.ratelimit"
 JWT_AUTHN = "envoy.filters.http.jwt_authn"
 EARLY_HEADER_MUTATION = "envoy.http.early_header_mutation.header_mutation"
@@ -59,7 +66,12 @@ CLAIM_HEADERS = {
     "agent": "x-agent-id",
 }
 
+# Rate-limit descriptor key -> JWT claim (with --jwt-jwks).
+DESCRIPTOR_CLAIMS = {"workspace_id": "workspace", "team_id": "team"}
+
 _DURATION = re.compile(r"^\d+(\.\d+)?s$")
+_SIZE = re.compile(r"^(\d+)(Mi|Gi)?$")
+_AWS_REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
 
 
 class RenderError(ValueError):
@@ -107,6 +119,14 @@ def parse_duration(text: str) -> str:
     if not _DURATION.match(text):
         raise RenderError(f"expected a duration like 2s or 0.5s, got {text!r}")
     return text
+
+
+def parse_size(text: str) -> int:
+    """`805306368`, `768Mi` or `1Gi` -> bytes."""
+    m = _SIZE.match(text.strip())
+    if not m:
+        raise RenderError(f"expected a size like 768Mi, 1Gi or a byte count, got {text!r}")
+    return int(m.group(1)) * {None: 1, "Mi": 1 << 20, "Gi": 1 << 30}[m.group(2)]
 
 
 def _is_ip(host: str) -> bool:
@@ -185,18 +205,57 @@ def set_plain_upstream(c: dict[str, Any], host: str, port: int) -> None:
     ep = _endpoint(c)
     ep["address"] = {"socket_address": {"address": host, "port_value": port}}
     c.pop("transport_socket", None)
+    old = c.get("typed_extension_protocol_options", {}).get(HTTP_OPTIONS, {})
     if _is_ip(host):
         c["type"] = "STATIC"
         c.pop("dns_lookup_family", None)
     else:
         c["type"] = "STRICT_DNS"
-    c["typed_extension_protocol_options"] = {
-        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
-            "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
-            "common_http_protocol_options": {"idle_timeout": "60s"},
-            "explicit_http_config": {"http_protocol_options": {}},
-        }
+    options: dict[str, Any] = {
+        "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+        "common_http_protocol_options": {"idle_timeout": "60s"},
+        "explicit_http_config": {"http_protocol_options": {}},
     }
+    if "http_filters" in old:  # upstream filters (Bedrock request signing) stay
+        options["http_filters"] = old["http_filters"]
+    c["typed_extension_protocol_options"] = {HTTP_OPTIONS: options}
+
+
+def upstream_filter(c: dict[str, Any], name: str) -> dict[str, Any]:
+    options = c.get("typed_extension_protocol_options", {}).get(HTTP_OPTIONS, {})
+    for flt in options.get("http_filters", []):
+        if flt["name"] == name:
+            return flt["typed_config"]
+    raise RenderError(f"cluster {c['name']}: no upstream filter {name}")
+
+
+def set_aws_region(cfg: dict[str, Any], region: str) -> None:
+    """Bedrock in another region: its host (address, Host, SNI, SAN) and the SigV4 signing region."""
+    if not _AWS_REGION.match(region):
+        raise RenderError(f"--aws-region wants a region like eu-west-1, got {region!r}")
+    bedrock = provider_clusters(cfg)["bedrock"]
+    set_provider_host(bedrock, f"bedrock-runtime.{region}.amazonaws.com")
+    upstream_filter(bedrock, AWS_SIGNING)["region"] = region
+
+
+def set_aws_credentials_file(cfg: dict[str, Any], path: str, profile: str | None) -> None:
+    """Sign Bedrock requests with the keys of a mounted AWS credentials file (and nothing else)."""
+    provider: dict[str, Any] = {"credentials_data_source": {"filename": path}}
+    if profile:
+        provider["profile"] = profile
+    signer = upstream_filter(provider_clusters(cfg)["bedrock"], AWS_SIGNING)
+    signer["credential_provider"] = {"custom_credential_provider_chain": True, "credentials_file_provider": provider}
+
+
+def set_max_heap(cfg: dict[str, Any], size: int) -> None:
+    """The heap bound the overload manager acts on (shed load at 90 %, reset big streams from 80 %)."""
+    if size < 32 << 20:
+        raise RenderError("--max-heap below 32Mi leaves no room for Envoy itself")
+    for monitor in cfg.get("overload_manager", {}).get("resource_monitors", []):
+        if monitor["name"] == FIXED_HEAP:
+            monitor["typed_config"]["max_heap_size_bytes"] = size
+            return
+    raise RenderError("no fixed_heap resource monitor in the config")
 
 
 def set_filter_endpoints(cfg: dict[str, Any], endpoints: list[tuple[str, int]]) -> None:
@@ -256,7 +315,8 @@ def add_jwt(
     - verified payload -> dynamic metadata envoy.filters.http.jwt_authn / jwt_payload, which
       ext_authz already forwards (metadata_context_namespaces);
     - client-sent x-workspace-id / x-team-id / x-project-id / x-agent-id are removed early,
-      then set from the claims, so rate limiting and the filter see the verified identity.
+      then set from the claims, so the filter sees the verified identity;
+    - rate-limit descriptors are read from the verified claims (jwt_payload.workspace / .team).
     """
     provider: dict[str, Any] = {
         "issuer": issuer,
@@ -281,7 +341,14 @@ def add_jwt(
     filters = hcm(cfg)["http_filters"]
     if any(f["name"] == JWT_AUTHN for f in filters):
         raise RenderError("the config already has a jwt_authn filter")
-    filters.insert(0, jwt_filter)  # before ratelimit: descriptors use the verified identity
+    filters.insert(0, jwt_filter)  # first: nothing runs for a request without a valid token
+    # Rate-limit descriptors from the verified claims instead of the filter's metadata.
+    for limit in hcm(cfg)["route_config"]["virtual_hosts"][0].get("rate_limits", []):
+        for action in limit["actions"]:
+            meta = action.get("metadata")
+            if meta and meta["metadata_key"]["key"] == EXT_AUTHZ:
+                claim = DESCRIPTOR_CLAIMS[meta["descriptor_key"]]
+                meta["metadata_key"] = {"key": JWT_AUTHN, "path": [{"key": JWT_PAYLOAD_KEY}, {"key": claim}]}
     mutations = _early_mutations(cfg)
     for header in CLAIM_HEADERS.values():
         mutations.append({"remove": header})
@@ -326,6 +393,10 @@ def render(cfg: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
     if not providers:
         raise RenderError("no provider clusters (cluster metadata llm_gateway.provider)")
 
+    aws_region = getattr(args, "aws_region", None)
+    if aws_region:  # before --provider-host, which may name a VPC endpoint in that region
+        set_aws_region(cfg, aws_region)
+
     for item in args.provider_host or []:
         name, sep, host = item.partition("=")
         if not sep or name not in providers or not host:
@@ -352,6 +423,15 @@ def render(cfg: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
         http_filter(cfg, EXT_AUTHZ)["grpc_service"]["timeout"] = parse_duration(args.authz_timeout)
     if args.ratelimit_timeout:
         http_filter(cfg, RATELIMIT)["timeout"] = parse_duration(args.ratelimit_timeout)
+
+    credentials_file = getattr(args, "aws_credentials_file", None)
+    if credentials_file:
+        set_aws_credentials_file(cfg, credentials_file, getattr(args, "aws_profile", None))
+    elif getattr(args, "aws_profile", None):
+        raise RenderError("--aws-profile needs --aws-credentials-file")
+    max_heap = getattr(args, "max_heap", None)
+    if max_heap:
+        set_max_heap(cfg, parse_size(max_heap))
 
     set_listener(cfg, args.listen_address, args.listen_port)
     set_admin(cfg, args.admin_address, args.admin_port)
@@ -403,6 +483,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jwt-issuer", default=JWT_DEFAULT_ISSUER, help="required iss (llm-gateway-test)")
     p.add_argument("--jwt-audience", action="append", help="accepted aud; repeatable (default: any)")
     p.add_argument("--jwt-header", default=JWT_DEFAULT_HEADER, help=f"header carrying the JWT ({JWT_DEFAULT_HEADER})")
+    p.add_argument("--aws-region", help="Bedrock region: host, TLS name and SigV4 signing region (us-east-1)")
+    p.add_argument("--aws-credentials-file", metavar="FILE",
+                   help="sign Bedrock requests with this AWS credentials file only (default: Envoy's AWS chain)")
+    p.add_argument("--aws-profile", help="profile in --aws-credentials-file (default: default)")
+    p.add_argument("--max-heap", metavar="SIZE",
+                   help="heap bound of the overload manager, e.g. 768Mi (default); give the pod ~1.3x")
     p.add_argument("--no-ext-authz", action="store_true",
                    help="drop the ext_authz filter: NO CONTENT FILTERING (benchmark floor only, never production)")
     p.add_argument("--no-ratelimit", action="store_true",

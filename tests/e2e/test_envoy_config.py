@@ -43,8 +43,12 @@ def http_filters(cfg: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {f["name"]: f.get("typed_config", {}) for f in hcm(cfg)["http_filters"]}
 
 
+def vhost(cfg: dict[str, Any]) -> dict[str, Any]:
+    return hcm(cfg)["route_config"]["virtual_hosts"][0]
+
+
 def routes(cfg: dict[str, Any]) -> list[dict[str, Any]]:
-    return hcm(cfg)["route_config"]["virtual_hosts"][0]["routes"]
+    return vhost(cfg)["routes"]
 
 
 def assert_valid(path: Path) -> None:
@@ -93,9 +97,15 @@ def test_rendered_jwt_configs_validate(tmp_path: Path) -> None:
         names = [f["name"] for f in hcm(load(path))["http_filters"]]
         assert names == [
             "envoy.filters.http.jwt_authn",
-            "envoy.filters.http.ratelimit",
             "envoy.filters.http.ext_authz",
+            "envoy.filters.http.ratelimit",
             "envoy.filters.http.router",
+        ]
+        # With JWT the rate limit keys on the verified claims.
+        keys = [a["metadata"]["metadata_key"] for rl in vhost(load(path))["rate_limits"] for a in rl["actions"]]
+        assert keys == [
+            {"key": "envoy.filters.http.jwt_authn", "path": [{"key": "jwt_payload"}, {"key": "workspace"}]},
+            {"key": "envoy.filters.http.jwt_authn", "path": [{"key": "jwt_payload"}, {"key": "team"}]},
         ]
     azure = next(c for c in load(prod)["static_resources"]["clusters"] if c["name"] == "azure")
     tls = azure["transport_socket"]["typed_config"]
@@ -113,6 +123,10 @@ def test_rendered_jwt_configs_validate(tmp_path: Path) -> None:
         ["--filter", "127.0.0.1"],
         ["--authz-timeout", "2 seconds"],
         ["--provider-host", "azure"],
+        ["--aws-region", "mars"],
+        ["--max-heap", "lots"],
+        ["--max-heap", "1Mi"],
+        ["--aws-profile", "dev"],
     ],
 )
 def test_render_rejects_bad_options(args: list[str], tmp_path: Path) -> None:
@@ -128,9 +142,10 @@ def test_render_rejects_bad_options(args: list[str], tmp_path: Path) -> None:
 
 def test_filters_fail_closed_and_get_the_whole_body() -> None:
     cfg = load(ENVOY_YAML)
+    # ext_authz first: the rate limit keys on the identity the filter verified.
     assert list(http_filters(cfg)) == [
-        "envoy.filters.http.ratelimit",
         "envoy.filters.http.ext_authz",
+        "envoy.filters.http.ratelimit",
         "envoy.filters.http.router",
     ]
     authz = http_filters(cfg)["envoy.filters.http.ext_authz"]
@@ -156,6 +171,7 @@ def test_filters_fail_closed_and_get_the_whole_body() -> None:
 
 def test_every_forwarding_route_runs_both_filters_and_every_local_answer_skips_them() -> None:
     forwarding = 0
+    prefixed = set()
     for route in routes(load(ENVOY_YAML)):
         per_filter = route.get("typed_per_filter_config", {})
         if "route" in route:
@@ -167,11 +183,19 @@ def test_every_forwarding_route_runs_both_filters_and_every_local_answer_skips_t
             methods = [h for h in route["match"]["headers"] if h["name"] == ":method"]
             assert methods == [{"name": ":method", "string_match": {"exact": "POST"}}], route["name"]
             assert "prefix" not in route["match"], f"{route['name']}: allowlist paths must be exact or regex"
+            if route["metadata"]["filter_metadata"]["llm_gateway"]["provider_source"] == "prefix":
+                rewrite = route["route"]["regex_rewrite"]
+                assert rewrite == {"pattern": {"regex": f"^/{provider}"}, "substitution": ""}
+                prefixed.add(provider)
+        elif route["name"] == "gateway-info":
+            assert route["direct_response"]["status"] == 200
+            assert route["match"]["path"] == "/"
         else:
             assert route["direct_response"]["status"] in (403, 404)
             assert per_filter["envoy.filters.http.ext_authz"]["disabled"] is True
             assert per_filter["envoy.filters.http.ratelimit"]["disabled"] is True
-    assert forwarding >= len(PROVIDER_HOSTS)
+    assert forwarding >= 2 * len(PROVIDER_HOSTS)
+    assert prefixed == set(PROVIDER_HOSTS)
     assert routes(load(ENVOY_YAML))[-1]["direct_response"]["status"] == 404
 
 
@@ -216,19 +240,22 @@ ANTHROPIC_BODY = json.dumps(
 
 
 @pytest.mark.parametrize(
-    "headers",
+    ("path", "headers"),
     [
-        {"x-llm-provider": "anthropic"},  # no identity: no rate-limit call, ext_authz fails
-        {"x-llm-provider": "anthropic", "x-workspace-id": "w1", "x-team-id": "t1"},  # rate limit fails
-        {},  # provider from the path
+        ("/v1/messages", {"x-llm-provider": "anthropic"}),
+        ("/v1/messages", {"x-llm-provider": "anthropic", "x-workspace-id": "w1", "x-team-id": "t1"}),
+        ("/v1/messages", {}),  # provider from the path
+        ("/anthropic/v1/messages", {}),  # provider from the prefix
     ],
-    ids=["authz-down", "ratelimit-down", "by-path"],
+    ids=["header", "with-identity", "by-path", "by-prefix"],
 )
 def test_filter_down_fails_closed(
-    envoy_filter_down: EnvoyProcess, fake_provider: FakeProvider, headers: dict[str, str]
+    envoy_filter_down: EnvoyProcess, fake_provider: FakeProvider, path: str, headers: dict[str, str]
 ) -> None:
-    status, _, _ = envoy_filter_down.request("POST", "/v1/messages", ANTHROPIC_BODY, headers)
+    status, resp_headers, body = envoy_filter_down.request("POST", path, ANTHROPIC_BODY, headers)
     assert status == 503
+    assert resp_headers["x-llm-filter-decision"] == "unavailable"
+    assert json.loads(body)["error"]["type"] == "overloaded_error"
     assert fake_provider.requests == []
 
 
