@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 LISTEN ?= 127.0.0.1:9001
 CONFIG ?=
 
-.PHONY: install test lint run serve bench clean quality
+.PHONY: install test lint run serve bench clean quality e2e-agent
 
 install: $(STAMP)
 
@@ -45,6 +45,16 @@ bench: install
 # ordinary coding sessions (tests/quality/). Exits 1 when a target (recall/precision >= 99 %, 0 FP on code) is missed.
 quality: install
 	$(BIN)/python -m tests.quality
+
+# Claude Code (the real CLI, from npm into var/claude-code) through real Envoy + filter against a scripted fake
+# Anthropic API: reads a source file, is blocked on a .env secret, goes on after the block (tests/agent/). Not in
+# `make test` because it downloads from npm (once; delete var/claude-code for a newer CLI).
+e2e-agent: install
+	@command -v npm >/dev/null || { echo "npm missing: installing it"; apt-get update -qq && apt-get install -y -qq npm; }
+	@test -x var/claude-code/node_modules/.bin/claude || \
+	  npm install --no-audit --no-fund --prefix var/claude-code @anthropic-ai/claude-code
+	var/claude-code/node_modules/.bin/claude --version
+	CLAUDE_CODE_BIN=$(CURDIR)/var/claude-code/node_modules/.bin/claude $(BIN)/python -m pytest -q tests/agent/e2e_claude_code.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
