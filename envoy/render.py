@@ -192,6 +192,10 @@ def set_provider_host(c: dict[str, Any], host: str) -> None:
     ep = _endpoint(c)
     ep["hostname"] = host
     ep["address"]["socket_address"]["address"] = host
+    options = c.get("typed_extension_protocol_options", {}).get(HTTP_OPTIONS, {})
+    for flt in options.get("http_filters", []):
+        if flt["name"] == AWS_SIGNING:  # the signature covers Host: the name AWS will see
+            flt["typed_config"]["host_rewrite"] = host
     tls = c.get("transport_socket", {}).get("typed_config")
     if tls is not None:
         tls["sni"] = host

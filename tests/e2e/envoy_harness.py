@@ -6,7 +6,8 @@
         status, headers, body = envoy.request("POST", "/v1/messages", b"{}")
 
 Several Envoys can run at once (--use-dynamic-base-id, free ports). The process is always
-killed on exit, also when a test fails.
+killed on exit, also when a test fails. Envoy never inherits AWS_* variables from the test run
+(its Bedrock signer would pick them up); pass `env` to give it credentials.
 """
 
 from __future__ import annotations
@@ -66,8 +67,19 @@ def validate(config: Path) -> subprocess.CompletedProcess[str]:
 
 
 class EnvoyProcess:
-    def __init__(self, config: Path, *, listen_port: int, admin_port: int, workdir: Path) -> None:
+    def __init__(
+        self,
+        config: Path,
+        *,
+        listen_port: int,
+        admin_port: int,
+        workdir: Path,
+        env: dict[str, str] | None = None,
+        concurrency: int = 1,
+    ) -> None:
         self.config = config
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")} | (env or {})
+        self.concurrency = concurrency
         self.listen_port = listen_port
         self.admin_port = admin_port
         self.stdout_path = workdir / f"envoy-{listen_port}.stdout"
@@ -83,7 +95,7 @@ class EnvoyProcess:
                     str(self.config),
                     "--use-dynamic-base-id",
                     "--concurrency",
-                    "1",
+                    str(self.concurrency),
                     "-l",
                     "warn",
                 ],
@@ -91,6 +103,7 @@ class EnvoyProcess:
                 stderr=err,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
+                env=self.env,
             )
         try:
             self._wait_ready(timeout)
@@ -128,6 +141,11 @@ class EnvoyProcess:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=10)
+
+    @property
+    def pid(self) -> int:
+        assert self._proc is not None, "envoy not started"
+        return self._proc.pid
 
     def stderr(self) -> str:
         return self.stderr_path.read_text(errors="replace") if self.stderr_path.exists() else ""
@@ -196,8 +214,10 @@ def make_jwt(claims: dict[str, Any], secret: bytes, kid: str = "test-key") -> st
     return signing_input + "." + _b64url(sig)
 
 
-def start_envoy(workdir: Path, *render_args: str, name: str = "envoy") -> EnvoyProcess:
+def start_envoy(
+    workdir: Path, *render_args: str, name: str = "envoy", env: dict[str, str] | None = None
+) -> EnvoyProcess:
     """Render envoy/envoy.yaml with `render_args` on free ports and start it (ready on return)."""
     listen_port, admin_port = free_port(), free_port()
     cfg = render_config(workdir / f"{name}.yaml", *render_args, listen_port=listen_port, admin_port=admin_port)
-    return EnvoyProcess(cfg, listen_port=listen_port, admin_port=admin_port, workdir=workdir).start()
+    return EnvoyProcess(cfg, listen_port=listen_port, admin_port=admin_port, workdir=workdir, env=env).start()

@@ -115,6 +115,24 @@ def test_rendered_jwt_configs_validate(tmp_path: Path) -> None:
     }
 
 
+def test_bedrock_signer_follows_the_bedrock_host(tmp_path: Path) -> None:
+    """SigV4 covers Host: the signer's host_rewrite must be the name the cluster sends (and TLS checks)."""
+    for args, host, region in [
+        ([], "bedrock-runtime.us-east-1.amazonaws.com", "us-east-1"),
+        (["--aws-region", "eu-central-1"], "bedrock-runtime.eu-central-1.amazonaws.com", "eu-central-1"),
+        (["--aws-region", "eu-central-1", "--provider-host", "bedrock=vpce-1.bedrock-runtime.eu-central-1.vpce.amazonaws.com"],
+         "vpce-1.bedrock-runtime.eu-central-1.vpce.amazonaws.com", "eu-central-1"),
+    ]:  # fmt: skip
+        out = render_config(tmp_path / "b.yaml", *args)
+        bedrock = next(c for c in load(out)["static_resources"]["clusters"] if c["name"] == "bedrock")
+        options = bedrock["typed_extension_protocol_options"]["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"]
+        signer = options["http_filters"][0]["typed_config"]
+        assert (signer["service_name"], signer["region"], signer["host_rewrite"]) == ("bedrock", region, host)
+        assert signer["use_unsigned_payload"] is False
+        assert bedrock["transport_socket"]["typed_config"]["sni"] == host
+        assert_valid(out)
+
+
 @pytest.mark.parametrize(
     "args",
     [
