@@ -39,6 +39,7 @@ from decimal import Decimal
 def total(lines: list[tuple[int, Decimal]]) -> Decimal:
     return sum((qty * price for qty, price in lines), Decimal(0))
 '''
+WORKSPACE = "ws-claude-code"
 DECISION_ID = re.compile(r"[Dd]ecision id:? ?([0-9a-f]{8,})")
 
 
@@ -98,6 +99,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Agent, Scr
             "HOME": str(home),
             "ANTHROPIC_BASE_URL": f"http://127.0.0.1:{envoy.listen_port}/anthropic",
             "ANTHROPIC_API_KEY": "sk-ant-dummy",
+            "ANTHROPIC_CUSTOM_HEADERS": f"x-workspace-id: {WORKSPACE}",  # identity, trusted by the default policy
             "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
             "DISABLE_AUTOUPDATER": "1",
         }
@@ -117,6 +119,7 @@ def test_reading_a_source_file_with_an_author_email_is_answered(stack: tuple[Age
     assert not printed.is_error, printed.raw
     assert printed.result == FINAL.format(lines=len(SOURCE.splitlines()) + 1), printed.raw  # Read adds a last line no.
     assert any(AUTHOR.encode() in r.body for r in fake.requests)  # the tool result went out, header and all
+    assert {r.headers.get("x-workspace-id") for r in fake.requests} == {WORKSPACE}
 
 
 def test_reading_a_dotenv_secret_is_blocked_naming_the_filter(stack: tuple[Agent, ScriptedAnthropic, Leak]) -> None:
