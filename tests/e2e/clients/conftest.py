@@ -1,8 +1,8 @@
 """Stacks for the SDK tests: real Envoy (envoy/envoy.yaml rendered for local upstreams) calling the real filter
 server, in front of SdkProvider, a fake of the LLM providers (they cannot be reached from here).
 
-    gateway       shipped packs, WORKSPACE_RPM requests/minute per workspace (requests without
-                  x-workspace-id are not rate limited, so only the 429 tests send one)
+    gateway       shipped packs, identity headers trusted, WORKSPACE_RPM requests/minute per workspace
+                  (requests without x-workspace-id are not rate limited, so only the 429 tests send one)
     dead_gateway  the same, but its filter has been killed (SIGKILL): every request must fail closed
 """
 
@@ -34,7 +34,8 @@ def upstream(provider: SdkProvider) -> SdkProvider:
 @pytest.fixture(scope="package")
 def gateway(tmp_path_factory: pytest.TempPathFactory, provider: SdkProvider) -> Iterator[EnvoyProcess]:
     workdir = tmp_path_factory.mktemp("clients")
-    config = write_config(workdir / "filter.yaml", {"rate_limits": {"workspace_requests_per_minute": WORKSPACE_RPM}})
+    config = write_config(workdir / "filter.yaml", {"policy": {"trust_identity_headers": True},  # the SDKs send x-workspace-id
+                                                    "rate_limits": {"workspace_requests_per_minute": WORKSPACE_RPM}})
     with FilterProcess(workdir, config=config) as flt:
         envoy = start_envoy(workdir, "--upstream", provider.url, "--filter", flt.address, name="envoy-clients")
         try:

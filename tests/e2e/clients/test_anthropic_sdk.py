@@ -76,7 +76,7 @@ def test_rate_limit_is_the_sdks_rate_limit_error(gateway: EnvoyProcess, upstream
     exc = caught.value
     assert exc.type == "rate_limit_error"
     assert_rate_limit_message(str(exc))
-    assert_rate_limit_message(str(exc.api_message))
+    assert_rate_limit_message(exc.api_message)
     assert int(exc.response.headers["retry-after"]) >= 1
     assert len(upstream.requests) == WORKSPACE_RPM
 

@@ -80,7 +80,7 @@ def test_rate_limit_is_resource_exhausted(gateway: EnvoyProcess, upstream: SdkPr
         ask(sdk)
     exc = caught.value
     assert (exc.code, exc.status) == (429, "RESOURCE_EXHAUSTED"), str(exc)
-    assert_rate_limit_message(str(exc.message))
+    assert_rate_limit_message(exc.message)
     assert int(header(exc, "retry-after")) >= 1
     assert len(upstream.requests) == WORKSPACE_RPM
 
