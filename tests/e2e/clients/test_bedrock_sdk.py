@@ -67,6 +67,7 @@ def test_converse_is_answered_and_parsed(gateway: EnvoyProcess, upstream: SdkPro
     assert sent.path.startswith("/model/") and sent.path.endswith("/converse")  # the gateway prefix is not AWS's
     assert sent.headers["x-llm-filter-decision"] == "allow"
     assert sent.json()["messages"][0]["content"][0]["text"] == CLEAN_PROMPT
+    assert "dummy-access-key" not in sent.headers.get("authorization", "")  # the client's own signature stays behind
 
 
 def test_converse_stream_is_answered_and_parsed(gateway: EnvoyProcess, upstream: SdkProvider) -> None:
