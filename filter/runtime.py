@@ -9,16 +9,16 @@ import logging
 import os
 import secrets
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from filter.errors import ConfigError
 from filter.rules import Fingerprinter, Ruleset, load_ruleset
-from filter.settings import Settings, load_settings
+from filter.settings import FINGERPRINT_KEY_ENV, Settings, load_settings
 
 log = logging.getLogger("llm_content_filter")
-FINGERPRINT_KEY_ENV = "LLM_FILTER_FINGERPRINT_KEY"
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,10 +27,11 @@ class Snapshot:
     ruleset: Ruleset
 
 
-def fingerprint_key(settings: Settings, required: bool = False) -> bytes:
-    """The HMAC key: env, then key file; otherwise random per process (fingerprints then match only within it)."""
-    if os.environ.get(FINGERPRINT_KEY_ENV):
-        return os.environ[FINGERPRINT_KEY_ENV].encode()
+def fingerprint_key(settings: Settings, required: bool = False, warn: bool = True) -> bytes:
+    """The HMAC key: env (through Settings), then key file; otherwise random per process (fingerprints then match
+    only within it). `warn`: say so in the log (a server should; a one-shot `scan` need not)."""
+    if settings.fingerprint_key:
+        return settings.fingerprint_key.encode()
     if settings.fingerprint_key_file:
         try:
             return Path(settings.fingerprint_key_file).read_bytes().strip()
@@ -38,8 +39,9 @@ def fingerprint_key(settings: Settings, required: bool = False) -> bytes:
             raise ConfigError(f"{settings.fingerprint_key_file}: cannot read fingerprint key: {e.strerror}") from None
     if required:
         raise ConfigError(f"no fingerprint key: set {FINGERPRINT_KEY_ENV} or fingerprint_key_file in the config")
-    log.warning("no fingerprint key configured (%s or fingerprint_key_file): using a random per-process key",
-                FINGERPRINT_KEY_ENV)
+    if warn:
+        log.warning("no fingerprint key configured (%s or fingerprint_key_file): using a random per-process key",
+                    FINGERPRINT_KEY_ENV)
     return secrets.token_bytes(32)
 
 
@@ -61,11 +63,12 @@ def build_snapshot(settings: Settings, key: bytes) -> Snapshot:
 
 class Runtime:
     def __init__(self, config_file: str | None, settings: Settings | None = None,
-                 on_reload: Callable[[str, str], None] | None = None) -> None:
+                 on_reload: Callable[[str, str], None] | None = None, warn_random_key: bool = True) -> None:
         self.config_file = config_file
         settings = settings or load_settings(config_file)
-        self._key = fingerprint_key(settings)
+        self._key = fingerprint_key(settings, warn=warn_random_key)
         self.current = build_snapshot(settings, self._key)
+        self.last_reload = time.time()  # when the live rule set was built
         self._on_reload = on_reload or (lambda result, detail: None)
         self._lock = threading.Lock()
         self._stamps = self._stat(self.current.settings)
@@ -94,12 +97,14 @@ class Runtime:
                 settings = load_settings(self.config_file)
                 stamps = self._stat(settings)
                 snapshot = build_snapshot(settings, self._key)
-            except ConfigError as e:
+            except Exception as e:  # noqa: BLE001 - whatever a bad file does, the last good set stays live
                 self._stamps = stamps
-                log.error("reload failed, keeping the last good rule set %s:\n%s", self.current.ruleset.digest, e)
-                self._on_reload("error", str(e))
+                detail = str(e) if isinstance(e, ConfigError) else f"{type(e).__name__}: {e}"
+                log.error("reload failed, keeping the last good rule set %s:\n%s", self.current.ruleset.digest, detail)
+                self._on_reload("error", detail)
                 return False
             self.current = snapshot  # one reference swap: in-flight checks keep the snapshot they read
+            self.last_reload = time.time()
             self._stamps = stamps
             log.info("reloaded: %d rules, digest %s", len(snapshot.ruleset.rules), snapshot.ruleset.digest)
             self._on_reload("ok", snapshot.ruleset.digest)
@@ -113,8 +118,15 @@ class Runtime:
 
         def loop() -> None:
             while not self._stop.wait(self.current.settings.reload_interval_seconds):
-                if self.changed():
-                    self.reload()
+                try:
+                    if self.changed():
+                        self.reload()
+                except Exception as e:  # noqa: BLE001 - the watcher must outlive any bad change; count it
+                    log.exception("pack watcher: reload check failed")
+                    try:
+                        self._on_reload("error", f"{type(e).__name__}: {e}")
+                    except Exception:  # noqa: BLE001
+                        log.exception("pack watcher: reload callback failed")
 
         thread = threading.Thread(target=loop, name="pack-watcher", daemon=True)
         thread.start()

@@ -1,4 +1,7 @@
-"""Settings: config file + the seed's environment switches -> one frozen value, checked once."""
+"""Settings: config file + environment switches -> one frozen value, checked once.
+
+The environment is read here and only here (`load_settings(env=...)`), so a test or a caller can inject it.
+"""
 
 from __future__ import annotations
 
@@ -11,11 +14,13 @@ from typing import Any
 import jsonschema
 import yaml
 
+from filter import strictyaml
 from filter.errors import SettingsError
 from filter.formats import DecodeLimits
 from filter.rules import SHIPPED_PACKS
 
 LOG_PROMPTS_MODES = ("metadata_only", "full", "none")
+FINGERPRINT_KEY_ENV = "LLM_FILTER_FINGERPRINT_KEY"
 
 _SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -109,6 +114,7 @@ class Settings:
     packs: tuple[str, ...] = (str(SHIPPED_PACKS),)
     reload_interval_seconds: float = 1.0
     fingerprint_key_file: str | None = None
+    fingerprint_key: str | None = field(default=None, repr=False)  # from LLM_FILTER_FINGERPRINT_KEY; never logged
     known_secrets: str | None = None
     token_encoding_file: str | None = None
     log_prompts: str = "metadata_only"
@@ -140,18 +146,28 @@ def _env_bool(env: Mapping[str, str], name: str, default: bool) -> bool:
 
 
 def load_settings(path: str | None = None, env: Mapping[str, str] | None = None) -> Settings:
-    """Read the config file (if any), validate it, then apply BLOCK_SECRETS, BLOCK_PII, MAX_PROMPT_TOKENS, LOG_PROMPTS."""
+    """Read the config file (if any), validate it, then apply BLOCK_SECRETS, BLOCK_PII, MAX_PROMPT_TOKENS, LOG_PROMPTS
+    and LLM_FILTER_FINGERPRINT_KEY from `env` (default: the process environment)."""
     env = os.environ if env is None else env
     raw: dict[str, Any] = {}
     base = Path(".")
     if path:
         try:
-            loaded = yaml.safe_load(Path(path).read_text("utf-8"))
+            text = Path(path).read_text("utf-8")
         except OSError as e:
-            raise SettingsError(f"{path}: cannot read config: {e.strerror}") from None
+            raise SettingsError(f"{path}: cannot read config: {e.strerror or e}") from None
+        except UnicodeDecodeError:
+            raise SettingsError(f"{path}: cannot read config: not UTF-8 text") from None
+        try:
+            loaded = strictyaml.load(text)  # plain data only: no tags, bounded aliases
+        except strictyaml.YAMLRefused as e:
+            raise SettingsError(f"{path}:{e.line}: {e.message}") from None
         except yaml.YAMLError as e:
-            raise SettingsError(f"{path}: not valid YAML: {e}") from None
-        raw = loaded or {}
+            problem = getattr(e, "problem", None) or str(e)
+            raise SettingsError(f"{path}:{strictyaml.error_line(e)}: not valid YAML: {problem}") from None
+        except RecursionError:
+            raise SettingsError(f"{path}: nested too deeply") from None
+        raw = loaded if loaded is not None else {}
         try:
             jsonschema.validate(raw, _SCHEMA)
         except jsonschema.ValidationError as e:
@@ -184,6 +200,7 @@ def load_settings(path: str | None = None, env: Mapping[str, str] | None = None)
         packs=packs,
         reload_interval_seconds=float(raw.get("reload_interval_seconds", 1.0)),
         fingerprint_key_file=rel(raw.get("fingerprint_key_file")),
+        fingerprint_key=env.get(FINGERPRINT_KEY_ENV) or None,
         known_secrets=rel(raw.get("known_secrets")),
         token_encoding_file=rel(raw.get("token_encoding_file")),
         log_prompts=log_prompts,

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from filter.model import Category
 from filter.rules import SHIPPED_PACKS, Fingerprinter, load_ruleset
+from tests.bench.procs import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 INVALID = Path(__file__).parent / "rules" / "invalid"
@@ -60,7 +64,7 @@ def test_rules_lint_clean_and_broken() -> None:
     bad = cli("rules", "lint", str(INVALID / "hyperscan-refuses.yaml"))
     assert bad.returncode == 1
     assert bad.stderr.decode().strip() == (
-        f"{INVALID / 'hyperscan-refuses.yaml'}:5: token-x: Hyperscan cannot compile pattern: "
+        f"{INVALID / 'hyperscan-refuses.yaml'}:8: token-x: Hyperscan cannot compile pattern: "
         "Zero-width assertions are not supported.")
 
 
@@ -90,3 +94,146 @@ def test_known_secrets_add_needs_a_stable_key() -> None:
     out = subprocess.run([sys.executable, "-m", "filter", "known-secrets", "add"], input=b"x\n", capture_output=True,
                          cwd=ROOT, env=env, timeout=60)
     assert out.returncode == 2 and b"no fingerprint key" in out.stderr
+
+
+OWN_PACK = """pack: mine
+version: 1
+rules:
+  - id: acme-deploy-key
+    category: secret
+    description: ACME deploy key
+    pattern: 'acmedk_[a-z0-9]{16}'
+    examples: {match: ['acmedk_k3j9x2m7q1w8p4z6'], no_match: ['acmedk_']}
+"""
+
+
+def no_key_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k != "LLM_FILTER_FINGERPRINT_KEY"}
+
+
+def run_bare(*args: str, stdin: bytes = b"", timeout: float = 120) -> subprocess.CompletedProcess[bytes]:
+    """The CLI without a fingerprint key in the environment, as a user first runs it."""
+    return subprocess.run([sys.executable, "-m", "filter", *args], input=stdin, capture_output=True, cwd=ROOT,
+                          env=no_key_env(), timeout=timeout)
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["scan", "missing.json"], 2, "error: cannot read missing.json: No such file or directory"),
+        (["scan", "filter"], 2, "error: cannot read filter: it is a directory"),
+        (["scan", "-", "--config", "/nonexistent/c.yaml"], 2,
+         "error: /nonexistent/c.yaml: cannot read config: No such file or directory"),
+        (["scan", "-", "--bogus"], 2, "llm-content-filter: error: unrecognized arguments: --bogus "
+                                      "(see llm-content-filter --help)"),
+        (["scan", "-", "--provider"], 2,
+         "llm-content-filter scan: error: argument --provider: expected one argument (see llm-content-filter scan --help)"),
+        (["scan", "--packs", "a.yaml", "body.json"], 2,
+         "llm-content-filter scan: error: --packs was replaced by --pack FILE (repeatable; adds to the configured "
+         "packs) and --only-packs (use only the --pack files) (see llm-content-filter scan --help)"),
+        (["scan", "-", "--only-packs"], 2, "error: --only-packs needs at least one --pack FILE"),
+        (["serve", "--workers", "0"], 2, "error: --workers must be at least 1, not 0"),
+        (["serve", "--listen", "nowhere"], 2, "error: --listen must be HOST:PORT, not 'nowhere'"),
+        (["rules", "lint", "missing.yaml"], 1, "missing.yaml:0: -: cannot read pack: No such file or directory"),
+        (["known-secrets", "add"], 2,
+         "error: no fingerprint key: set LLM_FILTER_FINGERPRINT_KEY or fingerprint_key_file in the config"),
+    ],
+)
+def test_user_mistakes_are_one_line_and_a_documented_exit_code(args: list[str], code: int, message: str) -> None:
+    out = run_bare(*args, stdin=b"hello")
+    assert (out.returncode, out.stderr.decode().strip()) == (code, message)
+    assert out.stdout == b""
+
+
+def test_config_with_a_yaml_tag_or_alias_bomb_is_a_config_error(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("workers: !!python/object/apply:os.getpid []\n")
+    out = run_bare("scan", "-", "--config", str(cfg))
+    assert (out.returncode, out.stderr.decode().strip()) == (
+        2, f"error: {cfg}:1: YAML tags are not allowed (tag:yaml.org,2002:python/object/apply:os.getpid)")
+
+
+def test_scan_adds_own_packs_beside_the_shipped_ones_or_uses_only_them(tmp_path: Path) -> None:
+    mine = tmp_path / "mine.yaml"
+    mine.write_text(OWN_PACK)
+    body = tmp_path / "body.json"
+    body.write_text(json.dumps({"messages": [{"role": "user", "content":
+                                              "deploy acmedk_k3j9x2m7q1w8p4z6 with AKIAZ5XQ3HR2LMNPQ7TW"}]}))
+    both = cli("scan", "--pack", str(mine), str(body))
+    assert both.returncode == 1, both.stderr
+    assert {f["rule"] for f in json.loads(both.stdout)["findings"]} == {"acme-deploy-key", "aws-access-key-id"}
+    only = cli("scan", "--pack", str(mine), "--only-packs", str(body))
+    assert {f["rule"] for f in json.loads(only.stdout)["findings"]} == {"acme-deploy-key"}
+
+
+def test_scan_with_a_broken_extra_pack_names_it(tmp_path: Path) -> None:
+    mine = tmp_path / "mine.yaml"
+    mine.write_text(OWN_PACK.replace("pattern: 'acmedk_[a-z0-9]{16}'", "pattern: !!python/name:os.system"))
+    out = cli("scan", "--pack", str(mine), "-", stdin=b"hi")
+    assert (out.returncode, out.stderr.decode().strip()) == (
+        2, f"{mine}:7: -: YAML tags are not allowed (tag:yaml.org,2002:python/name:os.system)")
+
+
+def test_one_shot_scan_does_not_warn_about_the_fingerprint_key() -> None:
+    out = run_bare("scan", "-", stdin=b"Refactor the parser.")
+    assert out.returncode == 0 and out.stderr == b""
+
+
+def test_scan_infers_the_provider_from_the_body_shape() -> None:
+    gemini = {"contents": [{"role": "user", "parts": [{"text": "key AKIAZ5XQ3HR2LMNPQ7TW"}]}]}
+    anthropic = {"model": "claude", "max_tokens": 5, "system": "be brief",
+                 "messages": [{"role": "user", "content": "key AKIAZ5XQ3HR2LMNPQ7TW"}]}
+    openai = {"model": "gpt-4o", "messages": [{"role": "user", "content": "key AKIAZ5XQ3HR2LMNPQ7TW"}]}
+    for body, provider, location in ((gemini, "gemini", "contents[0].parts[0].text"),
+                                     (anthropic, "anthropic", "messages[0].content"),
+                                     (openai, "openai", "messages[0].content")):
+        result = json.loads(cli("scan", "-", stdin=json.dumps(body).encode()).stdout)
+        assert (result["provider"], result["findings"][0]["location"]) == (provider, location)
+    text = json.loads(cli("scan", "-", stdin=b"key AKIAZ5XQ3HR2LMNPQ7TW").stdout)
+    assert (text["provider"], text["findings"][0]["location"]) == ("raw", "body")
+
+
+def test_rules_lint_reports_every_problem_in_every_file_in_one_run(tmp_path: Path) -> None:
+    sources = ["hyperscan-refuses.yaml", "example-fails.yaml", "bad-category.yaml"]
+    for source in sources:
+        text = (INVALID / source).read_text()
+        (tmp_path / source).write_text(text.replace("token-x", source.removesuffix(".yaml")))
+    out = cli("rules", "lint", *(str(tmp_path / s) for s in sources), str(tmp_path / sources[0]))
+    assert out.returncode == 1
+    assert out.stderr.decode().replace(f"{tmp_path}/", "").splitlines() == [
+        "hyperscan-refuses.yaml:8: hyperscan-refuses: Hyperscan cannot compile pattern: "
+        "Zero-width assertions are not supported.",
+        "example-fails.yaml:9: example-fails: example does not match: 'x_QWHDKEUZMA' (regex did not match)",
+        "bad-category.yaml:6: bad-category: category must be secret | pii | file, not 'password'",
+    ]
+
+
+def busy_port() -> socket.socket:
+    held = socket.socket()
+    held.bind(("127.0.0.1", 0))
+    held.listen()
+    return held
+
+
+def test_serve_on_a_busy_port_says_which_one() -> None:
+    with busy_port() as held:
+        port = held.getsockname()[1]
+        out = run_bare("serve", "--listen", f"127.0.0.1:{port}", "--metrics-port", "0")
+        assert (out.returncode, out.stderr.decode().strip().splitlines()[-1]) == (
+            3, f"error: cannot listen on 127.0.0.1:{port} (--listen): the port is in use by another process")
+        metrics = held.getsockname()[1]
+        out = run_bare("serve", "--listen", f"127.0.0.1:{free_port()}", "--metrics-port", str(metrics))
+        assert (out.returncode, out.stderr.decode().strip().splitlines()[-1]) == (
+            3, f"error: cannot listen on 127.0.0.1:{metrics} (--metrics-port): the port is in use by another process")
+    assert b"Traceback" not in out.stderr
+
+
+def test_serve_with_a_bad_pack_exits_2_with_the_pack_error(tmp_path: Path) -> None:
+    mine = tmp_path / "packs" / "mine.yaml"
+    mine.parent.mkdir()
+    mine.write_text(OWN_PACK.replace("pattern: 'acmedk_[a-z0-9]{16}'", "pattern: !!python/name:os.system"))
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("packs: [packs/]\n")
+    out = cli("serve", "--config", str(cfg), "--listen", f"127.0.0.1:{free_port()}", "--metrics-port", "0")
+    assert out.returncode == 2
+    assert out.stderr.decode().strip() == f"{mine}:7: -: YAML tags are not allowed (tag:yaml.org,2002:python/name:os.system)"

@@ -3,28 +3,32 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from filter.errors import RulePackError, RulePackErrors
 from filter.rules.engine import Fingerprinter, Ruleset
-from filter.rules.pack import Rule, RulePack, load_pack
+from filter.rules.pack import Rule, RulePack, hyperscan_error, load_pack, parse_pack, read_pack
 
 SHIPPED_PACKS = Path(__file__).parent / "packs"
 
 __all__ = [
-    "SHIPPED_PACKS", "Fingerprinter", "Rule", "RulePack", "Ruleset", "expand_pack_paths", "load_pack",
-    "load_ruleset",
+    "SHIPPED_PACKS", "Fingerprinter", "Rule", "RulePack", "Ruleset", "build_ruleset", "expand_pack_paths",
+    "load_pack", "load_ruleset", "parse_pack",
 ]  # fmt: skip
 
 
 def expand_pack_paths(paths: Iterable[str | Path]) -> list[Path]:
-    """Files as given; directories contribute their *.yaml / *.yml files in name order."""
+    """Files as given; directories contribute their *.yaml / *.yml files in name order. A file named twice
+    (directly or through its directory) counts once: it must not clash with itself."""
     out: list[Path] = []
+    seen: set[Path] = set()
     for p in map(Path, paths):
-        if p.is_dir():
-            out.extend(sorted([*p.glob("*.yaml"), *p.glob("*.yml")]))
-        else:
-            out.append(p)
+        for file in sorted([*p.glob("*.yaml"), *p.glob("*.yml")]) if p.is_dir() else [p]:
+            key = file.resolve()
+            if key not in seen:
+                seen.add(key)
+                out.append(file)
     return out
 
 
@@ -33,24 +37,76 @@ def load_ruleset(
     fingerprint: Fingerprinter,
     known_fingerprints: frozenset[str] = frozenset(),
 ) -> Ruleset:
-    """Load, compile and self-test packs; raises RulePackErrors listing every problem found."""
-    errors: list[RulePackError] = []
-    packs: list[RulePack] = []
+    """Load, compile and self-test packs; raises RulePackErrors listing every problem in every file.
+
+    A problem in one rule does not stop the others from being checked: the rules that load are still
+    compiled and their examples run, so one run of `rules lint` shows everything to fix."""
     files = expand_pack_paths(paths)
     if not files:
         raise RulePackErrors([RulePackError(", ".join(map(str, paths)) or "-", 0, "-", "no rule pack files found")])
+    errors: list[RulePackError] = []
+    packs: list[RulePack] = []
     for file in files:
-        try:
-            packs.append(load_pack(file))
-        except RulePackError as e:
-            errors.append(e)
-    if errors:
-        raise RulePackErrors(errors)
-    try:
-        ruleset = Ruleset(packs, fingerprint, known_fingerprints)
-    except RulePackError as e:
-        raise RulePackErrors([e]) from None
-    errors = ruleset.check_examples()
-    if errors:
-        raise RulePackErrors(errors)
+        pack, pack_errors = read_pack(file)
+        errors += pack_errors
+        if pack is not None:
+            packs.append(pack)
+    ruleset, set_errors = build_ruleset(packs, fingerprint, known_fingerprints)
+    errors += set_errors
+    if errors or ruleset is None:
+        order = {str(f): n for n, f in enumerate(files)}
+        raise RulePackErrors(sorted(errors, key=lambda e: (order.get(e.file, -1), e.line)))
     return ruleset
+
+
+def build_ruleset(
+    packs: Sequence[RulePack],
+    fingerprint: Fingerprinter,
+    known_fingerprints: frozenset[str] = frozenset(),
+) -> tuple[Ruleset | None, list[RulePackError]]:
+    """Compile packs already read and run every example: (the Ruleset of the rules that compile, every problem).
+    A rule id seen before is reported and left out; a rule Hyperscan refuses is reported and left out."""
+    errors: list[RulePackError] = []
+    kept_packs: list[RulePack] = []
+    first: dict[str, Rule] = {}
+    for pack in packs:
+        kept = []
+        for rule in pack.rules:
+            if rule.id in first:
+                other = first[rule.id]
+                errors.append(rule.error_at("id", f"duplicate rule id (also in {other.file}:{other.line})"))
+                continue
+            first[rule.id] = rule
+            kept.append(rule)
+        kept_packs.append(replace(pack, rules=tuple(kept)))
+    ruleset, compile_errors = _compile(kept_packs, fingerprint, known_fingerprints)
+    errors += compile_errors
+    if ruleset is not None:
+        errors += ruleset.check_examples()
+    return ruleset, errors
+
+
+def _compile(packs: list[RulePack], fingerprint: Fingerprinter,
+             known: frozenset[str]) -> tuple[Ruleset | None, list[RulePackError]]:
+    """The Ruleset of every rule Hyperscan accepts, and an error for each rule it refuses."""
+    if not any(p.rules for p in packs):
+        return None, []
+    try:
+        return Ruleset(packs, fingerprint, known), []
+    except RulePackError as whole:
+        errors = []
+        refused: set[str] = set()
+        for rule in (r for p in packs for r in p.rules):
+            why = hyperscan_error(rule.pattern)
+            if why is not None:
+                errors.append(rule.error_at("pattern", f"Hyperscan cannot compile pattern: {why}"))
+                refused.add(rule.id)
+        if not refused:
+            return None, [whole]
+        rest = [replace(p, rules=tuple(r for r in p.rules if r.id not in refused)) for p in packs]
+        if not any(p.rules for p in rest):
+            return None, errors
+        try:
+            return Ruleset(rest, fingerprint, known), errors
+        except RulePackError as again:
+            return None, [*errors, again]

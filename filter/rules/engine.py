@@ -177,16 +177,43 @@ class Ruleset:
         )
 
     def check_examples(self) -> list[RulePackError]:
-        """Every rule's match examples must hit it and no_match examples must not."""
+        """Every rule's match examples must hit it and no_match examples must not; each failure is reported at
+        the example's line and says which check decided."""
         errors: list[RulePackError] = []
         for rule in self.rules:
-            for text in rule.examples.match:
+            for i, text in enumerate(rule.examples.match):
                 if not any(f.rule_id == rule.id for f in self.scan([TextSegment("example", text)])):
-                    errors.append(rule.error(f"example does not match: {_shorten(text)!r}"))
-            for text in rule.examples.no_match:
+                    errors.append(rule.error_at(
+                        f"examples.match.{i}", f"example does not match: {_shorten(text)!r} ({self.why_missed(rule, text)})"))
+            for i, text in enumerate(rule.examples.no_match):
                 if any(f.rule_id == rule.id for f in self.scan([TextSegment("example", text)])):
-                    errors.append(rule.error(f"no_match example matches: {_shorten(text)!r}"))
+                    errors.append(rule.error_at(f"examples.no_match.{i}", f"no_match example matches: {_shorten(text)!r}"))
         return errors
+
+    def why_missed(self, rule: Rule, text: str) -> str:
+        """Which check kept `rule` from reporting `text`: the regex, a keyword, the placeholder filter, an allowlist
+        entry or a validator (the first that drops the leftmost match, in the order `_judge` applies them)."""
+        rx = regex.compile(rule.pattern, regex.MULTILINE)
+        matches = [m for m in rx.finditer(text, overlapped=True) if m.end() > m.start()]
+        if not matches:
+            return "regex did not match"
+        m = matches[0]
+        value = m.group("secret") if "secret" in rx.groupindex and m.group("secret") else m.group(0)
+        if len(m.group(0).encode()) > rule.max_length:
+            return f"match longer than max_length {rule.max_length}"
+        if rule.keywords and not any(k in text.lower() for k in rule.keywords):
+            return f"keyword missing (one of: {', '.join(rule.keywords)})"
+        if rule.placeholder_check and not not_placeholder(value):
+            return "placeholder filter: the value looks like a placeholder"
+        if value in rule.allow_values:
+            return f"allowlist entry {_shorten(value)!r}"
+        for p in rule.allow_patterns:
+            if p.search(value):
+                return f"allowlist entry {{pattern: {p.pattern!r}}}"
+        for name, check in rule.validators:
+            if not check(value):
+                return f"validator {name} rejected the value"
+        return "the engine reports no match ending there (a longer overlapping match covers it)"
 
 
 def _shorten(text: str, limit: int = 60) -> str:

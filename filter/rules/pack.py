@@ -1,17 +1,26 @@
-"""Rule packs as authors write them: YAML -> RulePack, every error as `file:line: rule-id: message`."""
+"""Rule packs as authors write them: YAML -> RulePack, every error as `file:line: rule-id: message`.
+
+A pack is plain YAML (no tags, anchors or aliases: filter.strictyaml), checked against one JSON schema that
+types every field; each problem is reported at the line of the field at fault, all of them in one pass.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import json
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import hyperscan
+import jsonschema
 import regex
 import yaml
 
-from filter.errors import RulePackError
+from filter import strictyaml
+from filter.errors import RulePackError, RulePackErrors
 from filter.model import Action, Category, Mode, Severity
 from filter.rules import validators as v
 
@@ -20,8 +29,97 @@ RULE_KEYS = {
     "id", "category", "description", "pattern", "keywords", "validators", "allow", "action",
     "severity", "mode", "examples", "max_length", "placeholder_check",
 }  # fmt: skip
-_ID = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
+ID_PATTERN = r"^[a-z0-9]+(?:-[a-z0-9]+)*$"
+ID = re.compile(ID_PATTERN)
 DEFAULT_MAX_LENGTH = 1024
+MAX_PACK_BYTES = 8 * 1024 * 1024
+
+_NOT_EMPTY = "examples need at least one match and one no_match"
+
+
+def _choices(enum: Any) -> str:
+    return " | ".join(m.value for m in enum)
+
+
+def _strings_schema(what: str, min_items: int = 0) -> dict[str, Any]:
+    message = f"{what} must be a list of strings"
+    return {"type": "array", "minItems": min_items, "message": message,
+            "items": {"type": "string", "message": message}}
+
+
+# "message": what a type / format error says; "unknown" / "missing": templates for extra and absent keys.
+# Enum errors say "KEY must be A | B, not 'X'". Validator names and patterns are checked in code (below).
+SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "message": "a pack is a mapping with keys pack, version, rules",
+    "unknown": "unknown pack key '{key}'",
+    "missing": "missing pack key '{key}'",
+    "required": ["pack", "version", "rules"],
+    "additionalProperties": False,
+    "properties": {
+        "pack": {"type": "string", "pattern": ID_PATTERN, "message": "pack name must be kebab-case"},
+        "version": {"type": ["string", "integer", "number"], "message": "version must be a string or number"},
+        "description": {"type": "string", "message": "description must be a string"},
+        "rules": {
+            "type": "array",
+            "minItems": 1,
+            "message": "rules must be a non-empty list",
+            "items": {
+                "type": "object",
+                "message": "each rule must be a mapping",
+                "unknown": "unknown rule key '{key}'",
+                "missing": "missing required key '{key}'",
+                "required": ["id", "category", "description", "pattern", "examples"],
+                "additionalProperties": False,
+                "properties": {
+                    "id": {"type": "string", "pattern": ID_PATTERN,
+                           "message": "rule id must be kebab-case (a-z, 0-9, -)"},
+                    "category": {"enum": [c.value for c in Category]},
+                    "description": {"type": "string", "minLength": 1, "message": "description must be a non-empty string"},
+                    "pattern": {"type": "string", "minLength": 1, "message": "pattern must be a non-empty string"},
+                    "keywords": _strings_schema("keywords"),
+                    "validators": {
+                        "type": "array",
+                        "message": "validators must be a list",
+                        "items": {"type": ["string", "object"], "message": "a validator is a name or {entropy: N}"},
+                    },
+                    "allow": {
+                        "type": "array",
+                        "message": "allow must be a list",
+                        "items": {
+                            "type": ["string", "object"],
+                            "message": "allow entries are strings or {pattern: REGEX}",
+                            "unknown": "allow entries are strings or {pattern: REGEX}",
+                            "missing": "allow entries are strings or {pattern: REGEX}",
+                            "required": ["pattern"],
+                            "additionalProperties": False,
+                            "properties": {"pattern": {"type": "string", "message": "allow pattern must be a string"}},
+                        },
+                    },
+                    "action": {"enum": [a.value for a in Action]},
+                    "severity": {"enum": [s.value for s in Severity]},
+                    "mode": {"enum": [m.value for m in Mode]},
+                    "examples": {
+                        "type": "object",
+                        "message": "examples must have match and no_match lists",
+                        "unknown": "unknown examples key '{key}' (match, no_match)",
+                        "missing": _NOT_EMPTY,
+                        "required": ["match", "no_match"],
+                        "additionalProperties": False,
+                        "properties": {
+                            "match": {**_strings_schema("examples.match", 1), "minItemsMessage": _NOT_EMPTY},
+                            "no_match": {**_strings_schema("examples.no_match", 1), "minItemsMessage": _NOT_EMPTY},
+                        },
+                    },
+                    "max_length": {"type": "integer", "minimum": 1, "maximum": 65536,
+                                   "message": "max_length must be an integer 1..65536"},
+                    "placeholder_check": {"type": "boolean", "message": "placeholder_check must be true or false"},
+                },
+            },
+        },
+    },
+}
+_VALIDATOR = jsonschema.Draft202012Validator(SCHEMA)
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,9 +146,18 @@ class Rule:
     examples: Examples
     file: str
     line: int
+    # Lines of the rule's fields: "pattern", "examples.match.0", "allow.1", ... (rule line when absent).
+    lines: tuple[tuple[str, int], ...] = ()
 
     def error(self, message: str) -> RulePackError:
         return RulePackError(self.file, self.line, self.id, message)
+
+    def line_of(self, field: str) -> int:
+        return dict(self.lines).get(field, self.line)
+
+    def error_at(self, field: str, message: str) -> RulePackError:
+        """An error at the line of one field (e.g. "pattern", "examples.match.0")."""
+        return RulePackError(self.file, self.line_of(field), self.id, message)
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,161 +170,244 @@ class RulePack:
     digest: str  # sha256 of the file bytes
 
 
-def _plain(node: yaml.Node) -> Any:
-    """Node tree -> Python values; mappings remember their line as key '__line__'."""
-    if isinstance(node, yaml.MappingNode):
-        out: dict[str, Any] = {"__line__": node.start_mark.line + 1}
-        for key_node, value_node in node.value:
-            out[str(_plain(key_node))] = _plain(value_node)
-            out.setdefault("__lines__", {})[str(_plain(key_node))] = key_node.start_mark.line + 1
-        return out
-    if isinstance(node, yaml.SequenceNode):
-        return [_plain(n) for n in node.value]
-    return yaml.SafeLoader("").construct_object(node)  # resolves ints, bools, strings as YAML says
-
-
 def load_pack(path: str | Path) -> RulePack:
-    """Parse and check one pack file's shape. Patterns are compiled later, with the whole set."""
+    """Read and check one pack file. Raises RulePackErrors naming every problem. Patterns are compiled with
+    Hyperscan later, with the whole set."""
+    pack, errors = read_pack(path)
+    if errors or pack is None:
+        raise RulePackErrors(errors)
+    return pack
+
+
+def parse_pack(text: str, source: str) -> RulePack:
+    """A pack from its text; `source` names it in errors. Raises RulePackErrors naming every problem."""
+    pack, errors = check_pack(text, source)
+    if errors or pack is None:
+        raise RulePackErrors(errors)
+    return pack
+
+
+def read_pack(path: str | Path) -> tuple[RulePack | None, list[RulePackError]]:
+    """(the pack with its valid rules, every problem found); the pack is None when nothing usable loads."""
     file = str(path)
     try:
-        data = Path(path).read_bytes()
+        with open(path, "rb") as f:
+            data = f.read(MAX_PACK_BYTES + 1)
     except OSError as e:
-        raise RulePackError(file, 0, "-", f"cannot read pack: {e.strerror}") from None
+        return None, [RulePackError(file, 0, "-", f"cannot read pack: {e.strerror or e}")]
+    if len(data) > MAX_PACK_BYTES:
+        return None, [RulePackError(file, 0, "-", f"pack is larger than {MAX_PACK_BYTES // (1024 * 1024)} MiB")]
     try:
-        node = yaml.compose(data.decode("utf-8"), Loader=yaml.SafeLoader)
-    except UnicodeDecodeError:
-        raise RulePackError(file, 1, "-", "pack is not UTF-8") from None
-    except yaml.MarkedYAMLError as e:
-        line = e.problem_mark.line + 1 if e.problem_mark else 0
-        raise RulePackError(file, line, "-", f"YAML syntax error: {e.problem}") from None
-    if node is None or not isinstance(node, yaml.MappingNode):
-        raise RulePackError(file, 1, "-", "a pack is a mapping with keys pack, version, rules")
-    doc = _plain(node)
-    lines: dict[str, int] = doc.get("__lines__", {})
-    unknown = sorted(set(lines) - PACK_KEYS)
-    if unknown:
-        raise RulePackError(file, lines[unknown[0]], "-", f"unknown pack key '{unknown[0]}'")
-    for key in ("pack", "version", "rules"):
-        if key not in doc:
-            raise RulePackError(file, 1, "-", f"missing pack key '{key}'")
-    if not isinstance(doc["pack"], str) or not _ID.match(doc["pack"]):
-        raise RulePackError(file, lines["pack"], "-", "pack name must be kebab-case")
-    if not isinstance(doc["rules"], list) or not doc["rules"]:
-        raise RulePackError(file, lines["rules"], "-", "rules must be a non-empty list")
-    rules = []
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        return None, [RulePackError(file, data[: e.start].count(b"\n") + 1, "-", "pack is not UTF-8")]
+    return check_pack(text, file)
+
+
+def check_pack(text: str, source: str) -> tuple[RulePack | None, list[RulePackError]]:
+    """Never raises for a bad document: any failure while loading it is a pack error."""
+    try:
+        return _check_pack(text, source)
+    except RecursionError:
+        return None, [RulePackError(source, 0, "-", "pack is nested too deeply")]
+    except Exception as e:  # noqa: BLE001 - a pack must never take the server down; say what went wrong
+        return None, [RulePackError(source, 0, "-", f"cannot load pack: {type(e).__name__}: {e}")]
+
+
+def _check_pack(text: str, file: str) -> tuple[RulePack | None, list[RulePackError]]:
+    try:
+        document = strictyaml.compose(text)
+        if document.root is None:
+            return None, [RulePackError(file, 1, "-", "a pack is a mapping with keys pack, version, rules")]
+        lines: dict[strictyaml.Path_, int] = {}
+        doc = strictyaml.to_plain(document, lines)
+    except strictyaml.YAMLRefused as e:
+        return None, [RulePackError(file, e.line, "-", e.message)]
+    except yaml.YAMLError as e:
+        problem = getattr(e, "problem", None) or str(e)
+        return None, [RulePackError(file, strictyaml.error_line(e), "-", f"YAML syntax error: {problem}")]
+
+    located = list(_schema_errors(doc, lines, file))
+    errors = [e for _, e in located]
+    if not isinstance(doc, dict) or not isinstance(doc.get("rules"), list):
+        return None, _sorted(errors)
+    pack_ok = not any(index is None for index, _ in located)
+    failed = {index for index, _ in located if index is not None}
+    rules: list[Rule] = []
     seen: dict[str, int] = {}
-    for raw in doc["rules"]:
-        rule = _rule(file, lines["rules"], raw)
-        if rule.id in seen:
-            raise rule.error(f"duplicate rule id (first defined at line {seen[rule.id]})")
-        seen[rule.id] = rule.line
-        rules.append(rule)
-    return RulePack(
+    for i, raw in enumerate(doc["rules"]):
+        if not isinstance(raw, dict):
+            continue
+        rule_id = raw.get("id")
+        if isinstance(rule_id, str) and ID.match(rule_id):
+            id_line = lines.get(("rules", i, "id"), lines[("rules", i)])
+            if rule_id in seen:
+                errors.append(RulePackError(file, id_line, rule_id, f"duplicate rule id (first defined at line {seen[rule_id]})"))
+                continue
+            seen[rule_id] = id_line
+        rule, rule_errors = _rule(file, i, raw, lines, schema_ok=i not in failed)
+        errors += rule_errors
+        if rule is not None:
+            rules.append(rule)
+    if not pack_ok:
+        return None, _sorted(errors)
+    pack = RulePack(
         name=doc["pack"],
         version=str(doc["version"]),
         description=str(doc.get("description", "")),
         rules=tuple(rules),
         file=file,
-        digest=hashlib.sha256(data).hexdigest(),
+        digest=hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest(),
     )
+    return pack, _sorted(errors)
 
 
-def _enum(rule_id: str, file: str, line: int, raw: dict[str, Any], key: str, enum: Any, default: Any) -> Any:
-    value = raw.get(key, default.value if default is not None else None)
-    try:
-        return enum(value)
-    except ValueError:
-        choices = " | ".join(m.value for m in enum)
-        raise RulePackError(file, raw["__lines__"].get(key, line), rule_id, f"{key} must be {choices}, not '{value}'") from None
+def _sorted(errors: list[RulePackError]) -> list[RulePackError]:
+    unique = {(e.line, e.rule_id, e.message): e for e in errors}
+    return [unique[k] for k in sorted(unique, key=lambda k: k[0])]
 
 
-def _strings(file: str, line: int, rule_id: str, value: Any, what: str) -> tuple[str, ...]:
-    if value is None:
-        return ()
-    if not isinstance(value, list) or not all(isinstance(s, str) for s in value):
-        raise RulePackError(file, line, rule_id, f"{what} must be a list of strings")
-    return tuple(value)
+def _shown(value: Any) -> str:
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    return json.dumps(value, default=str)
 
 
-def _rule(file: str, rules_line: int, raw: Any) -> Rule:
-    if not isinstance(raw, dict):
-        raise RulePackError(file, rules_line, "-", "each rule must be a mapping")
-    line: int = raw["__line__"]
-    lines: dict[str, int] = raw.get("__lines__", {})
-    rule_id = raw.get("id")
-    if not isinstance(rule_id, str) or not _ID.match(rule_id):
-        raise RulePackError(file, lines.get("id", line), str(rule_id or "-"), "rule id must be kebab-case (a-z, 0-9, -)")
-    unknown = sorted(set(lines) - RULE_KEYS)
-    if unknown:
-        raise RulePackError(file, lines[unknown[0]], rule_id, f"unknown rule key '{unknown[0]}'")
-    for key in ("category", "description", "pattern", "examples"):
-        if key not in raw:
-            raise RulePackError(file, line, rule_id, f"missing required key '{key}'")
-    pattern = raw["pattern"]
-    if not isinstance(pattern, str) or not pattern:
-        raise RulePackError(file, lines["pattern"], rule_id, "pattern must be a non-empty string")
-    try:
-        regex.compile(pattern, regex.MULTILINE)
-    except regex.error as e:
-        raise RulePackError(file, lines["pattern"], rule_id, f"pattern does not compile: {e}") from None
+def _schema_errors(doc: Any, lines: dict[strictyaml.Path_, int], file: str) -> Iterator[tuple[int | None, RulePackError]]:
+    """Every schema violation as (rule index or None for the pack itself, error at the field's line)."""
+
+    def line_of(path: strictyaml.Path_) -> int:
+        while path not in lines and path:
+            path = path[:-1]
+        return lines.get(path, 1)
+
+    for err in _VALIDATOR.iter_errors(doc):
+        path: strictyaml.Path_ = tuple(err.absolute_path)
+        index = path[1] if len(path) >= 2 and path[0] == "rules" and isinstance(path[1], int) else None
+        rule_id = "-"
+        if index is not None:
+            raw = doc["rules"][index]
+            if isinstance(raw, dict) and isinstance(raw.get("id"), (str, int, float)) and raw.get("id") != "":
+                rule_id = str(raw["id"])
+        schema = err.schema if isinstance(err.schema, dict) else {}
+        instance = err.instance
+        if err.validator == "additionalProperties" and isinstance(instance, dict):
+            for key in sorted(set(instance) - set(schema.get("properties", {}))):
+                yield index, RulePackError(file, line_of((*path, key)), rule_id, schema["unknown"].format(key=key))
+            continue
+        if err.validator == "required" and isinstance(instance, dict):
+            for key in schema["required"]:
+                if key not in instance:
+                    yield index, RulePackError(file, line_of(path), rule_id, schema["missing"].format(key=key))
+            continue
+        if err.validator == "enum":
+            key = str(path[-1]) if path else "value"
+            message = f"{key} must be {' | '.join(schema['enum'])}, not '{instance}'"
+        elif err.validator == "type":
+            message = f"{schema.get('message', err.message)}, not {_shown(instance)}"
+        elif err.validator == "minItems" and "minItemsMessage" in schema:
+            message = schema["minItemsMessage"]
+        else:
+            message = schema.get("message", err.message)
+        yield index, RulePackError(file, line_of(path), rule_id, message)
+
+
+def _rule(file: str, i: int, raw: dict[str, Any], lines: dict[strictyaml.Path_, int],
+          schema_ok: bool) -> tuple[Rule | None, list[RulePackError]]:
+    """Checks the schema cannot express (patterns compile, validator names); the Rule when all hold."""
+    at: strictyaml.Path_ = ("rules", i)
+    line = lines[at]
+    rule_id = str(raw.get("id") or "-")
+    field_lines = {".".join(map(str, p[2:])): n for p, n in lines.items() if p[:2] == at and len(p) > 2}
+    errors: list[RulePackError] = []
+
+    def fail(field: str, message: str) -> None:
+        errors.append(RulePackError(file, field_lines.get(field, line), rule_id, message))
+
+    pattern = raw.get("pattern")
+    if isinstance(pattern, str) and pattern:
+        why = pattern_error(pattern)
+        if why is not None:
+            fail("pattern", f"pattern does not compile: {why}")
 
     checks: list[tuple[str, v.Validator]] = []
-    vline = lines.get("validators", line)
-    for item in raw.get("validators") or []:
-        if isinstance(item, str) and item in v.NAMED:
-            checks.append((item, v.NAMED[item]))
-        elif isinstance(item, dict) and len(item) == 3 and (set(item) - {"__line__", "__lines__"}) <= set(v.PARAMETRIZED):
-            name = next(k for k in item if not k.startswith("__"))
-            param = item[name]
+    known = ", ".join(sorted([*v.NAMED, *(f"{k}: N" for k in v.PARAMETRIZED)]))
+    items = raw.get("validators")
+    for n, item in enumerate(items if isinstance(items, list) else []):
+        if isinstance(item, str):
+            if item in v.NAMED:
+                checks.append((item, v.NAMED[item]))
+            else:
+                fail(f"validators.{n}", f"unknown validator '{item}' (known: {known})")
+        elif isinstance(item, dict):
+            if len(item) != 1 or next(iter(item)) not in v.PARAMETRIZED:
+                fail(f"validators.{n}", f"unknown validator '{', '.join(item) or '{}'}' (known: {known})")
+                continue
+            name, param = next(iter(item.items()))
             if not isinstance(param, (int, float)) or isinstance(param, bool):
-                raise RulePackError(file, vline, rule_id, f"validator {name} needs a number")
+                fail(f"validators.{n}", f"validator {name} needs a number, not {_shown(param)}")
+                continue
             checks.append((f"{name}:{param}", v.PARAMETRIZED[name](float(param))))
-        else:
-            known = ", ".join(sorted([*v.NAMED, *(f"{k}: N" for k in v.PARAMETRIZED)]))
-            shown = item if isinstance(item, str) else "mapping"
-            raise RulePackError(file, vline, rule_id, f"unknown validator '{shown}' (known: {known})")
 
     allow_values: set[str] = set()
     allow_patterns: list[regex.Pattern[str]] = []
-    for item in raw.get("allow") or []:
+    items = raw.get("allow")
+    for n, item in enumerate(items if isinstance(items, list) else []):
         if isinstance(item, str):
             allow_values.add(item)
         elif isinstance(item, dict) and isinstance(item.get("pattern"), str):
             try:
                 allow_patterns.append(regex.compile(item["pattern"]))
-            except regex.error as e:
-                raise RulePackError(file, lines.get("allow", line), rule_id, f"allow pattern does not compile: {e}") from None
-        else:
-            raise RulePackError(file, lines.get("allow", line), rule_id, "allow entries are strings or {pattern: REGEX}")
+            except (regex.error, ValueError, OverflowError) as e:
+                fail(f"allow.{n}", f"allow pattern does not compile: {e}")
 
+    if errors or not schema_ok:
+        return None, errors
     examples = raw["examples"]
-    eline = lines["examples"]
-    if not isinstance(examples, dict):
-        raise RulePackError(file, eline, rule_id, "examples must have match and no_match lists")
-    match = _strings(file, eline, rule_id, examples.get("match"), "examples.match")
-    no_match = _strings(file, eline, rule_id, examples.get("no_match"), "examples.no_match")
-    if not match or not no_match:
-        raise RulePackError(file, eline, rule_id, "examples need at least one match and one no_match")
-
-    max_length = raw.get("max_length", DEFAULT_MAX_LENGTH)
-    if not isinstance(max_length, int) or not 1 <= max_length <= 65536:
-        raise RulePackError(file, lines.get("max_length", line), rule_id, "max_length must be an integer 1..65536")
-    keywords = _strings(file, lines.get("keywords", line), rule_id, raw.get("keywords"), "keywords")
     return Rule(
         id=rule_id,
-        category=_enum(rule_id, file, line, raw, "category", Category, None),
-        description=str(raw["description"]),
-        pattern=pattern,
-        severity=_enum(rule_id, file, line, raw, "severity", Severity, Severity.HIGH),
-        action=_enum(rule_id, file, line, raw, "action", Action, Action.BLOCK),
-        mode=_enum(rule_id, file, line, raw, "mode", Mode, Mode.ENFORCE),
-        keywords=tuple(k.lower() for k in keywords),
+        category=Category(raw["category"]),
+        description=raw["description"],
+        pattern=raw["pattern"],
+        severity=Severity(raw.get("severity", Severity.HIGH.value)),
+        action=Action(raw.get("action", Action.BLOCK.value)),
+        mode=Mode(raw.get("mode", Mode.ENFORCE.value)),
+        keywords=tuple(k.lower() for k in raw.get("keywords") or ()),
         validators=tuple(checks),
         allow_values=frozenset(allow_values),
         allow_patterns=tuple(allow_patterns),
-        max_length=max_length,
-        placeholder_check=bool(raw.get("placeholder_check", True)),
-        examples=Examples(match, no_match),
+        max_length=raw.get("max_length", DEFAULT_MAX_LENGTH),
+        placeholder_check=raw.get("placeholder_check", True),
+        examples=Examples(tuple(examples["match"]), tuple(examples["no_match"])),
         file=file,
         line=line,
-    )
+        lines=tuple(sorted(field_lines.items())),
+    ), []
+
+
+def pattern_error(pattern: str) -> str | None:
+    """Why `regex` cannot use the pattern as the engine does (forward, and reversed on bytes), or None."""
+    try:
+        regex.compile(pattern, regex.MULTILINE)
+        regex.compile(pattern.encode(), regex.MULTILINE | regex.REVERSE)
+    except (regex.error, ValueError, OverflowError) as e:
+        return str(e)
+    return None
+
+
+def hyperscan_error(pattern: str) -> str | None:
+    """Hyperscan's reason for refusing the pattern alone (block mode, multiline, as the engine compiles), or None."""
+    try:
+        hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK).compile(
+            expressions=[pattern.encode()], flags=[hyperscan.HS_FLAG_MULTILINE]
+        )
+    except hyperscan.error as e:
+        return hyperscan_message(e)
+    return None
+
+
+def hyperscan_message(e: BaseException) -> str:
+    text = e.args[0] if e.args else e
+    return text.decode() if isinstance(text, bytes) else str(text)

@@ -24,7 +24,7 @@ import yaml
 from filter.formats import parse
 from filter.model import TextSegment
 from filter.rules import SHIPPED_PACKS, Fingerprinter, Ruleset, load_ruleset
-from filter.rules.importers import (
+from filter.rules.gitleaks import (
     BRACE,
     HEX,
     LAZY,
