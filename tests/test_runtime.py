@@ -79,3 +79,82 @@ def test_watcher_picks_up_file_changes(setup: tuple[Runtime, Path, list[tuple[st
         assert rule_ids(runtime, "beta_k3j9x2m7q1w8") == ["beta-token"]
     finally:
         runtime.stop()
+
+
+TAGGED = GOOD.format(extra="").replace("pattern: 'alpha_[a-z0-9]{12}'", "pattern: !!python/name:os.system")
+BOMB = """pack: bomb
+version: 1
+a: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]
+b: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]
+c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]
+d: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c]
+e: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d]
+rules: [*e, *e, *e, *e, *e, *e, *e, *e, *e]
+"""
+
+
+def wait_for(condition, seconds: float = 5.0) -> bool:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.02)
+    return bool(condition())
+
+
+@pytest.mark.parametrize(("name", "text", "message"), [
+    ("tagged.yaml", TAGGED, ":8: -: YAML tags are not allowed (tag:yaml.org,2002:python/name:os.system)"),
+    ("bomb.yaml", BOMB, ":3: -: aliases expand to too much data (billion-laughs shape)"),
+])
+def test_a_hostile_pack_is_a_counted_reload_error_and_the_watcher_keeps_going(
+        setup: tuple[Runtime, Path, list[tuple[str, str]]], name: str, text: str, message: str) -> None:
+    runtime, pack, events = setup
+    before = runtime.current
+    thread = runtime.watch()
+    try:
+        hostile = pack.parent / name
+        hostile.write_text(text)
+        assert wait_for(lambda: any(r == "error" for r, _ in events))
+        assert runtime.current is before and rule_ids(runtime, "alpha_k3j9x2m7q1w8") == ["alpha-token"]
+        assert [d for r, d in events if r == "error"][0] == f"{hostile}{message}"
+        hostile.unlink()
+        pack.write_text(GOOD.format(extra=BETA))
+        assert wait_for(lambda: rule_ids(runtime, "beta_k3j9x2m7q1w8") == ["beta-token"])
+        assert thread.is_alive() and events[-1][0] == "ok"
+    finally:
+        runtime.stop()
+
+
+def test_the_watcher_counts_and_survives_any_exception(setup: tuple[Runtime, Path, list[tuple[str, str]]],
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    runtime, pack, events = setup
+    real = runtime.changed
+    calls = {"n": 0}
+
+    def flaky() -> bool:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise MemoryError("out of memory while stating")
+        return real()
+
+    monkeypatch.setattr(runtime, "changed", flaky)
+    thread = runtime.watch()
+    try:
+        assert wait_for(lambda: ("error", "MemoryError: out of memory while stating") in events)
+        pack.write_text(GOOD.format(extra=BETA))
+        assert wait_for(lambda: rule_ids(runtime, "beta_k3j9x2m7q1w8") == ["beta-token"])
+        assert thread.is_alive()
+    finally:
+        runtime.stop()
+
+
+def test_the_fingerprint_key_comes_through_injected_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from filter.rules import Fingerprinter
+
+    monkeypatch.delenv("LLM_FILTER_FINGERPRINT_KEY", raising=False)
+    runtime = Runtime(None, load_settings(None, env={"LLM_FILTER_FINGERPRINT_KEY": "org-key"}))
+    (finding,) = runtime.current.ruleset.scan([TextSegment("t", "key AKIAZ5XQ3HR2LMNPQ7TW")])
+    assert finding.fingerprint == Fingerprinter(b"org-key")(b"AKIAZ5XQ3HR2LMNPQ7TW")
+    monkeypatch.setenv("LLM_FILTER_FINGERPRINT_KEY", "ambient")  # the process env is not read behind settings' back
+    again = Runtime(None, load_settings(None, env={"LLM_FILTER_FINGERPRINT_KEY": "org-key"}))
+    assert again.current.ruleset.scan([TextSegment("t", "key AKIAZ5XQ3HR2LMNPQ7TW")])[0].fingerprint == finding.fingerprint

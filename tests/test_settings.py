@@ -44,6 +44,12 @@ def test_pack_paths_are_relative_to_the_config_file(tmp_path: Path) -> None:
         ("{}\n", {"BLOCK_PII": "maybe"}, "BLOCK_PII must be true or false, not 'maybe'"),
         ("{}\n", {"MAX_PROMPT_TOKENS": "-3"}, "MAX_PROMPT_TOKENS must be a positive integer, not '-3'"),
         ("{}\n", {"LOG_PROMPTS": "all"}, "LOG_PROMPTS must be one of metadata_only, full, none, not 'all'"),
+        ("listen: !!python/object/apply:os.getcwd []\n", {},
+         ":1: YAML tags are not allowed (tag:yaml.org,2002:python/object/apply:os.getcwd)"),
+        ("a: &a [x, x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\n"
+         "c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]\n"
+         "e: [*d, *d, *d, *d, *d, *d, *d, *d, *d, *d]\n", {}, ":1: aliases expand to too much data (billion-laughs shape)"),
+        ("listen: [\n", {}, ":2: not valid YAML: expected the node content, but found '<stream end>'"),
     ],
 )
 def test_bad_settings_say_what_is_wrong(tmp_path: Path, text: str, env: dict[str, str], message: str) -> None:
@@ -52,3 +58,9 @@ def test_bad_settings_say_what_is_wrong(tmp_path: Path, text: str, env: dict[str
     with pytest.raises(SettingsError) as info:
         load_settings(str(cfg), env=env)
     assert str(info.value).endswith(message)
+
+
+def test_the_fingerprint_key_is_read_from_the_injected_environment_only() -> None:
+    assert load_settings(None, env={"LLM_FILTER_FINGERPRINT_KEY": "org-key"}).fingerprint_key == "org-key"
+    assert load_settings(None, env={}).fingerprint_key is None
+    assert "org-key" not in repr(load_settings(None, env={"LLM_FILTER_FINGERPRINT_KEY": "org-key"}))
