@@ -10,7 +10,10 @@ FilterError
     ├── MalformedRequest            400
     │   └── JSONSyntaxError         400, not UTF-8 JSON at all (filter.formats.jsonload; names the byte offset)
     ├── UnsupportedEncoding         415
-    └── BodyTooLarge                413 (byte limit, decompression caps, partial body)
+    ├── BodyTooLarge                413 (byte limit, decompression caps, partial body)
+    ├── WorkLimitExceeded           413 (JSON nodes, CPU seconds per Check)
+    ├── DeadlineExceeded            503 (the gateway stopped waiting)
+    └── Overloaded                  503 (the worker's in-flight budget is full)
 
 A policy deny (secret found, prompt too large) is a Decision, not an exception.
 """
@@ -75,3 +78,24 @@ class UnsupportedEncoding(RequestError):
 class BodyTooLarge(RequestError):
     http_status = 413
     reason = Reason.BODY_TOO_LARGE
+
+
+class WorkLimitExceeded(RequestError):
+    """Too many JSON nodes or too much CPU time for one body (filter.formats.limits)."""
+
+    http_status = 413
+    reason = Reason.WORK_LIMIT_EXCEEDED
+
+
+class DeadlineExceeded(RequestError):
+    """The gateway's deadline for this Check passed: stop working on a request nobody waits for."""
+
+    http_status = 503
+    reason = Reason.DEADLINE_EXCEEDED
+
+
+class Overloaded(RequestError):
+    """The worker's in-flight budget is full (filter.server.admission): answered at once, retry later."""
+
+    http_status = 503
+    reason = Reason.OVERLOADED

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from filter import formats
 from filter.errors import RequestError
+from filter.formats.limits import check_work
 from filter.model import Decision, Envelope, Identity, ParsedRequest
 from filter.policy import decide, refuse
 from filter.runtime import Snapshot
@@ -43,6 +44,7 @@ def evaluate(
     settings = snapshot.settings
     try:
         parsed = formats.parse(envelope, settings.limits)
+        check_work("rule scan")  # the Check's CPU time and Envoy's deadline (filter.formats.limits)
     except RequestError as e:
         return Evaluation(refuse(
             e.http_status, e.reason, e.message, decision_id=decision_id,

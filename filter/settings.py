@@ -52,6 +52,9 @@ _SCHEMA: dict[str, Any] = {
                 "max_decompressed_bytes": {"type": "integer", "minimum": 1},
                 "max_compression_ratio": {"type": "integer", "minimum": 1},
                 "max_json_depth": {"type": "integer", "minimum": 2},
+                "max_json_nodes": {"type": "integer", "minimum": 1},
+                "max_check_cpu_seconds": {"type": "number", "exclusiveMinimum": 0},
+                "max_inflight_bytes": {"type": "integer", "minimum": 1},
             },
         },
         "audit": {
@@ -216,6 +219,9 @@ def load_settings(path: str | None = None, env: Mapping[str, str] | None = None)
             max_decompressed_bytes=lim.get("max_decompressed_bytes", defaults.max_decompressed_bytes),
             max_compression_ratio=lim.get("max_compression_ratio", defaults.max_compression_ratio),
             max_json_depth=lim.get("max_json_depth", defaults.max_json_depth),
+            max_json_nodes=lim.get("max_json_nodes", defaults.max_json_nodes),
+            max_check_cpu_seconds=float(lim.get("max_check_cpu_seconds", defaults.max_check_cpu_seconds)),
+            max_inflight_bytes=lim.get("max_inflight_bytes", defaults.max_inflight_bytes),
         ),
         rate_limits=RateLimits(
             domain=rl.get("domain", "llm-gateway"),

@@ -7,7 +7,7 @@ import re
 from typing import Any
 
 from filter.errors import MalformedRequest
-from filter.formats.limits import DecodeLimits
+from filter.formats.limits import DecodeLimits, charge_nodes, check_work
 
 _KEEP = b'"[]{}'
 _DROP = bytes(b for b in range(256) if b not in _KEEP)
@@ -25,15 +25,40 @@ class _DuplicateKey(Exception):
     pass
 
 
+def _skeleton(data: bytes) -> bytes:
+    """The bracket skeleton of JSON text (`[[][]]`): escaped backslashes and quotes are dropped, so every
+    remaining quote delimits a string; strings are removed with what they contain."""
+    s = data.replace(b"\\\\", b"").replace(b'\\"', b"").translate(None, _DROP)
+    return _STRING.sub(b"", s).replace(b'"', b"").translate(_SQUARE)
+
+
+def count_nodes(data: bytes, enough: int) -> int:
+    """Strings (keys included), objects and arrays in JSON text, counted before parsing with C-speed byte
+    operations, so a body of millions of tiny strings is refused before json.loads allocates them.
+
+    For valid JSON the count is exact whenever it is near `enough`; far below it, brackets inside strings may
+    be counted too (a cheap upper bound), far above it, the count is not refined.
+    """
+    unescaped = data.replace(b"\\\\", b"") if b"\\\\" in data else data
+    strings = (unescaped.count(b'"') - unescaped.count(b'\\"')) // 2
+    brackets = data.count(b"{") + data.count(b"[")  # an upper bound: brackets inside strings count too
+    if strings > enough or strings + brackets <= enough:
+        return strings + brackets
+    return strings + len(_skeleton(data)) // 2
+
+
+def charge_json(data: bytes, limits: DecodeLimits, where: str) -> None:
+    """Count a JSON text's nodes against the Check's work budget before parsing it (WorkLimitExceeded)."""
+    charge_nodes(count_nodes(data, limits.max_json_nodes), limits, where)
+
+
 def depth_exceeds(data: bytes, limit: int) -> bool:
     """True when JSON text nests objects/arrays deeper than `limit`; linear-time C string ops only.
 
-    Escaped backslashes and quotes are dropped, so every remaining quote delimits a string; strings are
-    removed, leaving the bracket skeleton, whose innermost pairs are peeled one level per pass.
-    Unbalanced skeletons (invalid JSON) return False so that the parser can report the offset.
+    The bracket skeleton's innermost pairs are peeled one level per pass. Unbalanced skeletons (invalid
+    JSON) return False so that the parser can report the offset.
     """
-    s = data.replace(b"\\\\", b"").replace(b'\\"', b"").translate(None, _DROP)
-    s = _STRING.sub(b"", s).replace(b'"', b"").translate(_SQUARE)
+    s = _skeleton(data)
     for _ in range(limit):
         if not s:
             return False
@@ -89,6 +114,7 @@ def too_deep(limit: int, where: str = "request body") -> MalformedRequest:
 
 def load_json(data: bytes, limits: DecodeLimits) -> Any:
     """Parse a request body. Duplicate keys are refused: the filter cannot know which value a provider uses."""
+    charge_json(data, limits, "request body")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -108,6 +134,7 @@ def load_json(data: bytes, limits: DecodeLimits) -> Any:
         raise MalformedRequest("malformed JSON: a number is too long") from None
     if value_depth_exceeds(value, limits.max_json_depth):
         raise too_deep(limits.max_json_depth)
+    check_work("end of JSON decoding")
     return value
 
 

@@ -19,7 +19,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from filter.errors import BodyTooLarge
-from filter.formats.jsonload import depth_exceeds, keep_duplicates, too_deep
+from filter.formats.jsonload import charge_json, depth_exceeds, keep_duplicates, too_deep
 from filter.formats.limits import DecodeLimits
 from filter.model import TextSegment
 
@@ -355,8 +355,10 @@ class Walker:
         head = text[:64].lstrip()
         if not head or head[0] not in '{["':
             return
-        if depth_exceeds(text.encode("utf-8", "surrogatepass"), self.limits.max_json_depth):
+        data = text.encode("utf-8", "surrogatepass")
+        if depth_exceeds(data, self.limits.max_json_depth):
             raise too_deep(self.limits.max_json_depth, f"string at {loc}")
+        charge_json(data, self.limits, f"string at {loc}")  # the Check's node and CPU budget (limits.py)
         try:
             inner = json.loads(text, object_pairs_hook=keep_duplicates)
         except (ValueError, RecursionError):

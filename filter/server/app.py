@@ -27,16 +27,21 @@ from filter.tokens import TokenCounter, load_encoding
 log = logging.getLogger("llm_content_filter")
 DRAIN_SECONDS = 10.0
 _GRPC_OVERHEAD = 1024 * 1024  # headers and framing on top of the largest admitted body
+# RPCs a worker holds at once (running or waiting for a thread); more are refused with RESOURCE_EXHAUSTED,
+# which Envoy answers fail closed. Waiting RPCs cost little: a handler thread reads the message.
+_RPCS_PER_THREAD = 4
 
 
 def build_server(runtime: Runtime, telemetry: Telemetry, audit: AuditLog, listen: str,
                  threads: int = 16) -> tuple[grpc.Server, health.HealthServicer, int]:
     """A ready-to-start grpc server with Check, ShouldRateLimit and health. Returns the bound port."""
     settings = runtime.current.settings
-    # Envoy may buffer up to max_body_bytes; the message also carries headers and metadata.
-    receive_limit = settings.limits.max_body_bytes * 2 + _GRPC_OVERHEAD  # body may arrive as bytes and str
+    # Envoy may buffer up to max_body_bytes and sends it once (raw_body, or body without pack_as_bytes); the
+    # message also carries headers and metadata. A message with both fields full is refused here.
+    receive_limit = settings.limits.max_body_bytes + _GRPC_OVERHEAD
     server = grpc.server(
         ThreadPoolExecutor(max_workers=threads, thread_name_prefix="check"),
+        maximum_concurrent_rpcs=threads * _RPCS_PER_THREAD,
         options=[
             ("grpc.max_receive_message_length", receive_limit),
             ("grpc.max_send_message_length", 4 * 1024 * 1024),
