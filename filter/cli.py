@@ -193,8 +193,8 @@ def _serve(args: argparse.Namespace) -> int:
             _check_port(f"{host}:{settings.metrics_port + i}", "--metrics-port" if i == 0 else f"metrics of worker {i + 1}")
     try:
         return serve(args.config, settings)
-    except OSError as e:  # lost a race for a port after the check
-        raise CannotRun(f"cannot serve: {e.strerror or e}") from None
+    except OSError as e:  # lost a race for a port after the check, or the metrics port
+        raise CannotRun(str(e.strerror or e)) from None
 
 
 def _read_body(name: str) -> bytes:

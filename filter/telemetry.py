@@ -1,41 +1,144 @@
-"""Metrics through the OpenTelemetry SDK, exported for Prometheus. Every instrument is named here."""
+"""Metrics through the OpenTelemetry SDK, exported for Prometheus. Every instrument is named here (docs/metrics.md).
+
+Label values come only from closed sets the filter defines (verdicts, reason codes, providers, reload results,
+rate-limit descriptor keys) or from the operator's own packs (rule ids): never from client text, so a secret
+in a request field can never become a label and the number of series stays bounded. Counters start at zero
+for every label set known at start, so `rate()` and alerts see the first event.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import errno
+from collections.abc import Iterable, Mapping, Sequence
+from importlib import metadata
+from typing import TYPE_CHECKING
 
+from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import MetricReader
+from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.util.types import Attributes
 
-from filter.model import Decision
+from filter.formats.routes import PROVIDERS as _API_PROVIDERS
+from filter.model import Decision, Verdict
+from filter.reasons import Reason
+
+if TYPE_CHECKING:
+    from filter.runtime import Runtime
+
+SERVICE_NAME = "llm-content-filter"
+# Check latency in milliseconds: 0.1 ms (a small clean body) to 5 s (a body at the size and CPU limits).
+LATENCY_BUCKETS_MS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0)
+PROVIDERS = tuple(sorted(_API_PROVIDERS | {"raw", "unknown"}))  # "raw": a body scanned without a known API
+RELOAD_RESULTS = ("ok", "error")
+RATE_LIMIT_KEYS = ("workspace_id", "team_id", "project_id", "agent_id", "other")
+OTHER = "other"
+
+
+def _version() -> str:
+    try:
+        return metadata.version("llm-content-filter")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def _bounded(value: str | None, allowed: Iterable[str], fallback: str = OTHER) -> str:
+    return value if value is not None and value in allowed else fallback
+
+
+def _verdict_of(reason: Reason) -> str:
+    return Verdict.ALLOW.value if reason is Reason.ALLOWED else Verdict.DENY.value
+
+
+class _BoundedCounter:
+    """A counter whose label values are mapped into closed sets before they reach the SDK."""
+
+    def __init__(self, counter: object, allowed: Mapping[str, Sequence[str]]) -> None:
+        self._counter = counter
+        self._allowed = allowed
+
+    def add(self, amount: int | float, attributes: Attributes = None) -> None:
+        attrs = dict(attributes or {})
+        clean = {k: _bounded(str(attrs.get(k)) if k in attrs else None, allowed) for k, allowed in self._allowed.items()}
+        self._counter.add(amount, clean)  # type: ignore[attr-defined]
 
 
 class Telemetry:
     def __init__(self, readers: Sequence[MetricReader] = ()) -> None:
-        self.provider = MeterProvider(metric_readers=list(readers))
+        resource = Resource.create({"service.name": SERVICE_NAME, "service.version": _version()})
+        views = [View(instrument_name="llm_filter_check_duration",
+                      aggregation=ExplicitBucketHistogramAggregation(boundaries=LATENCY_BUCKETS_MS))]
+        self.provider = MeterProvider(metric_readers=list(readers), resource=resource, views=views)
         meter = self.provider.get_meter("llm_content_filter")
-        self.decisions = meter.create_counter("llm_filter_decisions", description="Decisions by verdict, reason, provider")
-        self.findings = meter.create_counter("llm_filter_findings", description="Findings by rule and category")
-        self.prompt_tokens = meter.create_counter("llm_filter_prompt_tokens", description="Prompt tokens admitted")
-        self.check_latency = meter.create_histogram("llm_filter_check_duration", unit="ms",
-                                                    description="Check latency inside the filter")
+        self._runtime: Runtime | None = None
+        self.decisions = meter.create_counter(
+            "llm_filter_decisions", description="Check decisions by verdict, reason code and provider")
+        self.findings = meter.create_counter(
+            "llm_filter_findings", description="Findings by rule id (from the loaded packs), category and mode")
+        self.prompt_tokens = meter.create_counter(
+            "llm_filter_prompt_tokens", description="Prompt tokens of allowed requests, by provider")
+        self.check_latency = meter.create_histogram(
+            "llm_filter_check_duration", unit="ms", description="Check latency inside the filter, by verdict")
         self.reloads = meter.create_counter("llm_filter_pack_reloads", description="Rule pack reloads by result")
-        self.rate_limited = meter.create_counter("llm_filter_rate_limited", description="Rate limit answers")
+        self.rate_limited = _BoundedCounter(
+            meter.create_counter("llm_filter_rate_limited", description="Over-limit rate limit answers by descriptor key"),
+            {"key": RATE_LIMIT_KEYS})
+        meter.create_observable_gauge("llm_filter_rules_loaded", [self._rules_loaded],
+                                      description="Rules in the live rule set")
+        meter.create_observable_gauge("llm_filter_pack_info", [self._pack_info],
+                                      description="Always 1; the live rule set's digest as label `digest`")
+        meter.create_observable_gauge("llm_filter_pack_last_reload_timestamp", [self._last_reload], unit="s",
+                                      description="Unix time the live rule set was built (start or last good reload)")
+        self._zero()
+
+    def _zero(self) -> None:
+        for reason in Reason:
+            for provider in PROVIDERS:
+                self.decisions.add(0, {"verdict": _verdict_of(reason), "reason": reason.value, "provider": provider})
+        for provider in PROVIDERS:
+            self.prompt_tokens.add(0, {"provider": provider})
+        for result in RELOAD_RESULTS:
+            self.reloads.add(0, {"result": result})
+        for key in RATE_LIMIT_KEYS:
+            self.rate_limited.add(0, {"key": key})
+
+    def track(self, runtime: Runtime) -> None:
+        """Report the live rule set of `runtime` (gauges), and start every loaded rule's finding count at zero."""
+        self._runtime = runtime
+        self._zero_findings(runtime)
+
+    def _zero_findings(self, runtime: Runtime) -> None:
+        for rule in runtime.current.ruleset.rules:
+            self.findings.add(0, {"rule": rule.id, "category": rule.category.value, "mode": rule.mode.value})
+
+    def _rules_loaded(self, _options: CallbackOptions) -> Iterable[Observation]:
+        if self._runtime is not None:
+            yield Observation(len(self._runtime.current.ruleset.rules))
+
+    def _pack_info(self, _options: CallbackOptions) -> Iterable[Observation]:
+        if self._runtime is not None:
+            yield Observation(1, {"digest": self._runtime.current.ruleset.digest})
+
+    def _last_reload(self, _options: CallbackOptions) -> Iterable[Observation]:
+        if self._runtime is not None:
+            yield Observation(self._runtime.last_reload)
 
     def observe(self, decision: Decision, latency_ms: float) -> None:
-        ident = decision.identity
-        self.decisions.add(1, {"verdict": decision.verdict.value, "reason": decision.reason,
-                               "provider": decision.provider, "pack_digest": decision.pack_digest})
+        verdict = decision.verdict.value
+        provider = _bounded(decision.provider, PROVIDERS, "unknown")
+        reason = _bounded(str(decision.reason), {r.value for r in Reason}, Reason.INTERNAL_ERROR.value)
+        self.decisions.add(1, {"verdict": verdict, "reason": reason, "provider": provider})
         for f in decision.findings:
             self.findings.add(1, {"rule": f.rule_id, "category": f.category.value, "mode": f.mode.value})
         if decision.allowed and decision.prompt_tokens is not None:
-            self.prompt_tokens.add(decision.prompt_tokens, {
-                "workspace": ident.workspace or "", "team": ident.team or "",
-                "provider": decision.provider, "model": decision.model or ""})
-        self.check_latency.record(latency_ms, {"verdict": decision.verdict.value})
+            self.prompt_tokens.add(decision.prompt_tokens, {"provider": provider})
+        self.check_latency.record(latency_ms, {"verdict": verdict})
 
     def reload(self, result: str) -> None:
-        self.reloads.add(1, {"result": result})
+        self.reloads.add(1, {"result": _bounded(result, RELOAD_RESULTS, "error")})
+        if result == "ok" and self._runtime is not None:
+            self._zero_findings(self._runtime)
 
 
 def prometheus_telemetry(port: int, host: str = "127.0.0.1") -> Telemetry:
@@ -45,5 +148,10 @@ def prometheus_telemetry(port: int, host: str = "127.0.0.1") -> Telemetry:
     from opentelemetry.exporter.prometheus import PrometheusMetricReader
     from prometheus_client import start_http_server
 
-    start_http_server(port, addr=host)
-    return Telemetry([PrometheusMetricReader()])
+    try:
+        start_http_server(port, addr=host)
+    except OSError as e:
+        busy = "the port is in use by another process" if e.errno == errno.EADDRINUSE else (e.strerror or str(e))
+        raise OSError(e.errno, f"cannot listen on {host}:{port} (--metrics-port): {busy}") from None
+    # No otel_scope_* labels on every series; the resource (service.name) is in target_info.
+    return Telemetry([PrometheusMetricReader(scope_info_enabled=False)])

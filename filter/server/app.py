@@ -68,6 +68,7 @@ def serve_one(config_file: str | None, settings: Settings) -> int:
     # Metrics are served on the gRPC listen host: loopback locally, the pod address where the filter listens on it.
     telemetry = prometheus_telemetry(settings.metrics_port, settings.listen.rsplit(":", 1)[0])
     runtime = Runtime(config_file, settings, on_reload=lambda result, _detail: telemetry.reload(result))
+    telemetry.track(runtime)  # gauges of the live rule set (filter.telemetry)
     audit = AuditLog(settings.audit_path, settings.log_prompts)
     server, health_servicer, port = build_server(runtime, telemetry, audit, settings.listen)
     server.start()
