@@ -55,11 +55,63 @@ class Envelope:
 
 
 @dataclass(frozen=True, slots=True)
+class Piece:
+    """A stretch of a derived text (decoded, normalised, joined) and the original text it came from.
+
+    `marks` map derived to original offsets piecewise linearly: (derived offset inside the piece, original
+    offset) pairs, sorted, the first at 0; between marks offsets advance together. Without marks the piece is
+    opaque (base64, JSON re-encoding): any hit in it stands for the whole original span.
+    """
+
+    at: int  # first index of the piece in the derived text
+    length: int
+    location: str  # the original segment
+    start: int  # span of the original segment's text the piece came from
+    end: int
+    marks: tuple[tuple[int, int], ...] = ()
+
+    def original(self, offset: int) -> int:
+        """Original index of the derived character `offset` (relative to the piece)."""
+        if not self.marks:
+            return self.start
+        lo, hi = 0, len(self.marks)
+        while hi - lo > 1:  # last mark at or before offset
+            mid = (lo + hi) // 2
+            if self.marks[mid][0] <= offset:
+                lo = mid
+            else:
+                hi = mid
+        derived, original = self.marks[lo]
+        return original + offset - derived
+
+    def original_end(self, offset: int) -> int:
+        """Original index just past the derived character before `offset` (an exclusive end, relative)."""
+        if not self.marks or offset >= self.length:
+            return self.end
+        return max(self.original(offset - 1) + 1, self.original(offset)) if offset > 0 else self.start
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """Where a derived segment's text came from; findings in it are reported at the original text."""
+
+    pieces: tuple[Piece, ...]  # sorted by `at`; text between pieces (separators) maps nowhere
+    across: bool = False  # only findings spanning pieces of different segments are new (joined text blocks)
+
+
+@dataclass(frozen=True, slots=True)
 class TextSegment:
-    """One piece of text the provider will read, and where it sits in the request."""
+    """One piece of text the provider will read, and where it sits in the request.
+
+    A derived segment (percent-decoded, normalised, base64-decoded or joined copy of others) has an `origin`:
+    the engine reports its findings at the original segments' locations and offsets. `decoded` names the
+    transform that produced the text ("" for text as sent).
+    """
 
     location: str  # e.g. "messages[3].content[1].text"
     text: str
+    decoded: str = ""  # "", "percent", "json", "unicode", "base64", "joined", "pdf", "document"
+    origin: Origin | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,9 +139,16 @@ class Finding:
     end: int
     fingerprint: str
     description: str = ""
+    decoded: str = ""  # how the value was found: "" as sent, or "percent", "unicode", "base64", "pdf", ...
+    # The value continues in the next segments (text blocks the provider joins): their (location, start, end).
+    also: tuple[tuple[str, int, int], ...] = ()
+
+    def spans(self) -> tuple[tuple[str, int, int], ...]:
+        """Every (location, start, end) the value covers: masking all of them hides it."""
+        return ((self.location, self.start, self.end), *self.also)
 
     def to_dict(self) -> dict[str, object]:
-        return {
+        out: dict[str, object] = {
             "rule": self.rule_id,
             "category": self.category.value,
             "action": self.action.value,
@@ -100,6 +159,11 @@ class Finding:
             "end": self.end,
             "fingerprint": self.fingerprint,
         }
+        if self.decoded:
+            out["decoded"] = self.decoded
+        if self.also:
+            out["also"] = [{"location": loc, "start": start, "end": end} for loc, start, end in self.also]
+        return out
 
 
 @dataclass(frozen=True, slots=True)

@@ -124,7 +124,7 @@ def test_known_secret_fingerprint_is_critical_whatever_rule(tmp_path, monkeypatc
     known.write_text(f"# canary for db\n{Fingerprinter(b'org-key')(canary.encode())}\n")
     cfg = tmp_path / "c.yaml"
     cfg.write_text(f"known_secrets: {known}\n")
-    runtime = Runtime(str(cfg), load_settings(str(cfg), env={}))
+    runtime = Runtime(str(cfg), load_settings(str(cfg), env={"LLM_FILTER_FINGERPRINT_KEY": "org-key"}))
     env = Envelope("POST", "/v1/chat/completions", {}, chat(f'DB_PASSWORD="{canary}"').encode())
     d = evaluate(env, runtime.current, TokenCounter(load_encoding())).decision
     assert d.verdict is Verdict.DENY
@@ -146,3 +146,186 @@ def test_any_bytes_yield_a_decision_or_a_4xx(run, body: bytes, path: str, encodi
     d = run(body, path, **headers)
     assert d.http_status in (200, 400, 403, 413, 415), (d.http_status, d.reason)
     assert d.message
+
+
+# -- every road to the provider ---------------------------------------------------------------------------
+from filter.model import Decision, ParsedRequest  # noqa: E402
+from tests.formats.helpers import pdf_with_text  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def check():  # type: ignore[no-untyped-def]
+    runtime = Runtime(None, load_settings(None, env={}))
+    counter = TokenCounter(load_encoding())
+
+    def _check(path: str, body: object = b"", method: str = "POST", **headers: str) -> tuple[Decision, ParsedRequest]:
+        raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+        result = evaluate(Envelope(method, path, {"content-type": "application/json", **headers}, raw),
+                          runtime.current, counter)
+        assert result.parsed is not None
+        return result.decision, result.parsed
+
+    return _check
+
+
+def masked(parsed: ParsedRequest, decision: Decision, location: str) -> str:
+    """The text at `location` with every finding span over it replaced, as an audit log would show it."""
+    (text,) = [s.text for s in parsed.segments if s.location == location]
+    merged: list[list[int]] = []
+    for a, b in sorted((a, b) for f in decision.findings for loc, a, b in f.spans() if loc == location):
+        if merged and a <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], b)
+        else:
+            merged.append([a, b])
+    for a, b in reversed(merged):
+        text = text[:a] + "[REDACTED]" + text[b:]
+    return text
+
+
+def aws_findings(decision: Decision) -> list[tuple[str, int, int, str]]:
+    return [(f.location, f.start, f.end, f.decoded) for f in decision.findings if f.rule_id == "aws-access-key-id"]
+
+
+HI = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/model/{key}/converse", {"messages": [{"role": "user", "content": [{"text": "hi"}]}]}),
+        ("/openai/deployments/{key}/chat/completions?api-version=2024-10-21", HI),
+        ("/v1beta/models/{key}:generateContent", {"contents": [{"parts": [{"text": "hi"}]}]}),
+        ("/gemini/v1beta/models/{key}:streamGenerateContent?alt=sse", {"contents": [{"parts": [{"text": "hi"}]}]}),
+    ],
+)
+def test_key_in_a_path_segment_is_denied(check, path: str, body: object) -> None:  # type: ignore[no-untyped-def]
+    key = aws_key_id()
+    d, parsed = check(path.replace("{key}", key), body)
+    assert d.verdict is Verdict.DENY
+    ((loc, start, end, _),) = aws_findings(d)
+    assert loc == "path" and path.replace("{key}", key)[start:end] == key
+    assert key not in masked(parsed, d, "path")
+
+
+def test_percent_encoded_key_in_the_path_is_masked_in_the_path(check) -> None:  # type: ignore[no-untyped-def]
+    key = aws_key_id()
+    encoded = key[:4] + "".join(f"%{ord(c):02X}" for c in key[4:])
+    d, parsed = check(f"/model/{encoded}/converse", {"messages": [{"role": "user", "content": [{"text": "hi"}]}]})
+    assert aws_findings(d) == [("path", 7, 7 + len(encoded), "percent")]
+    assert masked(parsed, d, "path") == "/model/[REDACTED]/converse"
+
+
+def test_key_in_a_query_parameter_is_denied_even_without_a_body(check) -> None:  # type: ignore[no-untyped-def]
+    key = aws_key_id()
+    d, _ = check(f"/v1/chat/completions?note={key}", HI)
+    assert d.verdict is Verdict.DENY and aws_findings(d) == [("query.note", 0, 20, "")]
+    d, _ = check(f"/v1/models?note={key}", b"", method="GET")
+    assert d.verdict is Verdict.DENY and aws_findings(d) == [("query.note", 0, 20, "")]
+
+
+def test_gemini_key_parameter_is_its_credential(check) -> None:  # type: ignore[no-untyped-def]
+    d, _ = check(f"/v1beta/models/gemini-2.0-flash:generateContent?key={aws_key_id()}",
+                 {"contents": [{"parts": [{"text": "hi"}]}]})
+    assert d.verdict is Verdict.ALLOW
+
+
+@pytest.mark.parametrize("header", ["x-custom-note", "user-agent", "x-workspace-id"])
+def test_key_in_a_request_header_is_denied(check, header: str) -> None:  # type: ignore[no-untyped-def]
+    key = aws_key_id()
+    d, _ = check("/v1/chat/completions", HI, **{header: f"note {key}"})
+    assert d.verdict is Verdict.DENY and aws_findings(d) == [(f"headers.{header}", 5, 25, "")]
+
+
+def test_provider_credential_header_is_not_a_finding(check) -> None:  # type: ignore[no-untyped-def]
+    d, _ = check("/v1/messages", {"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]},
+                 **{"x-api-key": "sk-ant-api03-" + "a1B2" * 23 + "AA"})
+    assert d.verdict is Verdict.ALLOW
+
+
+@pytest.mark.parametrize("cut", [1, 4, 9, 19])
+def test_key_split_across_adjacent_text_blocks_is_one_finding(check, cut: int) -> None:  # type: ignore[no-untyped-def]
+    key = aws_key_id()
+    blocks = [{"type": "text", "text": "my key is " + key[:cut]}, {"type": "text", "text": key[cut:] + " thanks"}]
+    d, parsed = check("/v1/messages", {"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": blocks}]})
+    assert d.verdict is Verdict.DENY
+    (f,) = [f for f in d.findings if f.rule_id == "aws-access-key-id"]
+    assert f.spans() == (("messages[0].content[0].text", 10, 10 + cut), ("messages[0].content[1].text", 0, 20 - cut))
+    assert masked(parsed, d, "messages[0].content[0].text") == "my key is [REDACTED]"
+    assert masked(parsed, d, "messages[0].content[1].text") == "[REDACTED] thanks"
+
+
+def test_key_inside_one_of_several_blocks_is_reported_once(check) -> None:  # type: ignore[no-untyped-def]
+    key = aws_key_id()
+    blocks = [{"type": "text", "text": "a"}, {"type": "text", "text": f"key {key}"}, {"type": "text", "text": "b"}]
+    d, _ = check("/v1/chat/completions", {"model": "m", "messages": [{"role": "user", "content": blocks}]})
+    assert aws_findings(d) == [("messages[0].content[1].text", 4, 24, "")]
+
+
+def test_zero_width_spaced_key_is_denied_with_offsets_into_the_original(check) -> None:  # type: ignore[no-untyped-def]
+    key = aws_key_id()
+    text = "creds " + "\u200b".join(key) + "\ufeff ok"
+    d, parsed = check("/v1/chat/completions", {"model": "m", "messages": [{"role": "user", "content": text}]})
+    assert d.verdict is Verdict.DENY
+    ((loc, start, end, how),) = aws_findings(d)
+    assert (loc, how) == ("messages[0].content", "unicode")
+    assert text[start:end].replace("\u200b", "").replace("\ufeff", "") == key
+    assert masked(parsed, d, loc).startswith("creds [REDACTED]") and key[5:9] not in masked(parsed, d, loc)
+
+
+def test_full_width_key_is_denied(check) -> None:  # type: ignore[no-untyped-def]
+    key = aws_key_id()
+    wide = "".join(chr(ord(c) + 0xFEE0) for c in key)
+    text = f"creds {wide} ok"
+    d, _ = check("/v1/chat/completions", {"model": "m", "messages": [{"role": "user", "content": text}]})
+    assert aws_findings(d) == [("messages[0].content", 6, 26, "unicode")]
+
+
+def test_base64_encoded_key_in_message_text_is_denied(check) -> None:  # type: ignore[no-untyped-def]
+    key = aws_key_id()
+    encoded = base64.b64encode(f"[default]\naws_access_key_id = {key}\n".encode()).decode()
+    text = f"please decode {encoded} and configure"
+    d, parsed = check("/v1/chat/completions", {"model": "m", "messages": [{"role": "user", "content": text}]})
+    assert d.verdict is Verdict.DENY
+    assert aws_findings(d) == [("messages[0].content", 14, 14 + len(encoded), "base64")]
+    assert masked(parsed, d, "messages[0].content") == "please decode [REDACTED] and configure"
+
+
+@pytest.mark.parametrize("api", ["anthropic", "openai", "gemini", "bedrock"])
+def test_key_in_pdf_document_text_is_denied(check, api: str) -> None:  # type: ignore[no-untyped-def]
+    key = aws_key_id()
+    pdf = base64.b64encode(pdf_with_text("Onboarding", f"aws_access_key_id = {key}")).decode()
+    path, body = {
+        "anthropic": ("/v1/messages", {"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": [
+            {"type": "document", "source": {"type": "base64", "media_type": "application/pdf", "data": pdf}}]}]}),
+        "openai": ("/v1/chat/completions", {"model": "m", "messages": [{"role": "user", "content": [
+            {"type": "file", "file": {"filename": "a.pdf", "file_data": f"data:application/pdf;base64,{pdf}"}}]}]}),
+        "gemini": ("/v1beta/models/g:generateContent", {"contents": [{"parts": [
+            {"inlineData": {"mimeType": "application/pdf", "data": pdf}}]}]}),
+        "bedrock": ("/model/m/converse", {"messages": [{"role": "user", "content": [
+            {"document": {"format": "pdf", "name": "a", "source": {"bytes": pdf}}}]}]}),
+    }[api]
+    d, _ = check(path, body)
+    assert d.verdict is Verdict.DENY
+    assert [f.decoded for f in d.findings if f.rule_id == "aws-access-key-id"] == ["pdf"]
+
+
+def test_unreadable_pdf_is_allowed_as_an_attachment(check) -> None:  # type: ignore[no-untyped-def]
+    pdf = base64.b64encode(b"%PDF-1.7 damaged").decode()
+    d, parsed = check("/v1/messages", {"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": [
+        {"type": "document", "source": {"type": "base64", "media_type": "application/pdf", "data": pdf}}]}]})
+    assert d.verdict is Verdict.ALLOW and parsed.image_count == 1
+
+
+def test_percent_encoded_key_finding_masks_the_original(check) -> None:  # type: ignore[no-untyped-def]
+    key = aws_key_id()
+    encoded = "".join(f"%{ord(c):02X}" for c in key)
+    text = f"open https://example.net/cb?k={encoded}&x=1 now"
+    d, parsed = check("/v1/chat/completions", {"model": "m", "messages": [{"role": "user", "content": text}]})
+    ((loc, start, end, how),) = aws_findings(d)
+    assert (loc, text[start:end], how) == ("messages[0].content", encoded, "percent")
+    assert masked(parsed, d, loc) == "open https://example.net/cb?k=[REDACTED]&x=1 now"
+
+
+def test_verified_github_token_is_one_finding(run) -> None:  # type: ignore[no-untyped-def]
+    d = run(chat(f"token {github_token()}"))
+    assert [f.rule_id for f in d.findings] == ["github-pat"]

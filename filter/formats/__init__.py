@@ -8,7 +8,10 @@
 Location scheme: decoders use the request's own field names and indices (`messages[3].content[1].text`);
 JSON found inside a string continues after `$` (`...function.arguments$.path`); the raw fallback roots at
 `$` (`$.a.b[2]`); a non-JSON body is `body`. Object keys are scanned too: long or unusual ones as
-`<object location>#keys`, short field-like ones once each in a document-wide `#keys`.
+`<object location>#keys`, short field-like ones once each in a document-wide `#keys`. Outside the body:
+`path`, `query.<name>`, `headers.<name>` (roads.py). Decoded, normalised and joined copies of text
+(derive.py: `#urldecoded`, `$#decoded`, `#normalized`, `#base64`, `#joined`) carry an `origin`: their
+findings are reported at the original location and offsets.
 """
 
 from __future__ import annotations
@@ -17,9 +20,11 @@ import re
 from collections.abc import Callable
 
 from filter.formats import anthropic, bedrock, gemini, openai, raw
+from filter.formats.derive import derived
 from filter.formats.encoding import decode_body
 from filter.formats.jsonload import JSONSyntaxError, has_lone_surrogates, load_json
 from filter.formats.limits import DecodeLimits
+from filter.formats.roads import road_segments
 from filter.formats.routes import Route, detect_provider, provider_of, route
 from filter.formats.walk import JSON, Walker
 from filter.model import Envelope, ParsedRequest
@@ -83,22 +88,26 @@ def parse(envelope: Envelope, limits: DecodeLimits = _DEFAULT_LIMITS) -> ParsedR
     api = path_route.api or _BY_PROVIDER.get(provider, "")
     body = decode_body(envelope, limits)
     shown_provider = "raw" if provider == "unknown" else provider
+    roads = road_segments(envelope, path_route)
     if not body or body.isspace():
-        return ParsedRequest(shown_provider, api or "raw", path_route.model, (), stream=path_route.stream)
+        segments = (*roads, *derived(roads))
+        return ParsedRequest(shown_provider, api or "raw", path_route.model, segments, stream=path_route.stream)
 
     content_type = envelope.headers.get("content-type", "").lower()
     doc = _load(body, limits, bool(api), content_type)
     if isinstance(doc, _NotJSON):
-        segments = raw.text_segments(body, content_type)
+        body_segments = raw.text_segments(body, content_type)
+        segments = (*body_segments, *roads, *derived((*body_segments, *roads)))
         return ParsedRequest(shown_provider, "raw", path_route.model, segments, stream=path_route.stream)
 
     w = Walker(limits, scrub_surrogates=has_lone_surrogates(body))
     api = _decode(doc, w, api, path_route)
+    body_segments = w.result()
     return ParsedRequest(
         provider=shown_provider,
         api=api,
         model=path_route.model or w.model,
-        segments=w.result(),
+        segments=(*body_segments, *roads, *derived((*body_segments, *roads), w.block_runs())),
         max_output_tokens=w.max_output_tokens,
         image_count=w.image_count,
         stream=path_route.stream or w.stream,

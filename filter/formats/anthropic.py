@@ -77,7 +77,12 @@ def _text_field(w: Walker, loc: str, blk: dict[str, JSON], key: str, tool: bool)
 
 
 def _text(w: Walker, loc: str, blk: dict[str, JSON], tool: bool) -> None:
-    w.rest(loc, blk, _text_field(w, loc, blk, "text", tool), expand=tool)
+    text = blk.get("text")
+    if not isinstance(text, str):
+        w.rest(loc, blk, _TYPE, expand=tool)
+        return
+    w.block_text(loc, field(loc, "text"), text, tool=tool)
+    w.rest(loc, blk, frozenset({"type", "text"}), expand=tool)
 
 
 def _thinking(w: Walker, loc: str, blk: dict[str, JSON], tool: bool) -> None:

@@ -56,7 +56,7 @@ def _block(w: Walker, loc: str, blk: JSON, tool: bool) -> None:
     handled: set[str] = set()
     text = blk.get("text")
     if isinstance(text, str):
-        (w.json_text if tool else w.text)(field(loc, "text"), text)
+        w.block_text(loc, field(loc, "text"), text, tool=tool)
         handled.add("text")
     if "json" in blk:
         w.structured(field(loc, "json"), blk["json"])

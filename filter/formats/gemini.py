@@ -66,7 +66,7 @@ def _part(w: Walker, loc: str, part: JSON, tool: bool) -> None:
     handled: set[str] = set()
     text = part.get("text")
     if isinstance(text, str):
-        (w.json_text if tool else w.text)(field(loc, "text"), text)
+        w.block_text(loc, field(loc, "text"), text, tool=tool)
         handled.add("text")
     inline = _get(part, "inlineData", "inline_data")
     if inline is not None and isinstance(inline[1], dict):

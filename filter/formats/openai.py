@@ -109,7 +109,7 @@ def _part(w: Walker, loc: str, part: JSON, tool: bool) -> None:
         key = _TEXT_PARTS[kind]
         text = part.get(key)
         if isinstance(text, str):
-            (w.json_text if tool else w.text)(field(loc, key), text)
+            w.block_text(loc, field(loc, key), text, tool=tool)
             w.rest(loc, part, frozenset({"type", key}), expand=tool)
             return
     elif kind in ("image_url", "input_image"):

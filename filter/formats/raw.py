@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import codecs
-from urllib.parse import unquote_plus
 
+from filter.formats.derive import form_decoded
 from filter.formats.walk import JSON, Walker, as_int, as_str
 from filter.model import TextSegment
 
@@ -29,9 +29,9 @@ def text_segments(body: bytes, content_type: str) -> tuple[TextSegment, ...]:
     text = body.decode(_charset(content_type), "replace")
     segments = [TextSegment("body", text)]
     if "x-www-form-urlencoded" in content_type.lower():
-        decoded = unquote_plus(text)
-        if decoded != text:
-            segments.append(TextSegment("body#urldecoded", decoded))
+        decoded = form_decoded(segments[0])
+        if decoded is not None:
+            segments.append(decoded)
     return tuple(segments)
 
 

@@ -10,7 +10,6 @@ locations: they appear as `[#i]`, the member's position in its object.
 
 from __future__ import annotations
 
-import binascii
 import codecs
 import json
 import mimetypes
@@ -19,8 +18,10 @@ from typing import Any
 from urllib.parse import unquote
 
 from filter.errors import BodyTooLarge
+from filter.formats.derive import b64decode, json_unescaped
 from filter.formats.jsonload import charge_json, depth_exceeds, keep_duplicates, too_deep
 from filter.formats.limits import DecodeLimits
+from filter.formats.pdf import PDF_MAX_BYTES, looks_like_pdf, pdf_text
 from filter.model import TextSegment
 
 JSON = Any
@@ -116,18 +117,6 @@ def guess_media_type(filename: JSON) -> str | None:
     return mimetypes.guess_type(filename)[0] if isinstance(filename, str) else None
 
 
-def b64decode(data: str) -> bytes | None:
-    """Lenient base64 (standard or URL-safe, padding optional, whitespace ignored); None if not base64."""
-    if "-" in data or "_" in data:
-        data = data.replace("-", "+").replace("_", "/")
-    for candidate in (data, data + "=="):
-        try:
-            return binascii.a2b_base64(candidate)
-        except ValueError:
-            continue
-    return None
-
-
 def clean_base64(data: str) -> bool:
     """Only base64 alphabet, padding and whitespace: lenient decoding dropped nothing."""
     return _BASE64_TEXT.fullmatch(data) is not None
@@ -159,43 +148,6 @@ def looks_like_text(head: bytes) -> bool:
     return True
 
 
-_PERCENT_ESCAPE = re.compile(r"%[0-9A-Fa-f]{2}")
-_RUN_DELIMITERS = " \t\r\n\"'<>()[]{}`"
-_MAX_RUN = 4096
-
-
-def _run_around(text: str, start: int, end: int) -> tuple[int, int]:
-    """The URL-ish run (no spaces, quotes or brackets) containing text[start:end], at most _MAX_RUN each side."""
-    lo = max(0, start - _MAX_RUN)
-    left = max(text.rfind(d, lo, start) for d in _RUN_DELIMITERS) + 1
-    hi = min(len(text), end + _MAX_RUN)
-    rights = [i for d in _RUN_DELIMITERS if (i := text.find(d, end, hi)) != -1]
-    return max(left, lo), min(rights, default=hi)
-
-
-def percent_decoded(segments: list[TextSegment]) -> list[TextSegment]:
-    """Percent-decoded copies of the runs holding %XX escapes (`<location>#urldecoded`):
-    `?token=ghp%5F…`, `postgres://u:p%40ss@h`. Only the runs are copied, so a long file with one `%20`
-    costs almost nothing; the escapes are found by a literal-led regex, the runs by C-speed find calls."""
-    out: list[TextSegment] = []
-    for seg in segments:
-        text = seg.text
-        if "%" not in text:
-            continue
-        decoded: list[str] = []
-        covered = -1
-        for m in _PERCENT_ESCAPE.finditer(text):
-            if m.start() < covered:
-                continue
-            left, right = _run_around(text, m.start(), m.end())
-            covered = right
-            run = text[left:right]
-            decoded.append(unquote(run, errors="replace"))
-        if decoded:
-            out.append(TextSegment(seg.location + "#urldecoded", "\n".join(decoded)))
-    return out
-
-
 def _scrub(text: str) -> str:
     """Unpaired surrogates (from `\\udXXX` escapes) cannot be encoded for the scanner: U+FFFD each."""
     return _SURROGATE.sub("\ufffd", text)
@@ -217,6 +169,7 @@ class Walker:
         "_labels",
         "_key_kinds",
         "_short_keys",
+        "_blocks",
     )
 
     def __init__(self, limits: DecodeLimits, *, scrub_surrogates: bool = False, raw: bool = False) -> None:
@@ -232,19 +185,46 @@ class Walker:
         self._labels: dict[str, bool] = {}  # key -> plain_key(key); keys repeat a lot
         self._key_kinds: dict[str, bool] = {}  # key -> short and field-like
         self._short_keys: dict[str, None] = {}  # ordered set of short field-like keys seen anywhere
+        self._blocks: dict[str, list[tuple[int, int]]] = {}  # content list -> (block index, segment index)
 
     def result(self) -> tuple[TextSegment, ...]:
         """All segments; short field-like keys of the whole document come last, once each, as `#keys`."""
         if self._short_keys:
             self.text("#keys", "\n".join(self._short_keys))
             self._short_keys = {}
-        return (*self.segments, *percent_decoded(self.segments))
+        return tuple(self.segments)
+
+    def block_runs(self) -> list[tuple[str, list[TextSegment]]]:
+        """Runs of text blocks at consecutive indices of one content list: (list location, blocks)."""
+        runs: list[tuple[str, list[TextSegment]]] = []
+        for loc, blocks in self._blocks.items():
+            chain: list[TextSegment] = []
+            previous = -2
+            for index, segment in blocks:
+                if index != previous + 1 and len(chain) > 1:
+                    runs.append((loc, chain))
+                if index != previous + 1:
+                    chain = []
+                chain.append(self.segments[segment])
+                previous = index
+            if len(chain) > 1:
+                runs.append((loc, chain))
+        return runs
 
     # -- emitting ---------------------------------------------------------------------------------------
     def text(self, loc: str, text: str) -> None:
         """One piece of text the provider reads."""
         if text:
             self.segments.append(TextSegment(loc, _scrub(text) if self._scrub else text))
+
+    def block_text(self, block_loc: str, loc: str, text: str, *, tool: bool = False) -> None:
+        """The text of a text block `<list>[i]` of a content list: the provider reads adjacent text blocks
+        as one text, so their boundaries are scanned too (derive.joined). `tool`: JSON inside is expanded."""
+        if text and block_loc.endswith("]"):
+            head, _, index = block_loc[:-1].rpartition("[")
+            if index.isdigit():
+                self._blocks.setdefault(head, []).append((int(index), len(self.segments)))
+        (self.json_text if tool else self.text)(loc, text)
 
     def json_text(self, loc: str, text: str) -> None:
         """Text that may itself be JSON (tool arguments, tool output): also scan the strings inside it."""
@@ -371,11 +351,10 @@ class Walker:
                 self.json_text(loc + "$", inner)
             else:
                 if "\\u" in text or "\\/" in text:
-                    # Escapes hid characters: scan the decoded document too, so names stay next to their
-                    # values (`"DD_API_KEY": "5401…"`) and escaped paths read as written (`~/.ssh/id_rsa`).
-                    decoded = json.dumps(inner, ensure_ascii=False)
-                    if decoded != text:
-                        self.text(loc + "$#decoded", decoded)
+                    # Escapes hid characters: scan the text with them undone too (`$#decoded`, mapped to `loc`).
+                    decoded = json_unescaped(TextSegment(loc, _scrub(text) if self._scrub else text))
+                    if decoded is not None:
+                        self.segments.append(decoded)
                 self.value(loc + "$", inner, expand=True, keys=True)
         finally:
             self._nest -= 1
@@ -398,11 +377,15 @@ class Walker:
         return True
 
     def document(self, loc: str, data: JSON, media_type: str | None) -> None:
-        """A base64 attachment: text types are decoded and scanned, images/PDFs counted, others sniffed."""
+        """A base64 attachment: text types are decoded and scanned, PDFs counted and their text scanned, images
+        counted, others sniffed."""
         if not isinstance(data, str):
             self.value(loc, data)
             return
         kind = media_kind(media_type)
+        if (media_type or "").split(";", 1)[0].strip().lower() == "application/pdf":
+            self.pdf(loc, data)
+            return
         if kind == "binary":
             self.attachment()
             return
@@ -410,6 +393,9 @@ class Walker:
             head = b64decode(data[:_SNIFF_CHARS])
             if head is None:
                 self.text(loc, data)  # not base64: scan what was sent
+                return
+            if kind == "sniff" and looks_like_pdf(head):
+                self.pdf(loc, data)
                 return
             if kind == "sniff" and not looks_like_text(head):
                 self.attachment()
@@ -421,6 +407,9 @@ class Walker:
         if raw is None:
             self.text(loc, data)  # not base64 after all: scan what was sent
             return
+        if kind == "sniff" and looks_like_pdf(raw):
+            self.pdf(loc, data, raw)
+            return
         text = bytes_to_text(raw, strict=kind != "text")
         if text is None:
             self.attachment()
@@ -428,3 +417,14 @@ class Walker:
             self.text(loc, text)
         if not clean_base64(data):
             self.text(f"{loc}#raw", data)  # characters the decoder skipped could hide text
+
+    def pdf(self, loc: str, data: str, raw: bytes | None = None) -> None:
+        """A base64 PDF: counted as an attachment; its text, when it can be read, scanned at `loc` (pdf.py)."""
+        self.attachment()
+        if raw is None:
+            if len(data) // 4 * 3 > PDF_MAX_BYTES:
+                return
+            raw = b64decode(data)
+        found = pdf_text(raw) if raw is not None else None
+        if found is not None and found.text.strip():
+            self.segments.append(TextSegment(loc, _scrub(found.text), "pdf"))

@@ -4,6 +4,12 @@ Hyperscan reports end offsets only (no SOM: it is ~3x slower and refuses many pa
 hit, the rule's own pattern is run in reverse (`regex`, REVERSE) anchored at that end to recover the
 start and the `secret` group; then keywords, validators, placeholder and allow checks decide whether
 it is a Finding. The matched text never leaves this module: a Finding carries a keyed fingerprint.
+
+Findings in derived segments (decoded, normalised or joined copies, see `TextSegment.origin`) are mapped back
+to the original segment's location and offsets, so masking the original text by finding spans hides the
+value. One value is one finding: the same hit found in the original and a derived copy is reported once, and
+a looser rule over exactly the span of a stricter finding (higher severity, same category, enforced at least
+as hard) is dropped: a verified `ghp_` token is `github-pat`, not also `github-token-unverified`.
 """
 
 from __future__ import annotations
@@ -14,13 +20,13 @@ import hmac
 import threading
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import hyperscan
 import regex
 
 from filter.errors import RulePackError
-from filter.model import Finding, Mode, Severity, TextSegment
+from filter.model import Action, Finding, Mode, Origin, Severity, TextSegment
 from filter.rules.pack import Rule, RulePack
 from filter.rules.validators import not_placeholder
 
@@ -98,7 +104,9 @@ class Ruleset:
             scratch = self._local.scratch = self._scratch_proto.clone()
         return scratch
 
-    def scan(self, segments: Sequence[TextSegment]) -> tuple[Finding, ...]:
+    def scan(self, segments: Sequence[TextSegment], *, each_rule: bool = False) -> tuple[Finding, ...]:
+        """Findings in `segments`, one per value; `each_rule` keeps looser rules under a stricter finding too
+        (pack example checks test each rule on its own)."""
         if not segments:
             return ()
         encoded = [s.text.encode("utf-8", "surrogatepass") for s in segments]
@@ -119,11 +127,21 @@ class Ruleset:
         scan = _ScanState(buf, starts, segments, encoded)
         findings: dict[tuple[str, int, str], Finding] = {}
         for rule_index, rule_ends in ends.items():
-            for finding in self._rule_findings(rule_index, rule_ends, scan):
-                findings.setdefault((finding.rule_id, finding.start, finding.location), finding)
-        return tuple(sorted(findings.values(), key=lambda f: (f.location, f.start, f.rule_id)))
+            for finding, segment in self._rule_findings(rule_index, rule_ends, scan):
+                origin = segments[segment].origin
+                mapped = finding if origin is None else _map_back(finding, origin)
+                if mapped is None:
+                    continue
+                key = (mapped.rule_id, mapped.start, mapped.location)
+                seen = findings.get(key)
+                if seen is None or (seen.decoded and not mapped.decoded):  # as sent beats a derived copy
+                    findings[key] = mapped
+        kept = findings.values() if each_rule else _drop_looser(findings.values())
+        return tuple(sorted(kept, key=lambda f: (f.location, f.start, f.rule_id)))
 
-    def _rule_findings(self, rule_index: int, rule_ends: list[int], scan: _ScanState) -> Iterable[Finding]:
+    def _rule_findings(
+        self, rule_index: int, rule_ends: list[int], scan: _ScanState
+    ) -> Iterable[tuple[Finding, int]]:
         """Confirm one rule's end offsets right to left. A confirmed match covers the ends inside it even when
         judged not a finding: those are truncations of the same value (as in gitleaks' non-overlapping matches)."""
         rule = self.rules[rule_index]
@@ -141,7 +159,7 @@ class Ruleset:
             value = m.group("secret") if "secret" in rx.groupindex and m.group("secret") else m.group(0)
             finding = self._judge(_Candidate(rule, segment, m.start(), m.end(), value), scan)
             if finding is not None:
-                yield finding
+                yield finding, segment
 
     def _judge(self, c: _Candidate, scan: _ScanState) -> Finding | None:
         rule = c.rule
@@ -174,6 +192,7 @@ class Ruleset:
             end=end,
             fingerprint=fingerprint,
             description=rule.description,
+            decoded=scan.segments[c.segment].decoded,
         )
 
     def check_examples(self) -> list[RulePackError]:
@@ -182,11 +201,11 @@ class Ruleset:
         errors: list[RulePackError] = []
         for rule in self.rules:
             for i, text in enumerate(rule.examples.match):
-                if not any(f.rule_id == rule.id for f in self.scan([TextSegment("example", text)])):
+                if not any(f.rule_id == rule.id for f in self.scan([TextSegment("example", text)], each_rule=True)):
                     errors.append(rule.error_at(
                         f"examples.match.{i}", f"example does not match: {_shorten(text)!r} ({self.why_missed(rule, text)})"))
             for i, text in enumerate(rule.examples.no_match):
-                if any(f.rule_id == rule.id for f in self.scan([TextSegment("example", text)])):
+                if any(f.rule_id == rule.id for f in self.scan([TextSegment("example", text)], each_rule=True)):
                     errors.append(rule.error_at(f"examples.no_match.{i}", f"no_match example matches: {_shorten(text)!r}"))
         return errors
 
@@ -214,6 +233,66 @@ class Ruleset:
             if not check(value):
                 return f"validator {name} rejected the value"
         return "the engine reports no match ending there (a longer overlapping match covers it)"
+
+
+def _map_back(f: Finding, origin: Origin) -> Finding | None:
+    """The finding at the original text: first covered segment's location and offsets, the others in `also`.
+
+    None when it lies in separators between pieces, or (joined text blocks) inside one block, where the
+    block's own segment already reports it."""
+    pieces = origin.pieces
+    ats = [p.at for p in pieces]
+    first = bisect.bisect_right(ats, f.start) - 1
+    if first < 0 or f.start >= pieces[first].at + pieces[first].length:
+        first += 1  # starts in a separator: the next piece
+    last = bisect.bisect_right(ats, max(f.end - 1, f.start)) - 1
+    if first >= len(pieces) or last < first:
+        return None
+    spans: dict[str, list[int]] = {}
+    for i in range(first, last + 1):
+        p = pieces[i]
+        lo = p.original(f.start - p.at) if i == first else p.start
+        hi = p.original_end(f.end - p.at) if i == last and f.end - p.at < p.length else p.end
+        span = spans.get(p.location)
+        if span is None:
+            spans[p.location] = [lo, hi]
+        else:
+            span[0], span[1] = min(span[0], lo), max(span[1], hi)
+    if origin.across and len(spans) < 2:
+        return None
+    (location, (start, end)), *rest = spans.items()
+    return replace(f, location=location, start=start, end=end, also=tuple((loc, a, b) for loc, (a, b) in rest))
+
+
+_MODE_RANK = {Mode.SHADOW: 0, Mode.ENFORCE: 1}
+_ACTION_RANK = {Action.LOG: 0, Action.REDACT: 1, Action.BLOCK: 2}
+_SEVERITY_RANK = {Severity.LOW: 0, Severity.MEDIUM: 1, Severity.HIGH: 2, Severity.CRITICAL: 3}
+
+
+def _drop_looser(findings: Iterable[Finding]) -> list[Finding]:
+    """Drop a finding when a stricter one has exactly its span (same location and category, higher severity,
+    mode and action at least as strong): a looser rule confirmed the same value. Findings with different spans
+    (a key-name assignment around a token) are different evidence and stay."""
+    groups: dict[tuple[str, int, int, str], list[Finding]] = {}
+    for f in findings:
+        groups.setdefault((f.location, f.start, f.end, f.category.value), []).append(f)
+    kept: list[Finding] = []
+    for group in groups.values():
+        if len(group) == 1:
+            kept.extend(group)
+            continue
+        for f in group:
+            if not any(_stricter(g, f) for g in group):
+                kept.append(f)
+    return kept
+
+
+def _stricter(a: Finding, b: Finding) -> bool:
+    return (
+        _SEVERITY_RANK[a.severity] > _SEVERITY_RANK[b.severity]
+        and _MODE_RANK[a.mode] >= _MODE_RANK[b.mode]
+        and _ACTION_RANK[a.action] >= _ACTION_RANK[b.action]
+    )
 
 
 def _shorten(text: str, limit: int = 60) -> str:

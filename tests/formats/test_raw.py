@@ -103,10 +103,15 @@ def test_known_path_non_json_content_type() -> None:
 
 
 @pytest.mark.parametrize("method", ["GET", "HEAD", "POST", "DELETE"])
-def test_empty_bodies_have_no_segments(method: str) -> None:
+def test_empty_bodies_have_only_the_path_query_and_headers(method: str) -> None:
     for body in (b"", b"  \n"):
-        result = parse(Envelope(method, "/v1/messages", {}, body))
-        assert result.segments == () and result.image_count == 0
+        result = parse(Envelope(method, "/v1/models?limit=20", {"user-agent": "agent/1.0"}, body))
+        assert segments(result, roads=True) == {
+            "path": "/v1/models",
+            "query.limit": "20",
+            "headers.user-agent": "agent/1.0",
+        }
+        assert result.image_count == 0
 
 
 def test_get_with_a_body_is_still_scanned() -> None:
@@ -155,7 +160,7 @@ def test_locations_are_unique_in_a_big_mixed_request() -> None:
         ],
     }
     result = parsed("/v1/messages", body)
-    assert len(segments(result)) == len(result.segments)
+    assert len(segments(result, roads=True)) == len(result.segments)
     assert "t49" in all_text(result)
 
 
@@ -199,7 +204,7 @@ def test_percent_encoded_runs_are_scanned_decoded() -> None:
 def test_text_without_escapes_gets_no_decoded_copy() -> None:
     body = json.dumps({"messages": [{"role": "user", "content": "100% done, 50%off"}]}).encode()
     parsed = parse(Envelope("POST", "/v1/chat/completions", {"content-type": "application/json"}, body))
-    assert [s.location for s in parsed.segments] == ["messages[0].content"]
+    assert [s.location for s in parsed.segments] == ["messages[0].content", "path"]
 
 
 def test_escaped_json_inside_a_string_is_also_scanned_decoded_with_its_names() -> None:

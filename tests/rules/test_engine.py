@@ -104,3 +104,108 @@ def test_scan_is_thread_safe(ruleset: Ruleset) -> None:
     with ThreadPoolExecutor(8) as pool:
         counts = list(pool.map(lambda _: len(ruleset.scan(seg)), range(64)))
     assert set(counts) == {50}
+
+
+# -- derived segments are reported at the original text; one finding per value ------------------------------
+from filter.model import Origin, Piece  # noqa: E402
+
+TOKEN = "exm_4fJ9qLm2Xz8Rt6Vb1Nc3Kd7Hs5Gw0Pa2"
+
+
+def test_finding_in_a_derived_copy_is_reported_at_the_original_offsets(ruleset: Ruleset) -> None:
+    # the original spells the token with a zero-width space after each of its first 4 characters
+    original = "k: " + "".join(c + "\u200b" for c in TOKEN[:4]) + TOKEN[4:]
+    marks = ((0, 3), (1, 5), (2, 7), (3, 9), (4, 11))  # derived offset -> original offset, inside the piece
+    piece = Piece(0, len(TOKEN) + 3, "m", 0, len(original), ((0, 0), *((d + 3, o) for d, o in marks)))
+    derived = TextSegment("m#normalized", "k: " + TOKEN, "unicode", Origin((piece,)))
+    (f,) = ruleset.scan([TextSegment("m", original), derived])
+    assert (f.location, f.start, f.end, f.decoded) == ("m", 3, len(original), "unicode")
+
+
+def test_finding_in_an_opaque_piece_covers_the_whole_encoded_run(ruleset: Ruleset) -> None:
+    derived = TextSegment("m#base64", f"x\n{TOKEN}", "base64", Origin((Piece(0, 1, "m", 0, 4), Piece(2, 36, "m", 10, 58))))
+    (f,) = ruleset.scan([derived])
+    assert (f.location, f.start, f.end, f.decoded) == ("m", 10, 58, "base64")
+
+
+def test_same_value_in_original_and_exact_copy_is_one_finding(ruleset: Ruleset) -> None:
+    text = f"url ?t={TOKEN}&x=%20"
+    copy = TextSegment("m#urldecoded", text.replace("%20", " "), "percent",
+                       Origin((Piece(0, len(text) - 2, "m", 0, len(text), ((0, 0), (len(text) - 3, len(text) - 3))),)))
+    (f,) = ruleset.scan([TextSegment("m", text), copy])
+    assert (f.location, f.start, f.decoded) == ("m", 7, "")
+
+
+def test_joined_blocks_report_only_values_across_the_boundary(ruleset: Ruleset) -> None:
+    a, b = f"see {TOKEN[:10]}", f"{TOKEN[10:]} and {TOKEN}"
+    pieces = (Piece(0, len(a), "b0", 0, len(a), ((0, 0),)), Piece(len(a), len(b), "b1", 0, len(b), ((0, 0),)))
+    joined = TextSegment("c#joined", a + b, "joined", Origin(pieces, across=True))
+    found = ruleset.scan([TextSegment("b0", a), TextSegment("b1", b), joined])
+    assert [(f.location, f.start, f.end, f.also) for f in found] == [
+        ("b0", 4, len(a), (("b1", 0, len(TOKEN) - 10),)),  # split: one finding, both halves
+        ("b1", len(b) - len(TOKEN), len(b), ()),  # inside one block: reported once, by the block itself
+    ]
+    assert found[0].spans() == (("b0", 4, len(a)), ("b1", 0, len(TOKEN) - 10))
+
+
+LOOSE_PACK = """
+pack: loose
+version: 1
+rules:
+  - id: exm-token-verified
+    category: secret
+    description: Example Corp token whose check digit verifies
+    severity: high
+    pattern: 'exm_[A-Za-z0-9]{32}'
+    examples: {match: ['exm_4fJ9qLm2Xz8Rt6Vb1Nc3Kd7Hs5Gw0Pa2'], no_match: ['exm_short']}
+  - id: exm-token-unverified
+    category: secret
+    description: Example Corp token format
+    severity: medium
+    pattern: 'exm_[A-Za-z0-9]{32}'
+    examples: {match: ['exm_4fJ9qLm2Xz8Rt6Vb1Nc3Kd7Hs5Gw0Pa2'], no_match: ['exm_short']}
+  - id: exs-token-watch
+    category: secret
+    description: stricter but only watched
+    severity: high
+    mode: shadow
+    pattern: 'exs_[A-Za-z0-9]{32}'
+    examples: {match: ['exs_4fJ9qLm2Xz8Rt6Vb1Nc3Kd7Hs5Gw0Pa2'], no_match: ['exs_short']}
+  - id: exs-token-loose
+    category: secret
+    description: looser but enforced
+    severity: medium
+    pattern: 'exs_[A-Za-z0-9]{32}'
+    examples: {match: ['exs_4fJ9qLm2Xz8Rt6Vb1Nc3Kd7Hs5Gw0Pa2'], no_match: ['exs_short']}
+  - id: exm-assignment
+    category: secret
+    description: token assigned to a name
+    severity: medium
+    pattern: 'EXM_TOKEN=exm_[A-Za-z0-9]{32}'
+    examples: {match: ['EXM_TOKEN=exm_4fJ9qLm2Xz8Rt6Vb1Nc3Kd7Hs5Gw0Pa2'], no_match: ['EXM_TOKEN=x']}
+"""
+
+
+def test_looser_rule_over_the_same_span_is_dropped(tmp_path: Path) -> None:
+    rs = load_ruleset([write_pack(tmp_path, LOOSE_PACK)], Fingerprinter(b"k"))
+    other = "exs_" + TOKEN[4:]
+    found = rs.scan([TextSegment("t", f"EXM_TOKEN={TOKEN} {other}")])
+    # the medium rule over the same span goes; a shadow rule cannot hide an enforced one; a wider span stays
+    assert sorted(f.rule_id for f in found) == [
+        "exm-assignment",
+        "exm-token-verified",
+        "exs-token-loose",
+        "exs-token-watch",
+    ]
+    every = rs.scan([TextSegment("t", f"EXM_TOKEN={TOKEN}")], each_rule=True)
+    assert "exm-token-unverified" in {f.rule_id for f in every}
+
+
+def test_shipped_github_token_is_one_finding(shipped_ruleset: Ruleset) -> None:
+    import zlib
+
+    from filter.rules.validators import _base62
+
+    body = "pLIix6MEOLeMa61EqJomTEI1JEx7Qa"
+    token = "ghp_" + body + _base62(zlib.crc32(body.encode()), 6)
+    assert [f.rule_id for f in shipped_ruleset.scan([TextSegment("t", token)])] == ["github-pat"]

@@ -1,0 +1,432 @@
+"""Derived texts: what the provider or the model reads once encodings and invisible characters are undone.
+
+Each derived segment is a copy of request text with an `Origin` mapping its characters back, so the engine
+reports findings at the original segment's location with offsets into the original text (covering the
+encoded run), and masking the original by finding spans hides the value:
+
+  <loc>#urldecoded  percent-escapes undone in URL-like runs (`?token=ghp%5F…`, `p%40ss@db`)
+  <loc>$#decoded    `\\uXXXX` and `\\/` escapes undone in JSON text inside a string (tool arguments)
+  <loc>#normalized  Unicode format characters (category Cf: zero-width, BOM, soft hyphen, bidi controls)
+                    removed, tag characters read as the ASCII they stand for, compatibility forms folded
+                    (NFKC: `ＡＫＩＡ…` -> `AKIA…`)
+  <loc>#base64      runs of at least BASE64_MIN_RUN base64 characters that decode to text
+  <run>#joined      adjacent text blocks of one message (`messages[0].content#joined`): the provider reads
+                    them as one text, so a value split across a block boundary is one finding, reported at
+                    the first block with the rest in `Finding.also`
+
+Copies are made only when a transform would change something: ASCII text is never normalised, and the
+Cf and base64 checks are one Hyperscan pass over the text.
+
+Out of scope, by design: a value deliberately split across turns, messages or fields (each is its own
+text to the model); transforms stacked on each other (base64 of percent-encoded text, a zero-width spaced
+key split across blocks); encodings other than these (hex, rot13, reversed text); text in images and audio.
+"""
+
+from __future__ import annotations
+
+import binascii
+import codecs
+import re
+import sys
+import threading
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import hyperscan
+
+from filter.model import Origin, Piece, TextSegment
+
+BASE64_MIN_RUN = 24  # characters: shorter runs are words and identifiers (18 bytes of text at least)
+BASE64_MAX_RUN = 64 * 1024  # characters: a longer run is a file, not a pasted value (files have fields)
+BASE64_MAX_RUNS = 4096  # runs decoded per request (identifiers and hashes are runs too)
+BASE64_MAX_BYTES = 4 * 1024 * 1024  # bytes decoded per request, text or not
+JOIN_WINDOW = 8 * 1024  # characters either side of a block boundary (longer than any rule's match)
+
+_SEP = "\n"  # between pieces of one derived text
+_CUT = "\n\x00\n"  # where a long block's middle is left out: no pattern spans a NUL between newlines
+_TAGS = range(0xE0020, 0xE007F)  # Unicode tag characters: invisible copies of printable ASCII
+
+_CF_CHARS = "".join(chr(c) for c in range(sys.maxunicode + 1) if unicodedata.category(chr(c)) == "Cf")
+_CF = re.compile("[" + re.escape(_CF_CHARS) + "]")
+_NON_ASCII = re.compile(r"[^\x00-\x7f]+")
+_CONTROL = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_PERCENT_ESCAPE = re.compile(r"%[0-9A-Fa-f]{2}")
+_PERCENT_RUN = re.compile(r"(?:%[0-9A-Fa-f]{2})+")
+_FORM_RUN = re.compile(r"(?:%[0-9A-Fa-f]{2})+|\+")
+_RUN_DELIMITERS = " \t\r\n\"'<>()[]{}`"
+_MAX_RUN = 4096
+
+# One Hyperscan pass tells whether a text holds Cf characters (id 0) and where base64 runs start (id 1).
+_CF_ID, _B64_ID = 0, 1
+
+
+def _compile() -> hyperscan.Database:
+    db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
+    cf = b"|".join(re.escape(c.encode("utf-8")) for c in _CF_CHARS)
+    b64 = rb"(?:^|[^A-Za-z0-9+/_-])[A-Za-z0-9+/_-]{%d}" % BASE64_MIN_RUN
+    db.compile(expressions=[cf, b64], ids=[_CF_ID, _B64_ID], flags=[hyperscan.HS_FLAG_SINGLEMATCH, 0])
+    return db
+
+
+_DB = _compile()
+_LOCAL = threading.local()
+
+
+def _scratch() -> hyperscan.Scratch:
+    scratch = getattr(_LOCAL, "scratch", None)
+    if scratch is None:
+        scratch = _LOCAL.scratch = hyperscan.Scratch(_DB)
+    return scratch
+
+
+@dataclass
+class _Budget:
+    """Per-request bounds on base64 decoding."""
+
+    runs: int = BASE64_MAX_RUNS
+    bytes: int = BASE64_MAX_BYTES
+
+
+class _Builder:
+    """Builds a derived text and its piecewise-linear map to original offsets."""
+
+    __slots__ = ("parts", "marks", "size", "next_original", "changed")
+
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+        self.marks: list[tuple[int, int]] = []
+        self.size = 0
+        self.next_original = -1  # original offset the next derived character would map to if nothing changed
+        self.changed = False
+
+    def copy(self, text: str, start: int, end: int) -> None:
+        """text[start:end] unchanged."""
+        if end <= start:
+            return
+        if self.next_original != start:
+            self.marks.append((self.size, start))
+        self.parts.append(text[start:end])
+        self.size += end - start
+        self.next_original = end
+
+    def replace(self, new: str, original: int) -> None:
+        """`new` stands for the original characters starting at `original` (up to the next copy)."""
+        self.changed = True
+        for ch in new:
+            if self.next_original != original:
+                self.marks.append((self.size, original))
+            self.parts.append(ch)
+            self.size += 1
+            self.next_original = original + 1
+
+    def piece(self, location: str, at: int, start: int, end: int) -> Piece:
+        return Piece(at, self.size, location, start, end, tuple(self.marks) or ((0, start),))
+
+    def text(self) -> str:
+        return "".join(self.parts)
+
+
+@dataclass
+class _Derived:
+    """Pieces of one derived segment, collected in order."""
+
+    location: str
+    decoded: str
+    parts: list[str] = field(default_factory=list)
+    pieces: list[Piece] = field(default_factory=list)
+    size: int = 0
+    across: bool = False
+
+    def add(self, text: str, piece_of: _Builder | None, location: str, start: int, end: int) -> None:
+        """Append `text` (from original [start, end) of `location`); a _Builder maps it exactly."""
+        if self.parts:
+            self.parts.append(_SEP)
+            self.size += len(_SEP)
+        if piece_of is not None:
+            self.pieces.append(piece_of.piece(location, self.size, start, end))
+        else:
+            self.pieces.append(Piece(self.size, len(text), location, start, end))
+        self.parts.append(text)
+        self.size += len(text)
+
+    def segment(self) -> TextSegment | None:
+        if not self.pieces:
+            return None
+        origin = Origin(tuple(self.pieces), across=self.across)
+        return TextSegment(self.location, "".join(self.parts), self.decoded, origin)
+
+
+def b64decode(data: str) -> bytes | None:
+    """Lenient base64 (standard or URL-safe, padding optional, whitespace ignored); None if not base64."""
+    if "-" in data or "_" in data:
+        data = data.replace("-", "+").replace("_", "/")
+    for candidate in (data, data + "=="):
+        try:
+            return binascii.a2b_base64(candidate)
+        except ValueError:
+            continue
+    return None
+
+
+# -- percent-encoding --------------------------------------------------------------------------------------
+def _percent_decode(text: str, start: int, end: int, *, plus: bool = False) -> _Builder:
+    """text[start:end] percent-decoded (UTF-8, bad bytes as U+FFFD; `plus`: '+' is a space), mapped exactly."""
+    b = _Builder()
+    pos = start
+    for m in (_FORM_RUN if plus else _PERCENT_RUN).finditer(text, start, end):
+        b.copy(text, pos, m.start())
+        pos = m.end()
+        if m.group() == "+":
+            b.replace(" ", m.start())
+            continue
+        decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        char_start = m.start()
+        for i in range(m.start(), m.end(), 3):
+            out = decoder.decode(bytes((int(text[i + 1 : i + 3], 16),)))
+            if out:
+                b.replace(out, char_start)
+                char_start = i + 3
+        tail = decoder.decode(b"", final=True)
+        if tail:
+            b.replace(tail, char_start)
+    b.copy(text, pos, end)
+    return b
+
+
+def _run_around(text: str, start: int, end: int) -> tuple[int, int]:
+    """The URL-ish run (no spaces, quotes or brackets) containing text[start:end], at most _MAX_RUN each side."""
+    lo = max(0, start - _MAX_RUN)
+    left = max(text.rfind(d, lo, start) for d in _RUN_DELIMITERS) + 1
+    hi = min(len(text), end + _MAX_RUN)
+    rights = [i for d in _RUN_DELIMITERS if (i := text.find(d, end, hi)) != -1]
+    return max(left, lo), min(rights, default=hi)
+
+
+def percent_decoded(seg: TextSegment) -> TextSegment | None:
+    """`<loc>#urldecoded`: the runs holding %XX escapes, decoded. Only the runs are copied, so a long file with
+    one `%20` costs almost nothing; the escapes are found by a literal-led regex, the runs by find calls."""
+    text = seg.text
+    if "%" not in text:
+        return None
+    out = _Derived(seg.location + "#urldecoded", "percent")
+    covered = -1
+    for m in _PERCENT_ESCAPE.finditer(text):
+        if m.start() < covered:
+            continue
+        left, right = _run_around(text, m.start(), m.end())
+        covered = right
+        b = _percent_decode(text, left, right)
+        out.add(b.text(), b, seg.location, left, right)
+    return out.segment()
+
+
+def form_decoded(seg: TextSegment) -> TextSegment | None:
+    """`<loc>#urldecoded` of a form-encoded body: the whole text, '+' read as a space."""
+    if "%" not in seg.text and "+" not in seg.text:
+        return None
+    b = _percent_decode(seg.text, 0, len(seg.text), plus=True)
+    if not b.changed:
+        return None
+    out = _Derived(seg.location + "#urldecoded", "percent")
+    out.add(b.text(), b, seg.location, 0, len(seg.text))
+    return out.segment()
+
+
+# -- JSON escapes in JSON text inside a string ----------------------------------------------------------
+_JSON_ESCAPE = re.compile(r"\\(?:u([0-9a-fA-F]{4})|[\s\S])")
+
+
+def json_unescaped(seg: TextSegment) -> TextSegment | None:
+    """`<loc>$#decoded`: `\\uXXXX` (pairs too) and `\\/` undone in place, so names stay next to their values
+    (`"DD_API_KEY": "5401…"`) and escaped paths read as written (`~/.ssh/id_rsa`). Escapes that stand for
+    quotes, backslashes or control characters stay: they are JSON syntax, not hidden text."""
+    text = seg.text
+    b = _Builder()
+    pos = 0
+    matches = list(_JSON_ESCAPE.finditer(text))
+    skip = -1
+    for k, m in enumerate(matches):
+        if m.start() < skip:
+            continue
+        if m.group() == "\\/":
+            b.copy(text, pos, m.start())
+            b.replace("/", m.start())
+            pos = m.end()
+            continue
+        hexa = m.group(1)
+        if hexa is None:
+            continue
+        code = int(hexa, 16)
+        end = m.end()
+        if 0xD800 <= code < 0xDC00 and k + 1 < len(matches):
+            nxt = matches[k + 1]
+            low = int(nxt.group(1), 16) if nxt.group(1) and nxt.start() == m.end() else 0
+            if 0xDC00 <= low < 0xE000:
+                code = 0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00)
+                end = skip = nxt.end()
+        if code < 0x20 or code in (0x22, 0x5C) or 0xD800 <= code < 0xE000:
+            continue
+        b.copy(text, pos, m.start())
+        b.replace(chr(code), m.start())
+        pos = end
+    if not b.changed:
+        return None
+    b.copy(text, pos, len(text))
+    out = _Derived(seg.location + "$#decoded", "json")
+    out.add(b.text(), b, seg.location, 0, len(text))
+    return out.segment()
+
+
+# -- Unicode normalisation -------------------------------------------------------------------------------
+@lru_cache(maxsize=8192)
+def _fold(ch: str) -> str:
+    """What the scanner reads for one non-ASCII character."""
+    code = ord(ch)
+    if code in _TAGS:
+        return chr(code - 0xE0000)
+    if unicodedata.category(ch) == "Cf":
+        return ""
+    return unicodedata.normalize("NFKC", ch)
+
+
+def normalized(seg: TextSegment, has_cf: bool) -> TextSegment | None:
+    """`<loc>#normalized`: Cf characters removed (tags read as ASCII) and compatibility forms folded."""
+    text = seg.text
+    if not has_cf and unicodedata.is_normalized("NFKC", text):
+        return None
+    b = _Builder()
+    pos = 0
+    for m in _NON_ASCII.finditer(text):
+        run = m.group()
+        if _CF.search(run) is None and unicodedata.is_normalized("NFKC", run):
+            continue
+        for k, ch in enumerate(run):
+            new = _fold(ch)
+            if new != ch:
+                o = m.start() + k
+                b.copy(text, pos, o)
+                b.replace(new, o)
+                pos = o + 1
+    if not b.changed:
+        return None
+    b.copy(text, pos, len(text))
+    out = _Derived(seg.location + "#normalized", "unicode")
+    out.add(b.text(), b, seg.location, 0, len(text))
+    return out.segment()
+
+
+# -- base64 runs ----------------------------------------------------------------------------------------
+def _as_text(raw: bytes) -> str | None:
+    """Decoded bytes that are text (UTF-8 without control characters other than tab and newlines)."""
+    if len(raw) < BASE64_MIN_RUN * 3 // 4 or _CONTROL.search(raw) is not None:
+        return None
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
+def base64_decoded(seg: TextSegment, data: bytes, starts: Sequence[int], budget: _Budget) -> TextSegment | None:
+    """`<loc>#base64`: the base64 runs of a text (`data` its UTF-8, `starts` byte offsets where runs may start)
+    that decode to text; each run is one opaque piece: a finding in it covers the whole run."""
+    out = _Derived(seg.location + "#base64", "base64")
+    ascii_text = len(data) == len(seg.text)
+    last_end = -1
+    for start in starts:
+        if start < last_end:
+            continue
+        if budget.runs <= 0 or budget.bytes <= 0:
+            break
+        end = _run_end(data, start)
+        last_end = end
+        length = end - start
+        if length > BASE64_MAX_RUN or len(data[start:end].rstrip(b"=")) % 4 == 1:
+            continue
+        budget.runs -= 1
+        budget.bytes -= length * 3 // 4
+        raw = b64decode(data[start:end].decode("ascii"))
+        text = _as_text(raw) if raw is not None else None
+        if text is None:
+            continue
+        if ascii_text:
+            cs, ce = start, end
+        else:
+            cs = len(data[:start].decode("utf-8", "surrogatepass"))
+            ce = cs + length
+        out.add(text, None, seg.location, cs, ce)
+    return out.segment()
+
+
+def _run_end(data: bytes, start: int) -> int:
+    """End of the base64 run starting at `start` (padding included)."""
+    m = _B64_BYTES.match(data, start)
+    return m.end() if m else start
+
+
+_B64_BYTES = re.compile(rb"[A-Za-z0-9+/_-]*={0,2}")
+
+
+# -- adjacent text blocks --------------------------------------------------------------------------------
+def joined(location: str, blocks: Sequence[TextSegment]) -> TextSegment | None:
+    """`<run>#joined`: consecutive text blocks as the provider reads them, one after the other; long blocks
+    contribute only JOIN_WINDOW characters at each boundary. Only findings across a boundary are new."""
+    if len(blocks) < 2:
+        return None
+    parts: list[str] = []
+    pieces: list[Piece] = []
+    size = 0
+    last = len(blocks) - 1
+    for i, seg in enumerate(blocks):
+        n = len(seg.text)
+        lo = 0 if i > 0 else max(0, n - JOIN_WINDOW)
+        hi = n if i < last else min(n, JOIN_WINDOW)
+        spans = [(lo, hi)] if hi - lo <= 2 * JOIN_WINDOW else [(lo, lo + JOIN_WINDOW), (hi - JOIN_WINDOW, hi)]
+        for k, (a, z) in enumerate(spans):
+            if k:
+                parts.append(_CUT)
+                size += len(_CUT)
+            pieces.append(Piece(size, z - a, seg.location, a, z, ((0, a),)))
+            parts.append(seg.text[a:z])
+            size += z - a
+    return TextSegment(location + "#joined", "".join(parts), "joined", Origin(tuple(pieces), across=True))
+
+
+# -- all of them -------------------------------------------------------------------------------------------
+def derived(segments: Sequence[TextSegment], runs: Sequence[tuple[str, Sequence[TextSegment]]] = ()) -> list[TextSegment]:
+    """Derived copies of `segments` (those sent as is) and of the block runs `runs` ((location, blocks))."""
+    out: list[TextSegment] = []
+    budget = _Budget(BASE64_MAX_RUNS, BASE64_MAX_BYTES)
+    scratch = _scratch()
+    decoded_already = {s.origin.pieces[0].location for s in segments if s.origin and s.decoded == "percent"}
+    for seg in segments:
+        if seg.origin is not None or not seg.text:
+            continue
+        text = seg.text
+        if "%" in text and seg.location not in decoded_already:
+            extra = percent_decoded(seg)
+            if extra is not None:
+                out.append(extra)
+        data = text.encode("utf-8", "surrogatepass")
+        found: list[tuple[int, int]] = []
+
+        def on_match(rule: int, _from: int, to: int, _flags: int, _ctx: object) -> None:
+            found.append((rule, to))  # noqa: B023 - consumed before the next segment
+
+        _DB.scan(data, match_event_handler=on_match, scratch=scratch)
+        has_cf = any(rule == _CF_ID for rule, _ in found)
+        if not text.isascii():
+            extra = normalized(seg, has_cf)
+            if extra is not None:
+                out.append(extra)
+        starts = [to - BASE64_MIN_RUN for rule, to in found if rule == _B64_ID]
+        if starts:
+            extra = base64_decoded(seg, data, sorted(starts), budget)
+            if extra is not None:
+                out.append(extra)
+    for location, blocks in runs:
+        extra = joined(location, blocks)
+        if extra is not None:
+            out.append(extra)
+    return out
