@@ -114,15 +114,28 @@ class TextSegment:
     origin: Origin | None = None
 
 
+ROAD_LOCATIONS = ("path", "query.", "query[", "headers.", "headers[")  # request parts outside the body
+
+
+def is_road(location: str) -> bool:
+    """A location outside the body: the URL path, a query parameter or a header (or a decoded copy of one)."""
+    return location.startswith(ROAD_LOCATIONS)
+
+
 @dataclass(frozen=True, slots=True)
 class ParsedRequest:
     provider: str  # openai | anthropic | gemini | bedrock | azure | mistral | groq | raw
     api: str  # e.g. "openai.chat", "anthropic.messages", "raw"
     model: str | None
-    segments: tuple[TextSegment, ...]
+    segments: tuple[TextSegment, ...]  # everything scanned: body text, path/query/headers, derived copies
     max_output_tokens: int | None = None
     image_count: int = 0
     stream: bool = False
+
+    def prompt_segments(self) -> tuple[TextSegment, ...]:
+        """The body text as sent, the model's prompt: no derived copies (they repeat it), no path, query or
+        headers. What token counts and prompt logs should read."""
+        return tuple(s for s in self.segments if s.origin is None and not is_road(s.location))
 
 
 @dataclass(frozen=True, slots=True)

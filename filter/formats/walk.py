@@ -73,6 +73,14 @@ _TEXT_TYPES = _words(
 )
 
 
+# Top-level body fields named like the request's own parts (roads.py) are located under `$.` instead.
+_ROAD_NAMES = frozenset({"path", "query", "headers"})
+
+
+def _top(key: str) -> str:
+    return f"$.{key}" if key in _ROAD_NAMES else key
+
+
 def plain_key(key: str) -> bool:
     """Whether a key may be spelled in a location (it reads like a field name, not like a token)."""
     if not _PLAIN_KEY.fullmatch(key):
@@ -86,13 +94,13 @@ def plain_key(key: str) -> bool:
 def child(loc: str, key: str, index: int) -> str:
     """Location of member `key` (the `index`-th member) of the object at `loc`."""
     if plain_key(key):
-        return f"{loc}.{key}" if loc else key
+        return f"{loc}.{key}" if loc else _top(key)
     return f"{loc}[#{index}]"
 
 
 def field(loc: str, key: str) -> str:
     """Location of a known field."""
-    return f"{loc}.{key}" if loc else key
+    return f"{loc}.{key}" if loc else _top(key)
 
 
 def as_int(value: JSON) -> int | None:
@@ -271,7 +279,7 @@ class Walker:
                         label = labels.get(k)
                         if label is None:
                             label = labels[k] = plain_key(k)
-                        children.append(((f"{loc}.{k}" if loc else k) if label else f"{loc}[#{i}]", x))
+                        children.append(((f"{loc}.{k}" if loc else _top(k)) if label else f"{loc}[#{i}]", x))
                 if notable:
                     self.text(f"{loc or '$'}#keys", "\n".join(notable))
                 children.reverse()

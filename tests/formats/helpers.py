@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from filter.formats import DecodeLimits, parse
-from filter.model import Envelope, ParsedRequest
+from filter.model import Envelope, ParsedRequest, is_road
 
 
 def envelope(
@@ -23,14 +23,6 @@ def parsed(
     path: str, body: Any, headers: dict[str, str] | None = None, limits: DecodeLimits | None = None
 ) -> ParsedRequest:
     return parse(envelope(path, body, headers), limits or DecodeLimits())
-
-
-ROADS = ("path", "query.", "query[", "headers.", "headers[")
-
-
-def is_road(location: str) -> bool:
-    """A segment from outside the body (path, query parameter, header) or a decoded copy of one."""
-    return location.startswith(ROADS)
 
 
 def segments(result: ParsedRequest, roads: bool = False) -> dict[str, str]:

@@ -82,3 +82,23 @@ def test_gemini_key_parameter_is_its_credential_elsewhere_it_is_scanned() -> Non
 def test_a_header_provider_cannot_widen_what_is_skipped() -> None:
     found = roads("/v1/chat/completions", {"x-llm-provider": "azure", "api-key": "value"})
     assert found["headers.api-key"] == "value"
+
+
+def test_body_fields_named_like_the_roads_do_not_collide_with_them() -> None:
+    body = {"messages": [{"role": "user", "content": "hi"}], "path": "/x", "headers": {"a": "b"}, "query": "q"}
+    found = segments(parsed("/v1/chat/completions?q=1", body, {"user-agent": "u"}), roads=True)
+    assert found["$.path"] == "/x" and found["$.headers.a"] == "b" and found["$.query"] == "q"
+    assert found["path"] == "/v1/chat/completions" and found["query.q"] == "1"
+
+
+def test_prompt_segments_are_the_body_text_as_sent() -> None:
+    text = "id: A\u200bK " + "%41" * 3
+    result = parsed("/v1/chat/completions?q=1", {"messages": [{"role": "user", "content": text}]}, {"x-note": "n"})
+    assert {s.location for s in result.segments} >= {
+        "messages[0].content#normalized",
+        "messages[0].content#urldecoded",
+        "path",
+        "query.q",
+        "headers.x-note",
+    }
+    assert [s.location for s in result.prompt_segments()] == ["messages[0].content"]
