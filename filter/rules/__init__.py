@@ -79,10 +79,16 @@ def build_ruleset(
             first[rule.id] = rule
             kept.append(rule)
         kept_packs.append(replace(pack, rules=tuple(kept)))
-    ruleset, compile_errors = _compile(kept_packs, fingerprint, known_fingerprints)
-    errors += compile_errors
-    if ruleset is not None:
-        errors += ruleset.check_examples()
+    where = next((p.file for p in kept_packs if p.rules), "-")
+    try:
+        ruleset, compile_errors = _compile(kept_packs, fingerprint, known_fingerprints)
+        errors += compile_errors
+        if ruleset is not None:
+            errors += ruleset.check_examples()
+    except RulePackError as e:
+        return None, [*errors, e]
+    except Exception as e:  # noqa: BLE001 - a pack must never crash the loader: report it like any pack problem
+        return None, [*errors, RulePackError(where, 0, "-", f"cannot load the rule set: {type(e).__name__}: {e}")]
     return ruleset, errors
 
 

@@ -50,9 +50,10 @@ from typing import Any
 
 from filter.errors import ConfigImportError, RulePackError, RulePackErrors
 from filter.rules import Fingerprinter, build_ruleset, parse_pack
-from filter.rules.gitleaks.convert import FORMATS, KEBAB, Converted, Importer, Report, kebab
+from filter.rules.gitleaks.convert import FORMATS, Converted, Importer, Report, kebab
 from filter.rules.gitleaks.output import pack_yaml
 from filter.rules.gitleaks.re2 import BRACE, HEX, LAZY, QUOTED, UNGREEDY, VTAB, Adapted, adapt_pattern
+from filter.rules.pack import ID as KEBAB
 from filter.rules.pack import hyperscan_error
 from filter.rules.pack import pattern_error as regex_error
 

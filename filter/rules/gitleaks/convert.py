@@ -22,7 +22,6 @@ from filter.rules.pack import pattern_error as regex_error
 from filter.rules.validators import not_placeholder, shannon_entropy
 
 FORMATS = ("gitleaks",)
-KEBAB = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 _ATTEMPTS = 12  # seeds tried per rule for a verified example pair
 
 
