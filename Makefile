@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 LISTEN ?= 127.0.0.1:9001
 CONFIG ?=
 
-.PHONY: install test lint run serve bench clean quality e2e-agent
+.PHONY: install test lint run serve bench clean quality e2e-agent soak
 
 install: $(STAMP)
 
@@ -55,6 +55,11 @@ e2e-agent: install
 	  npm install --no-audit --no-fund --prefix var/claude-code @anthropic-ai/claude-code
 	var/claude-code/node_modules/.bin/claude --version
 	CLAUDE_CODE_BIN=$(CURDIR)/var/claude-code/node_modules/.bin/claude $(BIN)/python -m pytest -q tests/agent/e2e_claude_code.py
+
+# Envoy's memory bound at production size: 50 concurrent 15 MiB prompts against a stalled filter, the 640 MiB
+# heap bound, two workers; Envoy must stay inside its 1 GiB pod limit (tests/e2e/test_envoy_memory.py, ~15 s).
+soak: install
+	LLM_GATEWAY_SOAK=1 $(BIN)/python -m pytest -q tests/e2e/test_envoy_memory.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
