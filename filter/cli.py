@@ -182,10 +182,22 @@ def _check_port(address: str, what: str) -> None:
             raise CannotRun(f"cannot listen on {address} ({what}): {e.strerror or e}") from None
 
 
+def _token_encoding(settings: Settings) -> Any:
+    """The token encoding, or a config error naming `token_encoding_file` (tiktoken raises plain ValueErrors)."""
+    from filter.tokens import load_encoding
+
+    try:
+        return load_encoding(settings.token_encoding_file)
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"token_encoding_file {settings.token_encoding_file}: cannot load: {e}") from None
+
+
 def _serve(args: argparse.Namespace) -> int:
     from filter.server.app import serve, worker_addresses
 
     settings = _settings(args)
+    if settings.token_encoding_file:
+        _token_encoding(settings)  # each worker loads it again; fail here with one line instead
     host = settings.listen.rpartition(":")[0]
     for i, address in enumerate(worker_addresses(settings.listen, settings.workers)):
         _check_port(address, "--listen" if i == 0 else f"--listen of worker {i + 1}")
@@ -235,7 +247,7 @@ def infer_provider(body: bytes) -> str | None:
 def _scan(args: argparse.Namespace) -> int:
     from filter.pipeline import evaluate
     from filter.runtime import Runtime
-    from filter.tokens import TokenCounter, load_encoding
+    from filter.tokens import TokenCounter
 
     settings = _settings(args)
     body = _read_body(args.file)
@@ -250,7 +262,7 @@ def _scan(args: argparse.Namespace) -> int:
         headers["content-encoding"] = args.content_encoding
     # One-shot: a random key only makes fingerprints differ between runs, which is no reason to warn.
     runtime = Runtime(args.config, settings, warn_random_key=False)
-    counter = TokenCounter(load_encoding(settings.token_encoding_file))
+    counter = TokenCounter(_token_encoding(settings))
     decision = evaluate(Envelope("POST", path, headers, body), runtime.current, counter).decision
     print(json.dumps({
         "decision": decision.verdict.value,

@@ -237,3 +237,27 @@ def test_serve_with_a_bad_pack_exits_2_with_the_pack_error(tmp_path: Path) -> No
     out = cli("serve", "--config", str(cfg), "--listen", f"127.0.0.1:{free_port()}", "--metrics-port", "0")
     assert out.returncode == 2
     assert out.stderr.decode().strip() == f"{mine}:7: -: YAML tags are not allowed (tag:yaml.org,2002:python/name:os.system)"
+
+
+def test_a_bad_token_encoding_file_is_a_config_error(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("token_encoding_file: vocab.tiktoken\n")
+    (tmp_path / "vocab.tiktoken").write_text("not base64 rank\n")
+    out = cli("scan", "-", "--config", str(cfg), stdin=b"hi")
+    assert out.returncode == 2
+    assert out.stderr.decode().startswith(f"error: token_encoding_file {tmp_path / 'vocab.tiktoken'}: cannot load: ")
+    assert len(out.stderr.decode().strip().splitlines()) == 1
+
+
+def test_an_unexpected_error_is_one_line_unless_debug(monkeypatch: pytest.MonkeyPatch,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    from filter import cli as cli_module
+
+    def boom(_args: object) -> int:
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(cli_module, "_scan", boom)
+    assert cli_module.main(["scan", "-"]) == 3
+    assert capsys.readouterr().err == "error: unexpected RuntimeError: disk on fire (run with --debug for the traceback)\n"
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        cli_module.main(["scan", "-", "--debug"])
