@@ -1,4 +1,8 @@
-"""One JSON audit record per decision. Names rules, locations and fingerprints — never matched text."""
+"""One JSON audit record per decision. Names rules, locations and fingerprints — never matched text.
+
+The decision's client strings (model, identity, finding locations) are masked when it is made; the path and
+the prompt are masked here by the request's Redactor, so no field spells a found value.
+"""
 
 from __future__ import annotations
 
@@ -9,25 +13,12 @@ import time
 from typing import IO, Any
 
 from filter.model import Decision, ParsedRequest
-
-
-def mask_segments(parsed: ParsedRequest, decision: Decision) -> list[dict[str, str]]:
-    """LOG_PROMPTS=full: the prompt with every finding replaced by [REDACTED:rule-id]."""
-    by_location: dict[str, list[tuple[int, int, str]]] = {}
-    for f in decision.findings:
-        by_location.setdefault(f.location, []).append((f.start, f.end, f.rule_id))
-    out = []
-    for seg in parsed.segments:
-        text = seg.text
-        spans = sorted(by_location.get(seg.location, []), reverse=True)
-        for start, end, rule in spans:
-            text = text[:start] + f"[REDACTED:{rule}]" + text[end:]
-        out.append({"location": seg.location, "text": text})
-    return out
+from filter.redact import Redactor
 
 
 def audit_record(decision: Decision, parsed: ParsedRequest | None, latency_ms: float, log_prompts: str,
-                 path: str = "", method: str = "") -> dict[str, Any]:
+                 path: str = "", method: str = "", redactor: Redactor | None = None) -> dict[str, Any]:
+    redactor = redactor or Redactor()
     ident = decision.identity
     now = time.time()
     record: dict[str, Any] = {
@@ -42,7 +33,7 @@ def audit_record(decision: Decision, parsed: ParsedRequest | None, latency_ms: f
         "api": decision.api,
         "model": decision.model,
         "method": method,
-        "path": path,
+        "path": redactor.path(path),
         "body_bytes": decision.body_bytes,
         "prompt_tokens": decision.prompt_tokens,
         "findings": [f.to_dict() for f in decision.findings],
@@ -52,7 +43,7 @@ def audit_record(decision: Decision, parsed: ParsedRequest | None, latency_ms: f
     if log_prompts == "none":  # no trace of where in the prompt anything was: rule ids only
         record["findings"] = [{"rule": f.rule_id, "category": f.category.value} for f in decision.findings]
     if log_prompts == "full" and parsed is not None:
-        record["prompt"] = mask_segments(parsed, decision)
+        record["prompt"] = redactor.prompt(parsed.segments)
     return record
 
 
@@ -70,8 +61,8 @@ class AuditLog:
             self._stream = open(path, "a", encoding="utf-8", buffering=1)  # noqa: SIM115 - lives with the server
 
     def record(self, decision: Decision, parsed: ParsedRequest | None, latency_ms: float,
-               path: str = "", method: str = "") -> None:
-        line = json.dumps(audit_record(decision, parsed, latency_ms, self.log_prompts, path, method),
+               path: str = "", method: str = "", redactor: Redactor | None = None) -> None:
+        line = json.dumps(audit_record(decision, parsed, latency_ms, self.log_prompts, path, method, redactor),
                           separators=(",", ":"))
         with self._lock:
             self._stream.write(line + "\n")

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import itertools
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
+from urllib.parse import unquote
 
 from filter import formats
 from filter.errors import RequestError
-from filter.formats.limits import check_work
-from filter.model import Decision, Envelope, Identity, ParsedRequest
+from filter.headers import IDENTITY
+from filter.model import Decision, Envelope, Identity, ParsedRequest, TextSegment
 from filter.policy import decide, refuse
+from filter.redact import Redactor
 from filter.runtime import Snapshot
 from filter.tokens import TokenCounter
 
@@ -25,10 +27,25 @@ def new_decision_id() -> str:
 
 @dataclass(frozen=True, slots=True)
 class Evaluation:
-    """One request's outcome: the decision, and what was parsed (None when the body was refused unparsed)."""
+    """One request's outcome: the decision (every client string in it masked), what was parsed (None when the
+    body was refused unparsed), and the redactor that masks whatever else is written out about it."""
 
     decision: Decision
     parsed: ParsedRequest | None
+    redactor: Redactor = field(default_factory=Redactor)
+
+
+def outer_segments(envelope: Envelope) -> tuple[TextSegment, ...]:
+    """The client text outside the body that the filter writes out: the path (no query) and identity headers."""
+    segments = [TextSegment("path", unquote(envelope.path.split("?", 1)[0], errors="replace"))]
+    segments += [TextSegment(f"headers.{h}", v) for h in IDENTITY.values() if (v := envelope.headers.get(h))]
+    return tuple(segments)
+
+
+def outer_redactor(envelope: Envelope, snapshot: Snapshot) -> Redactor:
+    """For a request whose body was not scanned: masks what the rules find in its path and identity headers."""
+    outer = outer_segments(envelope)
+    return Redactor.build(outer, snapshot.ruleset.scan(outer))
 
 
 def evaluate(
@@ -44,17 +61,23 @@ def evaluate(
     settings = snapshot.settings
     try:
         parsed = formats.parse(envelope, settings.limits)
-        check_work("rule scan")  # the Check's CPU time and Envoy's deadline (filter.formats.limits)
     except RequestError as e:
+        redactor = outer_redactor(envelope, snapshot)
         return Evaluation(refuse(
             e.http_status, e.reason, e.message, decision_id=decision_id,
-            provider=formats.detect_provider(envelope), identity=identity, body_bytes=len(envelope.body),
-            pack_digest=snapshot.ruleset.digest,
-        ), None)  # fmt: skip
-    findings = snapshot.ruleset.scan(parsed.segments)
+            provider=formats.detect_provider(envelope), identity=redactor.identity(identity),
+            body_bytes=len(envelope.body), pack_digest=snapshot.ruleset.digest,
+        ), None, redactor)  # fmt: skip
+    # The path and identity headers are client text too, and written out (audit, metadata): scanned like the body,
+    # unless the parser already reports them as segments.
+    outer = () if any(s.location == "path" for s in parsed.segments) else outer_segments(envelope)
+    segments = (*parsed.segments, *outer)
+    findings = snapshot.ruleset.scan(segments)
+    redactor = Redactor.build(segments, findings)
     tokens = counter.count(parsed.segments, settings.policy.max_prompt_tokens)
     decision = decide(
-        parsed, findings, tokens, settings.policy, decision_id=decision_id, identity=identity,
+        replace(parsed, model=redactor.mask_optional(parsed.model)), [redactor.finding(f) for f in findings],
+        tokens, settings.policy, decision_id=decision_id, identity=redactor.identity(identity),
         pack_digest=snapshot.ruleset.digest, body_bytes=len(envelope.body),
     )  # fmt: skip
-    return Evaluation(decision, parsed)
+    return Evaluation(decision, parsed, redactor)

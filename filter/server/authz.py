@@ -12,14 +12,13 @@ from google.protobuf import json_format
 
 from filter import formats
 from filter.audit import AuditLog
-from filter.errors import DeadlineExceeded, Overloaded
 from filter.identity import identify
 from filter.model import Envelope
-from filter.pipeline import evaluate, new_decision_id
+from filter.pipeline import Evaluation, evaluate, new_decision_id, outer_redactor
 from filter.policy import refuse
 from filter.reasons import Reason
-from filter.runtime import Runtime
-from filter.server.admission import Admission, with_retry_after
+from filter.redact import MASK, Redactor
+from filter.runtime import Runtime, Snapshot
 from filter.server.response import to_check_response
 from filter.telemetry import Telemetry
 from filter.tokens import TokenCounter
@@ -33,8 +32,7 @@ def read_envelope(request: external_auth_pb2.CheckRequest) -> Envelope:
     headers = {k.lower(): v for k, v in http.headers.items()}
     for h in http.header_map.headers:  # Envoy's encode_raw_headers form
         headers[h.key.lower()] = h.raw_value.decode("utf-8", "replace") if h.raw_value else h.value
-    # Read the field once: each access copies it out of the message (16 MiB at the limit).
-    body = http.raw_body or http.body.encode("utf-8", "surrogatepass")
+    body = http.raw_body if http.raw_body else http.body.encode("utf-8", "surrogatepass")
     return Envelope(
         method=http.method or "POST",
         path=http.path or "/",
@@ -62,36 +60,40 @@ class AuthorizationServicer(external_auth_pb2_grpc.AuthorizationServicer):  # ty
         self.counter = counter
         self.audit = audit
         self.telemetry = telemetry
-        self.admission = Admission()  # this worker's in-flight byte budget, shared by its Check threads
 
     def Check(self, request: external_auth_pb2.CheckRequest, context: grpc.ServicerContext) -> external_auth_pb2.CheckResponse:  # noqa: N802
         started = time.perf_counter()
         snapshot = self.runtime.current  # read once: a reload mid-request does not mix rule sets
         decision_id = new_decision_id()
         envelope = read_envelope(request)
-        parsed = None
         try:
             identity = identify(envelope.headers, jwt_claims(request), snapshot.settings.policy.trust_identity_headers)
-            # Bounded work: a byte budget per worker, CPU seconds and Envoy's deadline per Check (admission.py).
-            with self.admission.admit(len(envelope.body), snapshot.settings.limits, context.time_remaining()):
-                outcome = evaluate(envelope, snapshot, self.counter, identity, decision_id)
-            decision, parsed = outcome.decision, outcome.parsed
-        except (Overloaded, DeadlineExceeded) as e:  # not admitted: answered at once, 503
-            decision = refuse(e.http_status, e.reason, e.message, decision_id=decision_id,
-                              provider=formats.detect_provider(envelope), identity=identify({}, None, False),
-                              body_bytes=len(envelope.body), pack_digest=snapshot.ruleset.digest)
+            outcome = evaluate(envelope, snapshot, self.counter, identity, decision_id)
+            redactor: Redactor | None = outcome.redactor
         except Exception:  # fail closed: any bug answers a deny, never an allow, never a hang
             log.exception("check %s failed", decision_id)
-            decision = refuse(503, Reason.INTERNAL_ERROR, "The content filter failed on this request.",
-                              decision_id=decision_id, provider=formats.detect_provider(envelope),
-                              identity=identify({}, None, False), body_bytes=len(envelope.body),
-                              pack_digest=snapshot.ruleset.digest)
-        decision = with_retry_after(decision)
+            outcome = Evaluation(refuse(
+                503, Reason.INTERNAL_ERROR, "The content filter failed on this request.", decision_id=decision_id,
+                provider=formats.detect_provider(envelope), identity=identify({}, None, False),
+                body_bytes=len(envelope.body), pack_digest=snapshot.ruleset.digest,
+            ), None)  # fmt: skip
+            redactor = _fallback_redactor(envelope, snapshot)
+        decision = outcome.decision
+        # The query string can carry a provider key (Gemini `?key=`): only the path is written out, masked.
+        path = redactor.path(envelope.path) if redactor is not None else MASK
         latency_ms = (time.perf_counter() - started) * 1000
         try:
-            # The query string can carry a provider key (Gemini `?key=`): the audit keeps the path only.
-            self.audit.record(decision, parsed, latency_ms, envelope.path.split("?", 1)[0], envelope.method)
+            self.audit.record(decision, outcome.parsed, latency_ms, path, envelope.method, redactor)
             self.telemetry.observe(decision, latency_ms)
         except Exception:
             log.exception("audit of %s failed", decision_id)
-        return to_check_response(decision)
+        return to_check_response(decision, path)
+
+
+def _fallback_redactor(envelope: Envelope, snapshot: Snapshot) -> Redactor | None:
+    """After a failed check: mask what the rules find in the path; None (write no path) if that fails too."""
+    try:
+        return outer_redactor(envelope, snapshot)
+    except Exception:
+        log.exception("scanning the path of a failed check failed")
+        return None

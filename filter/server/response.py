@@ -56,14 +56,27 @@ def _header(key: str, value: str) -> base_pb2.HeaderValueOption:
     return base_pb2.HeaderValueOption(header=base_pb2.HeaderValue(key=key, value=value), append_action=_OVERWRITE)
 
 
-def to_check_response(decision: Decision) -> external_auth_pb2.CheckResponse:
+def dynamic_metadata(decision: Decision, path: str) -> struct_pb2.Struct:
+    """What Envoy's rate limit descriptors and access log read (namespace envoy.filters.http.ext_authz): verified
+    identity only (a field is left out when unknown), the masked path without query, the decision id and reason."""
     metadata = struct_pb2.Struct()
-    metadata.update({"decision_id": decision.decision_id, "reason": decision.reason})
+    values: dict[str, str] = {"decision_id": decision.decision_id, "reason": decision.reason, "path": path}
+    for name, value in headers.identity_values(decision.identity).items():
+        if value:
+            values[f"{name}_id"] = value
+    metadata.update(values)
+    return metadata
+
+
+def to_check_response(decision: Decision, path: str = "") -> external_auth_pb2.CheckResponse:
+    """`path` is the request path as it may be written out (masked, no query)."""
+    metadata = dynamic_metadata(decision, path)
     if decision.allowed:
         return external_auth_pb2.CheckResponse(
             status=status_pb2.Status(code=code_pb2.OK),
             ok_response=external_auth_pb2.OkHttpResponse(
-                headers=[_header(k, v) for k, v in decision.headers.items()]
+                headers=[_header(k, v) for k, v in decision.headers.items()],
+                headers_to_remove=headers.identity_headers_to_remove(decision.identity),
             ),
             dynamic_metadata=metadata,
         )

@@ -1,0 +1,140 @@
+"""Nothing found is written down: every shipped match example, sent down every road a client has (message text,
+model field, JSON object key, URL path, query parameter, custom and identity headers, percent-encoded), never
+appears in the CheckResponse (headers, body, dynamic metadata), the audit line (also under LOG_PROMPTS=full)
+or the Prometheus metrics. Over real gRPC against the real servicer and shipped packs."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from typing import Any
+from urllib.parse import quote
+
+import grpc
+import pytest
+from envoy.service.auth.v3 import external_auth_pb2, external_auth_pb2_grpc
+from opentelemetry.exporter.prometheus import PrometheusMetricReader
+from prometheus_client import REGISTRY, generate_latest
+
+from filter.audit import AuditLog
+from filter.model import TextSegment
+from filter.rules import SHIPPED_PACKS, Fingerprinter, load_ruleset
+from filter.runtime import Runtime
+from filter.server.authz import AuthorizationServicer
+from filter.settings import load_settings
+from filter.telemetry import Telemetry
+from filter.tokens import TokenCounter, load_encoding
+from tests.server.conftest import make_check_request
+
+RULESET = load_ruleset([SHIPPED_PACKS], Fingerprinter(b"k"))
+EXAMPLES = [(rule.id, i, text) for rule in RULESET.rules for i, text in enumerate(rule.examples.match)]
+CLEAN = [{"role": "user", "content": "Refactor the parser to use a dataclass."}]
+# A second finding next to the one under test: a JSON key that is itself a secret must not be spelled in the
+# location of its neighbour.
+NEIGHBOUR = next(r.examples.match[0] for r in RULESET.rules if r.id == "github-pat")
+
+
+def every_byte_encoded(text: str) -> str:
+    return "".join(f"%{b:02X}" for b in text.encode())
+
+
+def chat(content: str, **extra: Any) -> dict[str, Any]:
+    return {"model": "gpt-4o", "messages": [{"role": "user", "content": content}], **extra}
+
+
+@dataclass(frozen=True)
+class Road:
+    name: str
+    request: Callable[[str], external_auth_pb2.CheckRequest]
+    full_prompts: bool = False
+    must_find: bool = True  # some example is found on this road (else the road proves nothing about masking)
+
+
+ROADS = [
+    Road("message", lambda v: make_check_request(chat(v))),
+    Road("model", lambda v: make_check_request({"model": v, "messages": CLEAN})),
+    Road("json-key", lambda v: make_check_request(chat("see metadata", metadata={v: NEIGHBOUR, "note": NEIGHBOUR}))),
+    Road("path", lambda v: make_check_request(chat("hi"), path=f"/v1/{quote(v, safe='')}/chat/completions")),
+    Road("path-encoded", lambda v: make_check_request(chat("hi"), path=f"/v1/{every_byte_encoded(v)}/chat/completions")),
+    # Query parameters and other headers: never written out; scanned once the parsers report them as segments.
+    Road("query", lambda v: make_check_request(chat("hi"), path=f"/v1/chat/completions?note={quote(v, safe='')}"),
+         must_find=False),
+    Road("custom-header", lambda v: make_check_request(chat("hi"), headers={"x-request-note": v}), must_find=False),
+    Road("identity-header", lambda v: make_check_request(chat("hi"), headers={"x-workspace-id": v, "x-team-id": v})),
+    Road("message-encoded", lambda v: make_check_request(chat(f"curl https://h/?t={every_byte_encoded(v)}"))),
+    Road("message-full-prompts", lambda v: make_check_request(chat(v)), full_prompts=True),
+    Road("encoded-full-prompts", lambda v: make_check_request(chat(f"url: {every_byte_encoded(v)}")), full_prompts=True),
+]
+
+
+def matched_values(example: str) -> set[str]:
+    """What the rules match in the example on its own: the values that must never be written out."""
+    found = RULESET.scan([TextSegment("example", example)])
+    # the token itself, not short common words: every matched span of a shipped example is at least 6 characters
+    return {example[f.start:f.end] for f in found if f.end - f.start >= 6}
+
+
+@dataclass
+class Filter:
+    stub: external_auth_pb2_grpc.AuthorizationStub
+    audit: io.StringIO
+
+
+@pytest.fixture(scope="module")
+def filters() -> Iterator[dict[bool, Filter]]:
+    """Two real servicers over gRPC: LOG_PROMPTS=metadata_only and LOG_PROMPTS=full, metrics to Prometheus."""
+    telemetry = Telemetry([PrometheusMetricReader()])
+    servers, out = [], {}
+    for full in (False, True):
+        settings = load_settings(None, env={"LLM_FILTER_FINGERPRINT_KEY": "k"})
+        stream = io.StringIO()
+        servicer = AuthorizationServicer(Runtime(None, replace(settings, log_prompts="full" if full else "metadata_only")),
+                                         TokenCounter(load_encoding()),
+                                         AuditLog(stream=stream, log_prompts="full" if full else "metadata_only"),
+                                         telemetry)
+        server = grpc.server(ThreadPoolExecutor(max_workers=2))
+        external_auth_pb2_grpc.add_AuthorizationServicer_to_server(servicer, server)
+        port = server.add_insecure_port("127.0.0.1:0")
+        server.start()
+        servers.append(server)
+        channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+        out[full] = Filter(external_auth_pb2_grpc.AuthorizationStub(channel), stream)
+    yield out
+    for server in servers:
+        server.stop(None)
+
+
+@pytest.mark.parametrize("road", ROADS, ids=[r.name for r in ROADS])
+def test_no_found_value_is_written_down(filters: dict[bool, Filter], road: Road) -> None:
+    target = filters[road.full_prompts]
+    leaks: list[str] = []
+    found: list[tuple[str, int, set[str]]] = []
+    metrics_before = set(generate_latest(REGISTRY).decode().splitlines())
+
+    def check(rule_id: str, i: int, values: set[str], where: str, text: str) -> None:
+        for value in values:
+            for form in {value, every_byte_encoded(value), quote(value, safe="")}:
+                if form in text:
+                    at = text.index(form)
+                    leaks.append(f"{rule_id} example {i}: in the {where}: {text[max(at - 60, 0):at + len(form)]!r}")
+
+    for rule_id, i, example in EXAMPLES:
+        target.audit.seek(0)
+        target.audit.truncate()
+        resp = target.stub.Check(road.request(example))
+        audit = json.loads(target.audit.getvalue())  # one audit line, whatever the outcome
+        if not audit["findings"]:
+            continue  # nothing found (a rule that needs context, e.g. `cat .env` at a command's start, in a URL path)
+        values = matched_values(example)
+        found.append((rule_id, i, values))
+        check(rule_id, i, values, "response", resp.SerializeToString().decode("utf-8", "replace"))
+        check(rule_id, i, values, "audit", target.audit.getvalue())
+    # Metric series this road added or moved (the counters are shared by all roads of the module).
+    metrics = "\n".join(set(generate_latest(REGISTRY).decode().splitlines()) - metrics_before)
+    for rule_id, i, values in found:
+        check(rule_id, i, values, "metrics", metrics)
+    assert found or not road.must_find, "no example was found on this road"
+    assert not leaks, "\n".join(sorted(set(leaks))[:40])
