@@ -9,6 +9,7 @@ from urllib.parse import unquote
 
 from filter import formats
 from filter.errors import RequestError
+from filter.formats.limits import check_work
 from filter.headers import IDENTITY
 from filter.model import Decision, Envelope, Identity, ParsedRequest, TextSegment
 from filter.policy import decide, refuse
@@ -61,6 +62,7 @@ def evaluate(
     settings = snapshot.settings
     try:
         parsed = formats.parse(envelope, settings.limits)
+        check_work("rule scan")  # the Check's CPU time and Envoy's deadline (filter.formats.limits)
     except RequestError as e:
         redactor = outer_redactor(envelope, snapshot)
         return Evaluation(refuse(

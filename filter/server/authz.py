@@ -12,6 +12,7 @@ from google.protobuf import json_format
 
 from filter import formats
 from filter.audit import AuditLog
+from filter.errors import DeadlineExceeded, Overloaded
 from filter.identity import identify
 from filter.model import Envelope
 from filter.pipeline import Evaluation, evaluate, new_decision_id, outer_redactor
@@ -19,6 +20,7 @@ from filter.policy import refuse
 from filter.reasons import Reason
 from filter.redact import MASK, Redactor
 from filter.runtime import Runtime, Snapshot
+from filter.server.admission import Admission, with_retry_after
 from filter.server.response import to_check_response
 from filter.telemetry import Telemetry
 from filter.tokens import TokenCounter
@@ -32,7 +34,8 @@ def read_envelope(request: external_auth_pb2.CheckRequest) -> Envelope:
     headers = {k.lower(): v for k, v in http.headers.items()}
     for h in http.header_map.headers:  # Envoy's encode_raw_headers form
         headers[h.key.lower()] = h.raw_value.decode("utf-8", "replace") if h.raw_value else h.value
-    body = http.raw_body if http.raw_body else http.body.encode("utf-8", "surrogatepass")
+    # Read the field once: each access copies it out of the message (16 MiB at the limit).
+    body = http.raw_body or http.body.encode("utf-8", "surrogatepass")
     return Envelope(
         method=http.method or "POST",
         path=http.path or "/",
@@ -60,6 +63,7 @@ class AuthorizationServicer(external_auth_pb2_grpc.AuthorizationServicer):  # ty
         self.counter = counter
         self.audit = audit
         self.telemetry = telemetry
+        self.admission = Admission()  # this worker's in-flight byte budget, shared by its Check threads
 
     def Check(self, request: external_auth_pb2.CheckRequest, context: grpc.ServicerContext) -> external_auth_pb2.CheckResponse:  # noqa: N802
         started = time.perf_counter()
@@ -68,8 +72,17 @@ class AuthorizationServicer(external_auth_pb2_grpc.AuthorizationServicer):  # ty
         envelope = read_envelope(request)
         try:
             identity = identify(envelope.headers, jwt_claims(request), snapshot.settings.policy.trust_identity_headers)
-            outcome = evaluate(envelope, snapshot, self.counter, identity, decision_id)
+            # Bounded work: a byte budget per worker, CPU seconds and Envoy's deadline per Check (admission.py).
+            with self.admission.admit(len(envelope.body), snapshot.settings.limits, context.time_remaining()):
+                outcome = evaluate(envelope, snapshot, self.counter, identity, decision_id)
             redactor: Redactor | None = outcome.redactor
+        except (Overloaded, DeadlineExceeded) as e:  # not admitted: answered at once, 503
+            outcome = Evaluation(refuse(
+                e.http_status, e.reason, e.message, decision_id=decision_id,
+                provider=formats.detect_provider(envelope), identity=identify({}, None, False),
+                body_bytes=len(envelope.body), pack_digest=snapshot.ruleset.digest,
+            ), None)  # fmt: skip
+            redactor = _fallback_redactor(envelope, snapshot)
         except Exception:  # fail closed: any bug answers a deny, never an allow, never a hang
             log.exception("check %s failed", decision_id)
             outcome = Evaluation(refuse(
@@ -78,7 +91,7 @@ class AuthorizationServicer(external_auth_pb2_grpc.AuthorizationServicer):  # ty
                 body_bytes=len(envelope.body), pack_digest=snapshot.ruleset.digest,
             ), None)  # fmt: skip
             redactor = _fallback_redactor(envelope, snapshot)
-        decision = outcome.decision
+        decision = with_retry_after(outcome.decision)
         # The query string can carry a provider key (Gemini `?key=`): only the path is written out, masked.
         path = redactor.path(envelope.path) if redactor is not None else MASK
         latency_ms = (time.perf_counter() - started) * 1000
