@@ -1,7 +1,8 @@
 """The official `anthropic` SDK through the gateway: real Envoy and the real filter server in front of a fake
 Anthropic API (tests/e2e/clients/sdk_provider.py; the real one cannot be reached from here).
 
-The SDK uses the gateway's provider prefix: base_url http://gateway/anthropic, as ANTHROPIC_BASE_URL would set it.
+The SDK uses the gateway's provider prefix: base_url http://gateway/anthropic, as ANTHROPIC_BASE_URL would set it
+(the clean request also without it: the gateway routes the provider's own paths too).
 Retries are off (max_retries=0), so every error the SDK raises comes from the one request the test made.
 """
 
@@ -17,11 +18,12 @@ from .stack import CLEAN_PROMPT, WORKSPACE_RPM, Leak, avoid_minute_edge, base_ur
 
 pytestmark = pytest.mark.e2e
 
+PREFIX = "/anthropic"  # the gateway's provider prefix
 MODEL = "claude-sonnet-4-5"
 
 
-def client(envoy: EnvoyProcess, **headers: str) -> anthropic.Anthropic:
-    return anthropic.Anthropic(base_url=base_url(envoy, "/anthropic"), api_key="sk-ant-dummy", max_retries=0,
+def client(envoy: EnvoyProcess, prefix: str = PREFIX, **headers: str) -> anthropic.Anthropic:
+    return anthropic.Anthropic(base_url=base_url(envoy, prefix), api_key="sk-ant-dummy", max_retries=0,
                                default_headers=headers or None)  # fmt: skip
 
 
@@ -29,12 +31,13 @@ def ask(sdk: anthropic.Anthropic, text: str = CLEAN_PROMPT) -> anthropic.types.M
     return sdk.messages.create(model=MODEL, max_tokens=64, messages=[{"role": "user", "content": text}])
 
 
-def test_message_is_answered_and_parsed(gateway: EnvoyProcess, upstream: SdkProvider) -> None:
-    message = ask(client(gateway))
+@pytest.mark.parametrize("prefix", [PREFIX, ""], ids=["prefix", "root"])  # root: the provider's own paths
+def test_message_is_answered_and_parsed(gateway: EnvoyProcess, upstream: SdkProvider, prefix: str) -> None:
+    message = ask(client(gateway, prefix))
     assert [block.text for block in message.content if block.type == "text"] == [REPLY]
     assert message.usage.output_tokens > 0
     (sent,) = upstream.requests
-    assert sent.path == "/v1/messages"  # the gateway prefix is not the provider's
+    assert sent.path == "/v1/messages"  # no gateway prefix reaches the provider
     assert sent.headers["x-llm-filter-decision"] == "allow"
     assert sent.json()["messages"][0]["content"] == CLEAN_PROMPT
 

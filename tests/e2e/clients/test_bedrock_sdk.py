@@ -23,14 +23,15 @@ from .stack import CLEAN_PROMPT, WORKSPACE_RPM, Leak, avoid_minute_edge, base_ur
 
 pytestmark = pytest.mark.e2e
 
+PREFIX = "/bedrock"  # the gateway's provider prefix
 MODEL = "anthropic.claude-3-5-sonnet-20240620-v1:0"
 
 
-def client(envoy: EnvoyProcess, **headers: str) -> Any:
+def client(envoy: EnvoyProcess, prefix: str = PREFIX, **headers: str) -> Any:
     sdk = boto3.client(
         "bedrock-runtime",
         region_name="us-east-1",
-        endpoint_url=base_url(envoy, "/bedrock"),
+        endpoint_url=base_url(envoy, prefix),
         aws_access_key_id="dummy-access-key",
         aws_secret_access_key="dummy-secret-key",
         config=Config(retries={"mode": "standard", "total_max_attempts": 1}),
@@ -59,12 +60,13 @@ def error(exc: ClientError) -> tuple[int, str, str, dict[str, str]]:
     return meta["HTTPStatusCode"], str(err.get("Code")), str(err.get("Message")), dict(meta["HTTPHeaders"])
 
 
-def test_converse_is_answered_and_parsed(gateway: EnvoyProcess, upstream: SdkProvider) -> None:
-    answer = ask(client(gateway))
+@pytest.mark.parametrize("prefix", [PREFIX, ""], ids=["prefix", "root"])  # root: the provider's own paths
+def test_converse_is_answered_and_parsed(gateway: EnvoyProcess, upstream: SdkProvider, prefix: str) -> None:
+    answer = ask(client(gateway, prefix))
     assert answer["output"]["message"]["content"] == [{"text": REPLY}]
     assert answer["stopReason"] == "end_turn"
     (sent,) = upstream.requests
-    assert sent.path.startswith("/model/") and sent.path.endswith("/converse")  # the gateway prefix is not AWS's
+    assert sent.path.startswith("/model/") and sent.path.endswith("/converse")  # no gateway prefix reaches AWS
     assert sent.headers["x-llm-filter-decision"] == "allow"
     assert sent.json()["messages"][0]["content"][0]["text"] == CLEAN_PROMPT
     assert "dummy-access-key" not in sent.headers.get("authorization", "")  # the client's own signature stays behind

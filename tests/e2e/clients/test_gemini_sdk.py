@@ -18,11 +18,12 @@ from .stack import CLEAN_PROMPT, WORKSPACE_RPM, Leak, avoid_minute_edge, base_ur
 
 pytestmark = pytest.mark.e2e
 
+PREFIX = "/gemini"  # the gateway's provider prefix
 MODEL = "gemini-2.0-flash"
 
 
-def client(envoy: EnvoyProcess, **headers: str) -> genai.Client:
-    options = types.HttpOptions(base_url=base_url(envoy, "/gemini"), api_version="v1beta", headers=headers or None,
+def client(envoy: EnvoyProcess, prefix: str = PREFIX, **headers: str) -> genai.Client:
+    options = types.HttpOptions(base_url=base_url(envoy, prefix), api_version="v1beta", headers=headers or None,
                                 retry_options=types.HttpRetryOptions(attempts=1))  # fmt: skip
     return genai.Client(api_key="dummy-gemini-key", http_options=options)
 
@@ -36,12 +37,13 @@ def header(exc: errors.APIError, name: str) -> str:
     return str(exc.response.headers[name])
 
 
-def test_generate_content_is_answered_and_parsed(gateway: EnvoyProcess, upstream: SdkProvider) -> None:
-    response = ask(client(gateway))
+@pytest.mark.parametrize("prefix", [PREFIX, ""], ids=["prefix", "root"])  # root: the provider's own paths
+def test_generate_content_is_answered_and_parsed(gateway: EnvoyProcess, upstream: SdkProvider, prefix: str) -> None:
+    response = ask(client(gateway, prefix))
     assert response.text == REPLY
     assert response.usage_metadata is not None and response.usage_metadata.candidates_token_count
     (sent,) = upstream.requests
-    assert sent.path == f"/v1beta/models/{MODEL}:generateContent"  # the gateway prefix is not the provider's
+    assert sent.path == f"/v1beta/models/{MODEL}:generateContent"  # no gateway prefix reaches the provider
     assert sent.headers["x-llm-filter-decision"] == "allow"
     assert sent.json()["contents"][0]["parts"][0]["text"] == CLEAN_PROMPT
 
