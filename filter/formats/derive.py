@@ -9,7 +9,7 @@ encoded run), and masking the original by finding spans hides the value:
   <loc>#normalized  Unicode format characters (category Cf: zero-width, BOM, soft hyphen, bidi controls)
                     removed, tag characters read as the ASCII they stand for, compatibility forms folded
                     (NFKC: `ＡＫＩＡ…` -> `AKIA…`)
-  <loc>#base64      runs of at least BASE64_MIN_RUN base64 characters that decode to text
+  <loc>#base64      runs of at least BASE64_MIN_RUN base64 characters that decode to text (beginning in ASCII)
   <run>#joined      adjacent text blocks of one message (`messages[0].content#joined`): the provider reads
                     them as one text, so a value split across a block boundary is one finding, reported at
                     the first block with the rest in `Finding.also`
@@ -42,7 +42,8 @@ BASE64_MIN_RUN = 24  # characters: shorter runs are words and identifiers (18 by
 BASE64_MAX_RUN = 64 * 1024  # characters: a longer run is a file, not a pasted value (files have fields)
 BASE64_MAX_RUNS = 4096  # runs decoded per request (identifiers and hashes are runs too)
 BASE64_MAX_BYTES = 4 * 1024 * 1024  # bytes decoded per request, text or not
-JOIN_WINDOW = 8 * 1024  # characters either side of a block boundary (longer than any rule's match)
+JOIN_WINDOW = 4 * 1024  # characters either side of a block boundary: a split token, or a PEM key up to ~8 KiB
+NORMALIZE_WINDOW = 1024  # characters copied either side of a changed character (the rest is scanned as sent)
 
 _SEP = "\n"  # between pieces of one derived text
 _CUT = "\n\x00\n"  # where a long block's middle is left out: no pattern spans a NUL between newlines
@@ -65,7 +66,10 @@ _CF_ID, _B64_ID = 0, 1
 def _compile() -> hyperscan.Database:
     db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
     cf = b"|".join(re.escape(c.encode("utf-8")) for c in _CF_CHARS)
-    b64 = rb"(?:^|[^A-Za-z0-9+/_-])[A-Za-z0-9+/_-]{%d}" % BASE64_MIN_RUN
+    # A run start: BASE64_MIN_RUN characters whose every 4-character group begins in [A-Za-f], i.e. encodes
+    # a byte below 0x80: base64 of text that begins in ASCII. Identifiers and hashes rarely pass this, so few
+    # runs reach Python.
+    b64 = rb"(?:^|[^A-Za-z0-9+/_-])(?:[A-Za-f][A-Za-z0-9+/_-]{3}){%d}" % (BASE64_MIN_RUN // 4)
     db.compile(expressions=[cf, b64], ids=[_CF_ID, _B64_ID], flags=[hyperscan.HS_FLAG_SINGLEMATCH, 0])
     return db
 
@@ -292,12 +296,12 @@ def _fold(ch: str) -> str:
 
 
 def normalized(seg: TextSegment, has_cf: bool) -> TextSegment | None:
-    """`<loc>#normalized`: Cf characters removed (tags read as ASCII) and compatibility forms folded."""
+    """`<loc>#normalized`: Cf characters removed (tags read as ASCII) and compatibility forms folded, in
+    windows of NORMALIZE_WINDOW characters around each change (a long file with one `…` costs little)."""
     text = seg.text
     if not has_cf and unicodedata.is_normalized("NFKC", text):
         return None
-    b = _Builder()
-    pos = 0
+    changes: list[tuple[int, str]] = []
     for m in _NON_ASCII.finditer(text):
         run = m.group()
         if _CF.search(run) is None and unicodedata.is_normalized("NFKC", run):
@@ -305,15 +309,25 @@ def normalized(seg: TextSegment, has_cf: bool) -> TextSegment | None:
         for k, ch in enumerate(run):
             new = _fold(ch)
             if new != ch:
-                o = m.start() + k
-                b.copy(text, pos, o)
-                b.replace(new, o)
-                pos = o + 1
-    if not b.changed:
+                changes.append((m.start() + k, new))
+    if not changes:
         return None
-    b.copy(text, pos, len(text))
     out = _Derived(seg.location + "#normalized", "unicode")
-    out.add(b.text(), b, seg.location, 0, len(text))
+    i = 0
+    while i < len(changes):
+        lo = max(0, changes[i][0] - NORMALIZE_WINDOW)
+        hi = min(len(text), changes[i][0] + 1 + NORMALIZE_WINDOW)
+        b = _Builder()
+        pos = lo
+        while i < len(changes) and changes[i][0] < hi:
+            o, new = changes[i]
+            b.copy(text, pos, o)
+            b.replace(new, o)
+            pos = o + 1
+            hi = min(len(text), max(hi, o + 1 + NORMALIZE_WINDOW))
+            i += 1
+        b.copy(text, pos, hi)
+        out.add(b.text(), b, seg.location, lo, hi)
     return out.segment()
 
 
