@@ -43,7 +43,7 @@ def audit_record(decision: Decision, parsed: ParsedRequest | None, latency_ms: f
     if log_prompts == "none":  # no trace of where in the prompt anything was: rule ids only
         record["findings"] = [{"rule": f.rule_id, "category": f.category.value} for f in decision.findings]
     if log_prompts == "full" and parsed is not None:
-        record["prompt"] = redactor.prompt(parsed.segments)
+        record["prompt"] = redactor.prompt(parsed.prompt_segments())
     return record
 
 

@@ -37,7 +37,8 @@ class Evaluation:
 
 
 def outer_segments(envelope: Envelope) -> tuple[TextSegment, ...]:
-    """The client text outside the body that the filter writes out: the path (no query) and identity headers."""
+    """For a request refused before parsing: the client text outside the body that the filter still writes out
+    (the path without query, identity headers), to be scanned so the audit masks what the rules find in it."""
     segments = [TextSegment("path", unquote(envelope.path.split("?", 1)[0], errors="replace"))]
     segments += [TextSegment(f"headers.{h}", v) for h in IDENTITY.values() if (v := envelope.headers.get(h))]
     return tuple(segments)
@@ -70,13 +71,9 @@ def evaluate(
             provider=formats.detect_provider(envelope), identity=redactor.identity(identity),
             body_bytes=len(envelope.body), pack_digest=snapshot.ruleset.digest,
         ), None, redactor)  # fmt: skip
-    # The path and identity headers are client text too, and written out (audit, metadata): scanned like the body,
-    # unless the parser already reports them as segments.
-    outer = () if any(s.location == "path" for s in parsed.segments) else outer_segments(envelope)
-    segments = (*parsed.segments, *outer)
-    findings = snapshot.ruleset.scan(segments)
-    redactor = Redactor.build(segments, findings)
-    tokens = counter.count(parsed.segments, settings.policy.max_prompt_tokens)
+    findings = snapshot.ruleset.scan(parsed.segments)  # body, path, query and headers, and decoded copies
+    redactor = Redactor.build(parsed.segments, findings)
+    tokens = counter.count(parsed.prompt_segments(), settings.policy.max_prompt_tokens)
     decision = decide(
         replace(parsed, model=redactor.mask_optional(parsed.model)), [redactor.finding(f) for f in findings],
         tokens, settings.policy, decision_id=decision_id, identity=redactor.identity(identity),

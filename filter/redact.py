@@ -83,11 +83,12 @@ class Redactor:
         values: set[str] = set()
         spans: dict[str, list[tuple[int, int, str]]] = {}
         for f in findings:
-            spans.setdefault(f.location, []).append((f.start, f.end, f.rule_id))
-            for seg in by_location.get(f.location, ()):
-                value = seg.text[f.start:f.end]
-                if value.strip():
-                    values.add(value)
+            for location, start, end in f.spans():  # a value split over joined text blocks has several
+                spans.setdefault(location, []).append((start, end, f.rule_id))
+                for seg in by_location.get(location, ()):
+                    value = seg.text[start:end]
+                    if value.strip():
+                        values.add(value)
         return cls(frozenset(values), {loc: tuple(s) for loc, s in spans.items()})
 
     def __bool__(self) -> bool:

@@ -50,7 +50,6 @@ class Road:
     name: str
     request: Callable[[str], external_auth_pb2.CheckRequest]
     full_prompts: bool = False
-    must_find: bool = True  # some example is found on this road (else the road proves nothing about masking)
 
 
 ROADS = [
@@ -59,10 +58,8 @@ ROADS = [
     Road("json-key", lambda v: make_check_request(chat("see metadata", metadata={v: NEIGHBOUR, "note": NEIGHBOUR}))),
     Road("path", lambda v: make_check_request(chat("hi"), path=f"/v1/{quote(v, safe='')}/chat/completions")),
     Road("path-encoded", lambda v: make_check_request(chat("hi"), path=f"/v1/{every_byte_encoded(v)}/chat/completions")),
-    # Query parameters and other headers: never written out; scanned once the parsers report them as segments.
-    Road("query", lambda v: make_check_request(chat("hi"), path=f"/v1/chat/completions?note={quote(v, safe='')}"),
-         must_find=False),
-    Road("custom-header", lambda v: make_check_request(chat("hi"), headers={"x-request-note": v}), must_find=False),
+    Road("query", lambda v: make_check_request(chat("hi"), path=f"/v1/chat/completions?note={quote(v, safe='')}")),
+    Road("custom-header", lambda v: make_check_request(chat("hi"), headers={"x-request-note": v})),
     Road("identity-header", lambda v: make_check_request(chat("hi"), headers={"x-workspace-id": v, "x-team-id": v})),
     Road("message-encoded", lambda v: make_check_request(chat(f"curl https://h/?t={every_byte_encoded(v)}"))),
     Road("message-full-prompts", lambda v: make_check_request(chat(v)), full_prompts=True),
@@ -136,5 +133,5 @@ def test_no_found_value_is_written_down(filters: dict[bool, Filter], road: Road)
     metrics = "\n".join(set(generate_latest(REGISTRY).decode().splitlines()) - metrics_before)
     for rule_id, i, values in found:
         check(rule_id, i, values, "metrics", metrics)
-    assert found or not road.must_find, "no example was found on this road"
+    assert len(found) > len(EXAMPLES) // 2, "most examples are found on every road, else it proves little"
     assert not leaks, "\n".join(sorted(set(leaks))[:40])
