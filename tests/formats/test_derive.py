@@ -259,3 +259,49 @@ def test_pdf_pages_are_bounded() -> None:
     found = pdf_text(pdf_with_text(*[f"page {i}" for i in range(PDF_MAX_PAGES + 3)]))
     assert found is not None and not found.complete
     assert f"page {PDF_MAX_PAGES - 1}" in found.text and f"page {PDF_MAX_PAGES}" not in found.text
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_PARTS = st.sampled_from(
+    [
+        "AKIA",
+        "%41",
+        "%C3%A9",
+        "%",
+        "\u200b",
+        "\ufeff",
+        "ＡＫＩＡ",
+        "ﬁ",
+        "\U000e0041",
+        "é",
+        "e\u0301",
+        " ",
+        "\n",
+        "QUtJQVRFU1RLRVk=",
+        base64.b64encode(b"some plain text here!!").decode(),
+        "\\u0041",
+        "\\/",
+        "\ud800",
+        "+",
+    ]
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(_PARTS, st.text(max_size=8)), max_size=40))
+def test_derived_copies_always_map_into_their_original(parts: list[str]) -> None:
+    text = "".join(parts)
+    originals = {"a": TextSegment("a", text), "b": TextSegment("b", text[::-1])}
+    copies = derive.derived(list(originals.values()), [("r", list(originals.values()))])
+    unescaped = derive.json_unescaped(originals["a"])
+    for seg in [*copies, *([unescaped] if unescaped else [])]:
+        assert seg.origin is not None and seg.origin.pieces
+        for piece in seg.origin.pieces:
+            original = originals[piece.location].text
+            assert 0 <= piece.start <= piece.end <= len(original)
+            assert piece.at + piece.length <= len(seg.text)
+            for d in range(piece.length):
+                assert piece.start <= piece.original(d) < max(piece.end, piece.start + 1)
+                assert piece.original(d) < piece.original_end(d + 1) <= piece.end
