@@ -1,4 +1,4 @@
-"""Request decoding (SPEC §4): Envelope -> ParsedRequest, every text the provider will read, located.
+"""Request decoding: Envelope -> ParsedRequest, every text the provider will read, located.
 
     decode_body      size checks, Content-Encoding (gzip, deflate, br, zstd, stacked) with caps
     detect_provider  `x-llm-provider` header, else the path
