@@ -8,7 +8,8 @@ own directories, so the variants are committed):
 
 - k8s/config/envoy.yaml: the jwt_authn variant. Identity comes only from a verified gateway JWT;
   the JWKS is the file ConfigMap llm-gateway-jwks (k8s/jwks/jwks.json) mounts at K8S_JWKS. The
-  organisation's issuer / audience go into K8S_VARIANTS below; then run this module.
+  issuer / audience here are examples: an organisation's go into an overlay written by
+  envoy/k8s_overlay.py (k8s/README.md), not into this file.
 - compose/envoy-*.yaml: variants whose filter endpoint is the compose service `filter`; the local
   one sends every provider to the `fake-provider` service. The local stack trusts identity headers.
 

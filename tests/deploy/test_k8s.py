@@ -253,6 +253,15 @@ def test_images_are_pinned_to_the_versions_tested_here(containers: dict[str, dic
     assert tag == "v" + envoy_version(binary), "the image must run the Envoy version the config is validated with"
 
 
+def test_envoy_memory_limit_covers_its_heap_bound(containers: dict[str, dict[str, Any]], envoy_cfg: dict[str, Any]) -> None:
+    """Envoy sheds load at the overload manager's heap bound; its RSS stays below bound + 384 MiB
+    (tests/e2e/test_envoy_memory.py), which must fit the container's limit or the pod is OOM-killed."""
+    (heap,) = [m["typed_config"]["max_heap_size_bytes"] for m in envoy_cfg["overload_manager"]["resource_monitors"]
+               if m["name"] == "envoy.resource_monitors.fixed_heap"]  # fmt: skip
+    limit = quantity(containers["envoy"]["resources"]["limits"]["memory"])
+    assert heap + 384 * 2**20 <= limit
+
+
 def test_envoy_container(pod: dict[str, Any], containers: dict[str, dict[str, Any]], envoy_cfg: dict[str, Any]) -> None:
     envoy = containers["envoy"]
     argv = envoy.get("command", []) + envoy["args"]
@@ -373,7 +382,7 @@ def test_envoy_configmap_is_the_jwt_render_of_envoy_yaml(objects: list[dict[str,
 
 
 def test_envoy_config_takes_identity_only_from_a_verified_jwt(envoy_cfg: dict[str, Any]) -> None:
-    """SPEC §8: in the cluster identity comes from JWT claims verified by jwt_authn, and a client-sent
+    """In the cluster identity comes from JWT claims verified by jwt_authn, and a client-sent
     identity header can neither reach the filter nor key a rate limit."""
     filters = list(http_filters(envoy_cfg))
     assert filters[0] == JWT_AUTHN, "jwt_authn runs first: the rate limit keys on verified claims"
