@@ -303,3 +303,23 @@ def test_filter_down_body_over_16_mib_is_413(envoy_filter_down: EnvoyProcess, fa
     )
     assert status == 413
     assert fake_provider.requests == []
+
+
+def test_every_fail_closed_detail_and_provider_has_a_json_answer() -> None:
+    """ext_authz errors/timeouts, rate-limit service errors and overload all get the JSON 503 with
+    x-llm-filter-decision: unavailable; the filter's own answers (ext_authz_denied) are never rewritten."""
+    mappers = hcm(load(ENVOY_YAML))["local_reply_config"]["mappers"]
+    covered: dict[str, set[str]] = {}
+    for m in mappers:
+        expression = m["filter"]["extension_filter"]["typed_config"]["expression"]
+        assert "ext_authz_denied" not in expression
+        provider = expression.split("['provider'] == '")[1].split("'")[0] if "['provider']" in expression else "*"
+        details = {d for d in ("ext_authz_error", "rate_limiter_error", "overload") if f"'{d}'" in expression}
+        covered[provider] = details
+        assert m["status_code"] == 503
+        headers = {h["header"]["key"]: h["header"]["value"] for h in m["headers_to_add"]}
+        assert headers["x-llm-filter-decision"] == "unavailable" and headers["retry-after"] == "5"
+        json.loads(m["body"]["inline_string"])
+        assert m["body_format_override"]["content_type"] == "application/json"
+    assert covered == {p: {"ext_authz_error", "rate_limiter_error", "overload"} for p in
+                       ("anthropic", "gemini", "bedrock", "*")}  # fmt: skip
