@@ -1,5 +1,8 @@
 """envoy.service.ratelimit.v3.RateLimitService: per-workspace and per-team requests per minute.
 
+Over the limit, the 429 body is in the route's provider's own error shape (a `provider` descriptor entry names
+it), so each SDK shows the message and backs off (`retry-after` always set).
+
 Counts live in this process (fixed one-minute windows): exact for one replica and one worker.
 """
 
@@ -15,12 +18,15 @@ from envoy.config.core.v3 import base_pb2
 from envoy.service.ratelimit.v3 import rls_pb2, rls_pb2_grpc
 from google.protobuf import duration_pb2
 
+from filter.headers import CONTENT_TYPE, REASON, RETRY_AFTER
 from filter.reasons import Reason
 from filter.runtime import Runtime
+from filter.server.response import rate_limited_body
 from filter.settings import RateLimits
 from filter.telemetry import Telemetry
 
 WINDOW_SECONDS = 60
+PROVIDER_KEY = "provider"  # descriptor entry with the route's provider: anthropic, openai, gemini, bedrock, ...
 
 
 class RequestCounter:
@@ -71,6 +77,8 @@ class RateLimitServicer(rls_pb2_grpc.RateLimitServiceServicer):  # type: ignore[
         for descriptor in request.descriptors:
             status = rls_pb2.RateLimitResponse.DescriptorStatus(code=ok)
             for entry in descriptor.entries:
+                if entry.key == PROVIDER_KEY:
+                    continue  # names the answer's shape; never a counter
                 rpm = limit_for(limits, entry.key, entry.value)
                 if rpm <= 0:
                     continue
@@ -91,12 +99,20 @@ class RateLimitServicer(rls_pb2_grpc.RateLimitServiceServicer):  # type: ignore[
             statuses.append(status)
         if overall != over:
             return rls_pb2.RateLimitResponse(overall_code=overall, statuses=statuses)
-        body = json.dumps({"error": {"type": Reason.RATE_LIMITED, "code": Reason.RATE_LIMITED, "message": (
-            f"Request rate limit reached; retry in {retry_after} s.")}})
+        provider = _provider(request)
+        body, extra = rate_limited_body(provider, f"Request rate limit reached; retry in {retry_after} s.")
+        headers = {RETRY_AFTER: str(retry_after), CONTENT_TYPE: "application/json", REASON: Reason.RATE_LIMITED,
+                   **extra}
         return rls_pb2.RateLimitResponse(
-            overall_code=over, statuses=statuses, raw_body=body.encode(),
-            response_headers_to_add=[
-                base_pb2.HeaderValue(key="retry-after", value=str(retry_after)),
-                base_pb2.HeaderValue(key="content-type", value="application/json"),
-            ],
+            overall_code=over, statuses=statuses, raw_body=json.dumps(body, separators=(",", ":")).encode(),
+            response_headers_to_add=[base_pb2.HeaderValue(key=k, value=v) for k, v in headers.items()],
         )
+
+
+def _provider(request: rls_pb2.RateLimitRequest) -> str:
+    """The route's provider, from the descriptor entry Envoy adds for it (not counted); "" when absent."""
+    for descriptor in request.descriptors:
+        for entry in descriptor.entries:
+            if entry.key == PROVIDER_KEY:
+                return str(entry.value)
+    return ""

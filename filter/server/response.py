@@ -52,6 +52,19 @@ def error_body(decision: Decision) -> tuple[dict[str, Any], dict[str, str]]:
                       "llm_filter": details}}, {}
 
 
+def rate_limited_body(provider: str, message: str) -> tuple[dict[str, Any], dict[str, str]]:
+    """A 429 in the shape each provider's SDK reads as its own rate limit (and so retries after `retry-after`)."""
+    if provider == "anthropic":
+        return {"type": "error", "error": {"type": "rate_limit_error", "message": message}}, {}
+    if provider == "gemini":
+        return {"error": {"code": 429, "message": message, "status": "RESOURCE_EXHAUSTED"}}, {}
+    if provider == "bedrock":
+        return {"message": message}, {headers.AMZN_ERROR_TYPE: "ThrottlingException"}
+    # OpenAI and the OpenAI-compatible APIs (Azure OpenAI, Mistral, Groq), and any route that names no provider
+    return {"error": {"message": message, "type": "rate_limit_exceeded", "param": None,
+                      "code": "rate_limit_exceeded"}}, {}
+
+
 def _header(key: str, value: str) -> base_pb2.HeaderValueOption:
     return base_pb2.HeaderValueOption(header=base_pb2.HeaderValue(key=key, value=value), append_action=_OVERWRITE)
 

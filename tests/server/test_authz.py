@@ -3,16 +3,27 @@
 from __future__ import annotations
 
 import gzip
+import io
 import json
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import Any
 
+import grpc
 import pytest
-from envoy.service.auth.v3 import external_auth_pb2
-from google.protobuf import struct_pb2
+from envoy.service.auth.v3 import external_auth_pb2, external_auth_pb2_grpc
+from google.protobuf import json_format, struct_pb2
 from google.rpc import code_pb2
 
+from filter.audit import AuditLog
 from filter.model import Category
 from filter.rules import SHIPPED_PACKS, Fingerprinter, load_ruleset
+from filter.runtime import Runtime
+from filter.server.authz import AuthorizationServicer
+from filter.settings import load_settings
+from filter.telemetry import Telemetry
+from filter.tokens import TokenCounter, load_encoding
 from tests.server.conftest import Servicer, make_check_request
 
 RULES = load_ruleset([SHIPPED_PACKS], Fingerprinter(b"k")).rules
@@ -128,3 +139,62 @@ def test_no_matched_value_reaches_a_response_or_the_audit_log(grpc_stub, grpc_se
             if len(value) >= 6:
                 assert value.encode() not in answer, rule.id
                 assert value not in audit, rule.id
+
+
+@pytest.fixture(scope="module")
+def untrusting_stub() -> Iterator[external_auth_pb2_grpc.AuthorizationStub]:
+    """A second real servicer over gRPC whose policy does not trust identity headers (no JWT: no identity)."""
+    settings = load_settings(None, env={"LLM_FILTER_FINGERPRINT_KEY": "k"})
+    settings = replace(settings, policy=replace(settings.policy, trust_identity_headers=False))
+    servicer = AuthorizationServicer(Runtime(None, settings), TokenCounter(load_encoding()),
+                                     AuditLog(stream=io.StringIO()), Telemetry())
+    server = grpc.server(ThreadPoolExecutor(max_workers=2))
+    external_auth_pb2_grpc.add_AuthorizationServicer_to_server(servicer, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    yield external_auth_pb2_grpc.AuthorizationStub(grpc.insecure_channel(f"127.0.0.1:{port}"))
+    server.stop(None)
+
+
+def metadata_of(resp: external_auth_pb2.CheckResponse) -> dict[str, Any]:
+    return json_format.MessageToDict(resp.dynamic_metadata)
+
+
+def test_metadata_carries_verified_identity_and_the_path_without_query(grpc_stub) -> None:  # type: ignore[no-untyped-def]
+    resp = grpc_stub.Check(make_check_request(CLEAN_CHAT, path="/v1/chat/completions?key=AIzaSyQueryKey",
+                                              headers={"x-workspace-id": "ws-7", "x-team-id": "t-1"}))
+    meta = metadata_of(resp)
+    assert meta["workspace_id"] == "ws-7" and meta["team_id"] == "t-1"
+    assert "project_id" not in meta and "agent_id" not in meta  # unknown: omitted
+    assert meta["path"] == "/v1/chat/completions" and meta["reason"] == "allowed"
+    assert meta["decision_id"] == headers_of(resp)["x-llm-filter-id"]
+    assert set(resp.ok_response.headers_to_remove) == {"x-project-id", "x-agent-id"}
+
+
+def test_metadata_path_masks_a_key_and_a_deny_carries_it_too(grpc_stub) -> None:  # type: ignore[no-untyped-def]
+    key = "AKIAZ7QW3ERT5YU2IOPL"  # AWS access key id format, random characters
+    resp = grpc_stub.Check(make_check_request(CLEAN_CHAT, path=f"/v1/chat/completions/{key}"))
+    meta = metadata_of(resp)
+    assert resp.status.code == code_pb2.PERMISSION_DENIED and meta["reason"] == "secret_detected"
+    assert key not in meta["path"] and "[REDACTED]" in meta["path"]
+
+
+def test_unverified_identity_headers_are_removed_and_never_in_metadata(untrusting_stub) -> None:  # type: ignore[no-untyped-def]
+    forged = {"x-workspace-id": "forged-ws", "x-team-id": "forged-t", "x-project-id": "p", "x-agent-id": "a"}
+    resp = untrusting_stub.Check(make_check_request(CLEAN_CHAT, headers=forged))
+    assert resp.status.code == code_pb2.OK
+    assert set(resp.ok_response.headers_to_remove) == set(forged)
+    assert not set(headers_of(resp)) & set(forged)
+    assert not {"workspace_id", "team_id", "project_id", "agent_id"} & set(metadata_of(resp))
+
+
+def test_verified_jwt_identity_is_the_metadata_and_unclaimed_headers_are_removed(untrusting_stub) -> None:  # type: ignore[no-untyped-def]
+    req = make_check_request(CLEAN_CHAT, headers={"x-workspace-id": "forged", "x-project-id": "forged"})
+    claims = struct_pb2.Struct()
+    claims.update({"jwt_payload": {"workspace": "ws-real", "sub": "agent-1"}})
+    req.attributes.metadata_context.filter_metadata["envoy.filters.http.jwt_authn"].CopyFrom(claims)
+    resp = untrusting_stub.Check(req)
+    meta = metadata_of(resp)
+    assert (meta["workspace_id"], meta["agent_id"]) == ("ws-real", "agent-1") and "project_id" not in meta
+    assert headers_of(resp)["x-workspace-id"] == "ws-real"
+    assert set(resp.ok_response.headers_to_remove) == {"x-team-id", "x-project-id"}
