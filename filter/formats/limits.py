@@ -31,12 +31,17 @@ class DecodeLimits:
     # tens of thousands. Nodes of JSON found inside strings count too. -> 413 work_limit_exceeded
     max_json_nodes: int = 500_000
     max_check_cpu_seconds: float = 3.0  # CPU time of one Check (the Check's thread) -> 413 work_limit_exceeded
-    # Per worker process: bytes of request bodies being checked at once, plus NODE_BYTES per JSON node.
-    # A Check that would pass it is answered at once with 503 overloaded and retry-after (see admission.py).
-    max_inflight_bytes: int = 256 * 1024 * 1024
+    # Per worker process: the memory of the Checks in flight, estimated as BODY_COPIES bytes per body byte
+    # plus NODE_BYTES per JSON node. A Check that would pass it is answered at once with 503 overloaded and
+    # retry-after (see admission.py). 384 MiB: four 16 MiB bodies at once, or dozens of ordinary ones.
+    max_inflight_bytes: int = 384 * 1024 * 1024
 
 
-NODE_BYTES = 256  # memory one parsed JSON node may hold until the Check ends (str/dict + segment + location)
+# Measured: a 16 MiB body costs ~6x its size while checked (the gRPC message, the body, its decoded text, the
+# parsed strings, the scanner's encoded copy and buffer); a parsed JSON node up to ~250 bytes (str or dict,
+# list slot, segment, location).
+BODY_COPIES = 6
+NODE_BYTES = 256
 
 
 class WorkBudget:

@@ -1,7 +1,7 @@
 """Admission: how much work one worker process takes on at once, and the bounds of each admitted Check.
 
-A worker keeps a byte budget (`limits.max_inflight_bytes`): a Check reserves its body's size before any
-decoding, and NODE_BYTES per JSON node once the node count is known (filter.formats.limits). A Check that does
+A worker keeps a memory budget (`limits.max_inflight_bytes`): a Check reserves BODY_COPIES times its body's
+size before any decoding, and NODE_BYTES per JSON node once the node count is known (filter.formats.limits). A Check that does
 not fit is refused at once with 503 `overloaded` and `retry-after` — fail closed, and fast, rather than queued
 behind bodies that already hold the memory. A lone Check is always admitted, so one body at the size limit
 gets through even when the budget is set below it.
@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from dataclasses import replace
 
 from filter.errors import DeadlineExceeded, Overloaded
-from filter.formats.limits import DecodeLimits, WorkBudget, work_budget
+from filter.formats.limits import BODY_COPIES, DecodeLimits, WorkBudget, work_budget
 from filter.headers import RETRY_AFTER
 from filter.model import Decision
 from filter.reasons import Reason
@@ -87,7 +87,8 @@ class Admission:
 
     @contextmanager
     def admit(self, body_bytes: int, limits: DecodeLimits, seconds_left: float | None) -> Iterator[WorkBudget]:
-        """Reserve `body_bytes` and open the Check's work budget (CPU time, the caller's deadline, JSON nodes).
+        """Reserve the memory a body of `body_bytes` needs and open the Check's work budget (CPU time, the
+        caller's deadline, JSON nodes).
 
         Raises Overloaded or DeadlineExceeded (RequestErrors, answered as 503) when the Check cannot start.
         `seconds_left` is the gRPC deadline as the server sees it (`context.time_remaining()`).
@@ -95,10 +96,10 @@ class Admission:
         if seconds_left is not None and seconds_left <= 0:
             raise DeadlineExceeded("the gateway's time for this check ran out before it started; retry later")
         deadline = None if seconds_left is None else time.monotonic() + seconds_left
-        capacity = limits.max_inflight_bytes
-        if not self.budget.try_take(body_bytes, capacity, new_holder=True):
+        capacity, charge = limits.max_inflight_bytes, body_bytes * BODY_COPIES
+        if not self.budget.try_take(charge, capacity, new_holder=True):
             raise overloaded()
-        ticket = _Ticket(self.budget, capacity, body_bytes)
+        ticket = _Ticket(self.budget, capacity, charge)
         try:
             with work_budget(limits, deadline, on_charge=ticket.grow) as work:
                 yield work

@@ -29,11 +29,13 @@ DRAIN_SECONDS = 10.0
 _GRPC_OVERHEAD = 1024 * 1024  # headers and framing on top of the largest admitted body
 # RPCs a worker holds at once (running or waiting for a thread); more are refused with RESOURCE_EXHAUSTED,
 # which Envoy answers fail closed. Waiting RPCs cost little: a handler thread reads the message.
+# Checks are CPU-bound under one GIL: 8 threads keep small Checks moving past big ones, and bound the bodies
+# held at once (filter/server/admission.py bounds what the admitted ones may cost).
 _RPCS_PER_THREAD = 4
 
 
 def build_server(runtime: Runtime, telemetry: Telemetry, audit: AuditLog, listen: str,
-                 threads: int = 16) -> tuple[grpc.Server, health.HealthServicer, int]:
+                 threads: int = 8) -> tuple[grpc.Server, health.HealthServicer, int]:
     """A ready-to-start grpc server with Check, ShouldRateLimit and health. Returns the bound port."""
     settings = runtime.current.settings
     # Envoy may buffer up to max_body_bytes and sends it once (raw_body, or body without pack_as_bytes); the
@@ -46,6 +48,8 @@ def build_server(runtime: Runtime, telemetry: Telemetry, audit: AuditLog, listen
             ("grpc.max_receive_message_length", receive_limit),
             ("grpc.max_send_message_length", 4 * 1024 * 1024),
             ("grpc.so_reuseport", 0),
+            # No window growth (BDP probing): an RPC waiting for a thread holds ~64 KiB, not its 16 MiB body.
+            ("grpc.http2.bdp_probe", 0),
         ],
     )
     counter = TokenCounter(load_encoding(settings.token_encoding_file))

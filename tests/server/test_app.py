@@ -68,6 +68,16 @@ def test_body_over_the_byte_limit_is_413(served: grpc.Channel) -> None:
     assert "16777216" in json.loads(resp.denied_response.body)["error"]["message"]
 
 
+def test_message_carrying_the_body_twice_is_refused_by_grpc(served: grpc.Channel) -> None:
+    # Envoy sends a body once (raw_body, or body without pack_as_bytes); room for one copy is all a worker holds.
+    body = big_chat(16 * 1024 * 1024 - 10_000)
+    request = make_check_request(body)
+    request.attributes.request.http.body = body.decode()
+    with pytest.raises(grpc.RpcError) as e:
+        external_auth_pb2_grpc.AuthorizationStub(served).Check(request, timeout=60)
+    assert e.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
 def _check(port: int, body: bytes, timeout: float = 60) -> object:
     with grpc.insecure_channel(f"127.0.0.1:{port}", options=[("grpc.max_send_message_length", BIG)]) as ch:
         return external_auth_pb2_grpc.AuthorizationStub(ch).Check(make_check_request(body), timeout=timeout)
