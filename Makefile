@@ -9,6 +9,8 @@ CONFIG ?=
 .PHONY: install test lint run serve bench clean quality e2e-agent soak
 
 install: $(STAMP)
+	@command -v redis-server >/dev/null || { echo "redis-server missing (the Redis store's tests): installing it"; \
+	  apt-get update -qq && apt-get install -y -qq redis-server; }
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV) || { \
