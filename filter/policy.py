@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 
 from filter import headers
@@ -14,6 +15,11 @@ from filter.tokens import TokenCount
 _REASON = {Category.SECRET: Reason.SECRET_DETECTED, Category.FILE: Reason.RESTRICTED_FILE,
            Category.PII: Reason.PII_DETECTED}
 _ORDER = (Category.SECRET, Category.FILE, Category.PII)
+# A content deny is a 400: every provider answers a request it refuses for its content (or a prompt that is too
+# long) with a 400, and every SDK shows the message of one (Anthropic invalid_request_error, OpenAI BadRequestError,
+# google-genai "400 INVALID_ARGUMENT. <message>", Bedrock ValidationException). A 403 reads as "not allowed to use
+# the API" (Claude Code prints "Failed to authenticate").
+DENY_STATUS = 400
 
 
 def blocks(finding: Finding, policy: Policy) -> bool:
@@ -56,17 +62,56 @@ def decide(
         message = (
             f"Request blocked by the content filter: {category.value} found ({', '.join(rules)}) "
             f"at {', '.join(places[:10])}{' …' if len(places) > 10 else ''}. "
-            f"Remove it and retry. Decision id {decision_id}."
+            f"{recovery(places, parsed)} Decision id {decision_id}."
         )
-        return decision(Verdict.DENY, 403, _REASON[category], message)
+        return decision(Verdict.DENY, DENY_STATUS, _REASON[category], message)
     if tokens.over_limit:
         message = (
-            f"Prompt has more than {policy.max_prompt_tokens} tokens (counted at least {tokens.tokens}); "
-            f"the limit is {policy.max_prompt_tokens}. Decision id {decision_id}."
+            f"Prompt is too long: more than {policy.max_prompt_tokens} tokens (counted at least {tokens.tokens}); "
+            f"the limit is {policy.max_prompt_tokens}. Compact or clear the conversation, or send less context. "
+            f"Decision id {decision_id}."
         )
-        return decision(Verdict.DENY, 413, Reason.PROMPT_TOO_LARGE, message)
+        return decision(Verdict.DENY, DENY_STATUS, Reason.PROMPT_TOO_LARGE, message)
     return decision(Verdict.ALLOW, 200, Reason.ALLOWED, "allowed",
                     headers.allow_headers(decision_id, tokens, findings, identity))
+
+
+_TURN = re.compile(r"^(messages|contents|input)\[(\d+)\]")
+_PLACES = (("system", "the system prompt"), ("instructions", "the system prompt"), ("systemInstruction", "the system prompt"),
+           ("tools", "the tool definitions"), ("path", "the request URL"), ("query", "the request URL"),
+           ("headers", "the request headers"))
+
+
+def recovery(locations: Sequence[str], parsed: ParsedRequest) -> str:
+    """What the user does next, by where the values sit. A value in an earlier turn is resent with every
+    request of the conversation: removing it from the new message does not help, a new or cleared context does."""
+    turns: dict[str, int] = {}  # list name -> number of turns in the request
+    for seg in parsed.segments:
+        if m := _TURN.match(seg.location):
+            turns[m[1]] = max(turns.get(m[1], 0), int(m[2]) + 1)
+    earlier: set[int] = set()
+    latest: set[int] = set()
+    elsewhere: list[str] = []
+    total = 0
+    for location in locations:
+        if m := _TURN.match(location):
+            index, total = int(m[2]), turns.get(m[1], int(m[2]) + 1)
+            (latest if index + 1 >= total else earlier).add(index + 1)
+            continue
+        place = next((name for prefix, name in _PLACES if location.startswith(prefix)), "the request body")
+        if place not in elsewhere:
+            elsewhere.append(place)
+    advice = []
+    if earlier:
+        shown = ", ".join(str(i) for i in sorted(earlier)[:5]) + (" …" if len(earlier) > 5 else "")
+        advice.append(f"Found in message{'s' if len(earlier) > 1 else ''} {shown} of {total} (an earlier turn): it is "
+                      "sent again with every request of this conversation, so start a new conversation or clear the "
+                      "context (e.g. /clear), then continue without it.")
+    if latest:
+        advice.append(f"Found in message {max(latest)} of {total} (this turn): remove the value and retry.")
+    if elsewhere:
+        advice.append(f"Found in {' and '.join(elsewhere)}: remove the value there and retry.")
+    return " ".join(advice)
 
 
 def refuse(status: int, reason: Reason, message: str, *, decision_id: str, provider: str, identity: Identity,

@@ -35,7 +35,7 @@ def test_scan_denies_a_secret_and_prints_findings_without_the_value() -> None:
     out = cli("scan", "-", "--provider", "openai", stdin=body)
     assert out.returncode == 1, out.stderr
     result = json.loads(out.stdout)
-    assert result["decision"] == "deny" and result["status"] == 403
+    assert result["decision"] == "deny" and result["status"] == 400
     f = next(f for f in result["findings"] if f["rule"] == rule_id)
     assert f["location"] == "messages[0].content" and f["fingerprint"].startswith("hmac-sha256:")
     assert set(f) >= {"rule", "category", "action", "location", "fingerprint"}

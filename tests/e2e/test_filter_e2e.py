@@ -248,7 +248,7 @@ def test_client_cannot_forge_the_filter_headers(
         pytest.param("secret", BEDROCK, id="secret-bedrock"),
     ],
 )
-def test_finding_is_403_in_the_provider_shape_naming_the_rule(
+def test_finding_is_400_in_the_provider_shape_naming_the_rule(
     gateway: EnvoyProcess,
     main_filter: FilterProcess,
     fake_provider: FakeProvider,
@@ -256,9 +256,13 @@ def test_finding_is_403_in_the_provider_shape_naming_the_rule(
     category: str,
     api: Api,
 ) -> None:
+    """400 in every provider's shape: each SDK (and Claude Code) shows the message; a 403 reads as an auth failure."""
     sample = samples[category]
     status, headers, body = send(gateway, api, sample.text)
-    error = assert_denied(api, status, headers, body, 403)
+    error = assert_denied(api, status, headers, body, 400)
+    assert error["message"].startswith("Request blocked by the content filter: ")
+    assert "(this turn): remove the value and retry" in error["message"]
+    assert headers["x-llm-filter-reason"] == error["llm_filter"]["reason"]
     assert sample.rule_id in error["message"]
     found = {(f["rule"], f["category"], f["location"]) for f in error["llm_filter"]["findings"]}
     assert (sample.rule_id, category, LOCATION[api.provider]) in found
@@ -273,7 +277,7 @@ def test_gzip_body_is_decoded_and_scanned(
     headers = {**ANTHROPIC.headers(), "content-encoding": "gzip"}
     secret = gzip.compress(ANTHROPIC.body(samples["secret"].text))
     status, resp_headers, body = gateway.request("POST", ANTHROPIC.path, secret, headers)
-    error = assert_denied(ANTHROPIC, status, resp_headers, body, 403)
+    error = assert_denied(ANTHROPIC, status, resp_headers, body, 400)
     assert samples["secret"].rule_id in error["message"]
     assert fake_provider.requests == []
 
@@ -319,7 +323,7 @@ def test_16_mib_reaches_the_filter_whole_and_one_byte_more_is_envoys_413(
     assert len(body) == SIXTEEN_MIB
 
     status, headers, resp = gateway.request("POST", OPENAI.path, body, OPENAI.headers())
-    error = assert_denied(OPENAI, status, headers, resp, 413)  # the filter read it all: far over 128000 tokens
+    error = assert_denied(OPENAI, status, headers, resp, 400)  # the filter read it all: far over 128000 tokens
     assert error["llm_filter"]["reason"] == "prompt_too_large"
     assert "128000" in error["message"]
     assert main_filter.audit()[-1]["body_bytes"] == SIXTEEN_MIB
@@ -493,7 +497,9 @@ def test_workspace_over_its_limit_gets_429_while_another_workspace_flows(
     assert headers["x-ratelimit-limit"].startswith(str(WORKSPACE_RPM))
     assert headers["x-ratelimit-remaining"] == "0"
     assert 1 <= int(headers["retry-after"]) <= 61
-    assert json.loads(body)["error"]["code"] == "rate_limited"
+    error = json.loads(body)  # Anthropic's own rate limit shape: the SDK raises RateLimitError and backs off
+    assert (error["type"], error["error"]["type"]) == ("error", "rate_limit_error")
+    assert headers["x-llm-filter-reason"] == "rate_limited"
     assert len(main_filter.audit()) == checks  # refused before the body is buffered or scanned
     assert send(gateway, ANTHROPIC, x_workspace_id=ws_b)[0] == 200
     assert [r.headers["x-workspace-id"] for r in fake_provider.requests] == [ws_a] * WORKSPACE_RPM + [ws_b]
@@ -594,14 +600,15 @@ def healthy_small(
     small_filter.resume()
 
 
-def test_prompt_over_the_token_limit_is_413(
+def test_prompt_over_the_token_limit_is_400_prompt_is_too_long(
     healthy_small: tuple[EnvoyProcess, FilterProcess], fake_provider: FakeProvider
 ) -> None:
     envoy, _ = healthy_small
     text = " ".join(f"step {i}: rename the variable" for i in range(40))  # ~240 tokens, < 4096 bytes
     status, headers, body = send(envoy, ANTHROPIC, text)
-    error = assert_denied(ANTHROPIC, status, headers, body, 413)
+    error = assert_denied(ANTHROPIC, status, headers, body, 400)  # as Anthropic answers a prompt over the context
     assert error["llm_filter"]["reason"] == "prompt_too_large"
+    assert error["message"].startswith("Prompt is too long")
     assert "limit is 50" in error["message"]
     assert re.search(r"counted at least \d+", error["message"])
     assert fake_provider.requests == []
@@ -667,7 +674,7 @@ def test_restarted_filter_serves_again(
     poll("traffic flows after the restart", lambda: send(envoy, ANTHROPIC)[0] == 200)
     assert all(r.headers["x-llm-filter-decision"] == "allow" for r in fake_provider.requests)
     status, headers, body = send(envoy, OPENAI, samples["secret"].text)
-    assert_denied(OPENAI, status, headers, body, 403)  # and it still enforces
+    assert_denied(OPENAI, status, headers, body, 400)  # and it still enforces
     assert all(r.body == ANTHROPIC.body(CLEAN_TEXT) for r in fake_provider.requests)
 
 
@@ -715,7 +722,7 @@ def reload_stack(
 
 
 class Traffic:
-    """Clean requests (expect 200) and requests with canary 1 (expect 403) from a thread, until stopped."""
+    """Clean requests (expect 200) and requests with canary 1 (expect 400) from a thread, until stopped."""
 
     def __init__(self, envoy: EnvoyProcess) -> None:
         self.envoy = envoy
@@ -745,7 +752,7 @@ class Traffic:
         poll(f"{more} more background requests", lambda: len(self.results) >= target, timeout=30)
 
     def failures(self) -> list[tuple[str, int, bytes]]:
-        expected = {"clean": 200, "canary-1": 403}
+        expected = {"clean": 200, "canary-1": 400}
         return [
             (kind, status, body)
             for kind, status, body in self.results
@@ -762,7 +769,7 @@ def set_pack(pack: Path, text: str) -> None:
 
 def _blocked_by(envoy: EnvoyProcess, rule_id: str, text: str) -> bool:
     status, _, body = send(envoy, ANTHROPIC, text)
-    return status == 403 and rule_id in json.loads(body)["error"]["message"]
+    return status == 400 and rule_id in json.loads(body)["error"]["message"]
 
 
 def test_pack_change_applies_while_requests_flow(
@@ -779,7 +786,7 @@ def test_pack_change_applies_while_requests_flow(
         traffic.wait_for(10)
     assert traffic.failures() == []
     status, headers, body = send(envoy, OPENAI, f"token {CANARY[2]}")
-    error = assert_denied(OPENAI, status, headers, body, 403)
+    error = assert_denied(OPENAI, status, headers, body, 400)
     assert [f["rule"] for f in error["llm_filter"]["findings"]] == ["e2e-canary-2"]
 
 

@@ -91,7 +91,7 @@ def test_run_stack_serves_and_stops_both_on_ctrl_c(
     assert sent.headers["x-llm-filter-decision"] == "allow"
 
     status, body = post(port, "deploy with AKIAZ5XQ3HR2LMNPQ7TW")
-    assert status == 403
+    assert status == 400
     assert json.loads(body)["type"] == "error"
     assert len(fake_provider.requests) == 1
 

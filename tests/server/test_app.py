@@ -168,7 +168,7 @@ def test_prometheus_metrics_count_decisions_and_findings() -> None:
         clean = json.dumps({"messages": [{"role": "user", "content": "rename this variable"}]}).encode()
         dirty = json.dumps({"messages": [{"role": "user", "content": "key AKIAZ5XQ3HR2LMNPQ7TW"}]}).encode()
         assert _check(port, clean).status.code == code_pb2.OK  # type: ignore[attr-defined]
-        assert _check(port, dirty).denied_response.status.code == 403  # type: ignore[attr-defined]
+        assert _check(port, dirty).denied_response.status.code == 400  # type: ignore[attr-defined]
         text = urllib.request.urlopen(f"http://127.0.0.1:{metrics}/metrics", timeout=10).read().decode()
     finally:
         stop(proc)

@@ -62,7 +62,8 @@ def test_clean_conversation_is_allowed_with_provider_hop_headers(grpc_stub) -> N
 
 
 @pytest.mark.parametrize("category", [Category.SECRET, Category.PII, Category.FILE])
-def test_each_category_is_denied_in_the_anthropic_error_shape(grpc_stub, category: Category) -> None:  # type: ignore[no-untyped-def]
+def test_each_category_is_denied_as_an_anthropic_invalid_request(grpc_stub, category: Category) -> None:  # type: ignore[no-untyped-def]
+    """400 invalid_request_error: Claude Code and the SDK show the message (a 403 reads "Failed to authenticate")."""
     rule_id, example = first_example(category)
     body = {"model": "claude-sonnet-4", "max_tokens": 100,
             "messages": [{"role": "user", "content": "hi"},
@@ -70,9 +71,12 @@ def test_each_category_is_denied_in_the_anthropic_error_shape(grpc_stub, categor
                          {"role": "user", "content": [{"type": "text", "text": "look:"},
                                                       {"type": "text", "text": example}]}]}
     resp = grpc_stub.Check(make_check_request(body, path="/v1/messages"))
-    assert resp.denied_response.status.code == 403
+    assert resp.denied_response.status.code == 400
     err = denied_body(resp)
-    assert err["type"] == "error" and err["error"]["type"] == "permission_error"
+    assert err["type"] == "error" and err["error"]["type"] == "invalid_request_error"
+    assert err["error"]["message"].startswith("Request blocked by the content filter: ")
+    assert "message 3 of 3 (this turn): remove the value and retry" in err["error"]["message"]
+    assert headers_of(resp)["x-llm-filter-decision"] == "deny"
     details = err["error"]["llm_filter"]
     assert {"rule": rule_id, "category": category.value} in [
         {"rule": f["rule"], "category": f["category"]} for f in details["findings"]]
@@ -88,7 +92,7 @@ def test_openai_and_gemini_denies_use_their_own_shapes(grpc_stub) -> None:  # ty
     gem = denied_body(grpc_stub.Check(make_check_request(
         {"contents": [{"role": "user", "parts": [{"text": example}]}]},
         path="/v1beta/models/gemini-2.0-flash:generateContent")))
-    assert gem["error"]["code"] == 403 and gem["error"]["status"] == "PERMISSION_DENIED"
+    assert gem["error"]["code"] == 400 and gem["error"]["status"] == "INVALID_ARGUMENT"
 
 
 @pytest.mark.parametrize(
@@ -110,7 +114,8 @@ def test_gzip_body_with_a_secret_is_denied(grpc_stub) -> None:  # type: ignore[n
     _, example = first_example(Category.SECRET)
     raw = json.dumps({"model": "gpt-4o", "messages": [{"role": "user", "content": example}]}).encode()
     resp = grpc_stub.Check(make_check_request(gzip.compress(raw), headers={"content-encoding": "gzip"}))
-    assert resp.denied_response.status.code == 403
+    assert resp.denied_response.status.code == 400
+    assert headers_of(resp)["x-llm-filter-reason"] == "secret_detected"
 
 
 def test_verified_jwt_identity_wins_over_a_forged_header(grpc_stub) -> None:  # type: ignore[no-untyped-def]
