@@ -1,0 +1,218 @@
+"""envoy.service.ext_proc.v3.ExternalProcessor/Process: reads token usage off provider responses.
+
+Envoy streams each exchange to Process: request headers (the path names the provider and API; ext_authz has
+added `x-llm-filter-id` and `x-llm-prompt-tokens`), response headers (status, content type) and the response
+body chunk by chunk. Nothing is ever changed: each message is answered at once with an empty CONTINUE
+response, or not at all when Envoy runs the filter in observability mode (it then waits for no answer). When
+the response ends, or the exchange is cut off, `on_usage(decision_id, provider, model, usage, status)` is
+called once: `usage` is None for an error status (>= 400) or when no response arrived (status 0), and
+`estimated` when the response carried no usage. Malformed input is logged and read past, never raised.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import grpc
+from envoy.config.core.v3 import base_pb2
+from envoy.extensions.filters.http.ext_proc.v3 import processing_mode_pb2
+from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
+from envoy.service.ext_proc.v3 import external_processor_pb2_grpc
+
+from filter import headers as hdr
+from filter.formats.routes import PROVIDERS, route
+from filter.usage import Usage, UsageParser
+from filter.usage.estimate import CountText
+
+log = logging.getLogger("llm_content_filter")
+
+OnUsage = Callable[[str | None, str, str | None, Usage | None, int], None]
+EXT_AUTHZ_NAMESPACE = "envoy.filters.http.ext_authz"  # its dynamic metadata carries decision_id too
+_MAX_MESSAGE_BYTES = 8 * 1024 * 1024  # a streamed body chunk is one of Envoy's buffer slices, far smaller
+_SKIP_BODY = processing_mode_pb2.ProcessingMode(
+    response_body_mode=processing_mode_pb2.ProcessingMode.NONE,
+    response_trailer_mode=processing_mode_pb2.ProcessingMode.SKIP,
+)
+
+
+def header_map(message: base_pb2.HeaderMap) -> dict[str, str]:
+    """Lower-case names; Envoy sends values in raw_value (bytes) or, older, in value."""
+    out: dict[str, str] = {}
+    for h in message.headers:
+        out[h.key.lower()] = h.raw_value.decode("utf-8", "replace") if h.raw_value else h.value
+    return out
+
+
+def log_usage(decision_id: str | None, provider: str, model: str | None, usage: Usage | None, status: int) -> None:
+    """The default callback: one log line per exchange."""
+    if usage is None:
+        log.info("usage decision=%s provider=%s model=%s status=%d none", decision_id, provider, model, status)
+        return
+    log.info("usage decision=%s provider=%s model=%s status=%d input=%d output=%d cache_read=%d cache_write=%d%s",
+             decision_id, provider, model, status, usage.input_tokens, usage.output_tokens, usage.cache_read_tokens,
+             usage.cache_write_tokens, " estimated" if usage.estimated else "")
+
+
+class _Exchange:
+    """State of one HTTP exchange; `finish` runs once, from the stream's thread or grpc's cancel callback."""
+
+    def __init__(self, on_usage: OnUsage, count_text: CountText | None) -> None:
+        self._on_usage = on_usage
+        self._count_text = count_text
+        self._lock = threading.Lock()
+        self._done = False
+        self.seen = False  # any message arrived
+        self.decision_id: str | None = None
+        self.provider = "unknown"
+        self.api = ""
+        self.path_model: str | None = None
+        self.count_only = False
+        self.prompt_tokens: int | None = None
+        self.status = 0
+        self.parser: UsageParser | None = None
+
+    def on_request_headers(self, request: ep.ProcessingRequest) -> None:
+        found = header_map(request.request_headers.headers)
+        path = found.get(":path", "")
+        where = route(path)
+        hint = found.get("x-llm-provider", "").strip().lower()
+        self.provider = hint if hint in PROVIDERS else where.provider
+        self.api, self.path_model = where.api, where.model
+        bare = path.split("?", 1)[0].rstrip("/")
+        self.count_only = bare.endswith("/count_tokens") or bare.endswith(":countTokens")
+        self.decision_id = found.get(hdr.DECISION_ID) or self._metadata_decision_id(request) or None
+        prompt = found.get(hdr.PROMPT_TOKENS, "").strip()
+        self.prompt_tokens = int(prompt) if prompt.isdigit() else None
+
+    @staticmethod
+    def _metadata_decision_id(request: ep.ProcessingRequest) -> str:
+        meta = request.metadata_context.filter_metadata
+        if EXT_AUTHZ_NAMESPACE not in meta:
+            return ""
+        value = meta[EXT_AUTHZ_NAMESPACE].fields.get("decision_id")
+        return value.string_value if value is not None else ""
+
+    def on_response_headers(self, message: ep.HttpHeaders) -> None:
+        found = header_map(message.headers)
+        status = found.get(":status", "").strip()
+        self.status = int(status) if status.isdigit() else 0
+        self.parser = UsageParser(
+            self.api, status=self.status, content_type=found.get("content-type", ""),
+            content_encoding=found.get("content-encoding", ""), headers=found, count_text=self._count_text,
+            prompt_tokens=self.prompt_tokens, count_only=self.count_only,
+        )
+        if message.end_of_stream or self.parser.ignored:
+            self.finish(complete=True)
+
+    def on_response_body(self, message: ep.HttpBody) -> None:
+        if self.parser is None:
+            log.warning("ext_proc: response body before response headers; ignored")
+            return
+        self.parser.feed(message.body)
+        if message.end_of_stream or message.end_of_stream_without_message:
+            self.finish(complete=True)
+
+    def finish(self, complete: bool) -> None:
+        with self._lock:
+            if self._done:
+                return
+            self._done = True
+        if not self.seen:
+            return
+        usage: Usage | None = None
+        model = self.path_model
+        if self.parser is not None:
+            usage = self.parser.finish(complete=complete)
+            model = self.parser.model or model
+        try:
+            self._on_usage(self.decision_id, self.provider, model, usage, self.status)
+        except Exception:
+            log.exception("usage callback failed for decision %s", self.decision_id)
+
+
+class ExternalProcessorServicer(external_processor_pb2_grpc.ExternalProcessorServicer):  # type: ignore[misc]
+    """Observes responses for their token usage; never delays or alters them.
+
+    Each Process stream holds a server thread for the whole response (minutes for a long stream): serve it
+    from its own grpc server (see `add_to_server`) so long streams cannot starve Check calls."""
+
+    def __init__(self, on_usage: OnUsage = log_usage, count_text: CountText | None = None) -> None:
+        self._on_usage = on_usage
+        self._count_text = count_text  # e.g. TokenCounter(load_encoding()).count_text
+
+    def Process(self, request_iterator: Iterator[ep.ProcessingRequest],  # noqa: N802 (grpc method name)
+                context: grpc.ServicerContext) -> Iterator[ep.ProcessingResponse]:
+        exchange = _Exchange(self._on_usage, self._count_text)
+        context.add_callback(lambda: exchange.finish(complete=False))  # cancelled, deadline, Envoy went away
+        try:
+            for request in request_iterator:
+                answer = self._handle(exchange, request)
+                if answer is not None:
+                    yield answer
+        except grpc.RpcError:
+            pass  # the stream was cancelled: finished below as cut off
+        finally:
+            exchange.finish(complete=False)
+
+    def _handle(self, exchange: _Exchange, request: ep.ProcessingRequest) -> ep.ProcessingResponse | None:
+        kind = request.WhichOneof("request")
+        exchange.seen = True
+        try:
+            if kind == "request_headers":
+                exchange.on_request_headers(request)
+            elif kind == "response_headers":
+                exchange.on_response_headers(request.response_headers)
+            elif kind == "response_body":
+                exchange.on_response_body(request.response_body)
+            elif kind == "response_trailers":
+                exchange.finish(complete=True)
+        except Exception:
+            log.exception("ext_proc: %s message could not be read; continuing", kind)
+        if request.observability_mode:
+            return None  # Envoy does not wait for (and ignores) answers in observability mode
+        return _answer(kind, skip_body=kind == "response_headers" and exchange.parser is not None
+                       and exchange.parser.ignored)
+
+
+def _answer(kind: str | None, skip_body: bool = False) -> ep.ProcessingResponse | None:
+    """The empty answer to a message: CONTINUE, no mutation."""
+    if kind == "request_headers":
+        return ep.ProcessingResponse(request_headers=ep.HeadersResponse())
+    if kind == "response_headers":
+        if skip_body:  # an error or counting call: its body is not needed (used when allow_mode_override is on)
+            return ep.ProcessingResponse(response_headers=ep.HeadersResponse(), mode_override=_SKIP_BODY)
+        return ep.ProcessingResponse(response_headers=ep.HeadersResponse())
+    if kind == "request_body":
+        return ep.ProcessingResponse(request_body=ep.BodyResponse())
+    if kind == "response_body":
+        return ep.ProcessingResponse(response_body=ep.BodyResponse())
+    if kind == "request_trailers":
+        return ep.ProcessingResponse(request_trailers=ep.TrailersResponse())
+    if kind == "response_trailers":
+        return ep.ProcessingResponse(response_trailers=ep.TrailersResponse())
+    return None
+
+
+def add_to_server(server: grpc.Server, on_usage: OnUsage = log_usage, count_text: CountText | None = None) -> None:
+    external_processor_pb2_grpc.add_ExternalProcessorServicer_to_server(
+        ExternalProcessorServicer(on_usage, count_text), server)
+
+
+def build_server(listen: str, on_usage: OnUsage = log_usage, count_text: CountText | None = None,
+                 max_streams: int = 256) -> tuple[grpc.Server, int]:
+    """A grpc server for ExternalProcessor alone: one thread per open response stream, `max_streams` at most
+    (more are refused with RESOURCE_EXHAUSTED; with failure_mode_allow Envoy then passes the response on
+    unobserved). Returns the server (not started) and its port."""
+    server = grpc.server(
+        ThreadPoolExecutor(max_workers=max_streams, thread_name_prefix="usage"),
+        maximum_concurrent_rpcs=max_streams,
+        options=[("grpc.max_receive_message_length", _MAX_MESSAGE_BYTES), ("grpc.so_reuseport", 0)],
+    )
+    add_to_server(server, on_usage, count_text)
+    port = server.add_insecure_port(listen)
+    if port == 0:
+        raise OSError(f"cannot listen on {listen}")
+    return server, port

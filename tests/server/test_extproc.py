@@ -1,0 +1,276 @@
+"""ExternalProcessor through a real grpc server and client stream, messages shaped as Envoy's ext_proc filter
+sends them (STREAMED response body). Provider responses are the recorded-shaped ones in tests/usage/samples."""
+
+from __future__ import annotations
+
+import json
+import queue
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import grpc
+import pytest
+from envoy.config.core.v3 import base_pb2
+from envoy.extensions.filters.http.ext_proc.v3 import processing_mode_pb2
+from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
+from envoy.service.ext_proc.v3 import external_processor_pb2_grpc
+from google.protobuf import struct_pb2
+
+from filter.server.extproc import build_server
+from filter.tokens import TokenCounter, load_encoding
+from filter.usage import Usage
+from tests.usage import samples
+
+WAIT = 10.0  # seconds a test waits for an answer before failing (never reached when things work)
+
+
+@dataclass(frozen=True)
+class Reported:
+    decision_id: str | None
+    provider: str
+    model: str | None
+    usage: Usage | None
+    status: int
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.calls: list[Reported] = []
+        self.called = threading.Event()
+        self._lock = threading.Lock()
+
+    def __call__(self, decision_id: str | None, provider: str, model: str | None, usage: Usage | None,
+                 status: int) -> None:
+        with self._lock:
+            self.calls.append(Reported(decision_id, provider, model, usage, status))
+        self.called.set()
+
+    def one(self) -> Reported:
+        assert self.called.wait(WAIT), "on_usage was not called"
+        assert len(self.calls) == 1, self.calls
+        return self.calls[0]
+
+
+@pytest.fixture(scope="module")
+def counter() -> TokenCounter:
+    return TokenCounter(load_encoding())
+
+
+@pytest.fixture()
+def recorder() -> Recorder:
+    return Recorder()
+
+
+@pytest.fixture()
+def stub(recorder: Recorder, counter: TokenCounter) -> Iterator[external_processor_pb2_grpc.ExternalProcessorStub]:
+    server, port = build_server("127.0.0.1:0", recorder, counter.count_text, max_streams=8)
+    server.start()
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    try:
+        yield external_processor_pb2_grpc.ExternalProcessorStub(channel)
+    finally:
+        channel.close()
+        server.stop(None)
+
+
+class EnvoyStream:
+    """One Process stream driven message by message, as Envoy's filter does."""
+
+    def __init__(self, stub: external_processor_pb2_grpc.ExternalProcessorStub) -> None:
+        self._queue: queue.Queue[ep.ProcessingRequest | None] = queue.Queue()
+        self._closed = False
+        self.call = stub.Process(iter(self._queue.get, None), timeout=60)
+
+    def send(self, request: ep.ProcessingRequest) -> ep.ProcessingResponse:
+        """Sends one message and waits for its answer (Envoy holds the data until it comes)."""
+        self._queue.put(request)
+        answer: list[ep.ProcessingResponse] = []
+        reader = threading.Thread(target=lambda: answer.append(next(self.call)), daemon=True)
+        reader.start()
+        reader.join(WAIT)
+        assert answer, f"no answer to {request.WhichOneof('request')}"
+        return answer[0]
+
+    def post(self, request: ep.ProcessingRequest) -> None:
+        """Sends without waiting (observability mode)."""
+        self._queue.put(request)
+
+    def close(self) -> list[ep.ProcessingResponse]:
+        self._queue.put(None)
+        return list(self.call)
+
+
+def headers(pairs: dict[str, str], end_of_stream: bool = False) -> ep.HttpHeaders:
+    """Values in raw_value, as Envoy sends them; surrogate escapes stand for bytes that are not UTF-8."""
+    values = [base_pb2.HeaderValue(key=k, raw_value=v.encode("utf-8", "surrogateescape")) for k, v in pairs.items()]
+    return ep.HttpHeaders(
+        headers=base_pb2.HeaderMap(headers=values),
+        end_of_stream=end_of_stream,
+    )
+
+
+def request_headers(path: str, decision_id: str | None = "d-1", extra: dict[str, str] | None = None,
+                    observe: bool = False) -> ep.ProcessingRequest:
+    pairs = {":method": "POST", ":path": path, ":authority": "gateway", "content-type": "application/json",
+             **({"x-llm-filter-id": decision_id} if decision_id else {}), **(extra or {})}
+    return ep.ProcessingRequest(request_headers=headers(pairs), observability_mode=observe)
+
+
+def response_headers(status: int, content_type: str, observe: bool = False,
+                     extra: dict[str, str] | None = None) -> ep.ProcessingRequest:
+    pairs = {":status": str(status), "content-type": content_type, **(extra or {})}
+    return ep.ProcessingRequest(response_headers=headers(pairs), observability_mode=observe)
+
+
+def body(chunk: bytes, end: bool = False, observe: bool = False) -> ep.ProcessingRequest:
+    return ep.ProcessingRequest(response_body=ep.HttpBody(body=chunk, end_of_stream=end), observability_mode=observe)
+
+
+def chunks(data: bytes, size: int) -> list[bytes]:
+    return [data[i : i + size] for i in range(0, len(data), size)]
+
+
+def assert_continue(answer: ep.ProcessingResponse, kind: str) -> None:
+    """The answer matches the message and changes nothing."""
+    assert answer.WhichOneof("response") == kind
+    assert getattr(answer, kind) == type(getattr(answer, kind))()  # empty: CONTINUE, no mutation
+    assert not answer.HasField("dynamic_metadata")
+
+
+def test_streamed_response_is_answered_at_once_and_usage_reported_at_its_end(
+        stub: external_processor_pb2_grpc.ExternalProcessorStub, recorder: Recorder) -> None:
+    stream = EnvoyStream(stub)
+    assert_continue(stream.send(request_headers("/anthropic/v1/messages", "d-anthropic")), "request_headers")
+    assert_continue(stream.send(response_headers(200, "text/event-stream; charset=utf-8")), "response_headers")
+    pieces = chunks(samples.anthropic_sse(), 37)
+    for piece in pieces[:-1]:
+        assert_continue(stream.send(body(piece)), "response_body")
+        assert not recorder.called.is_set()
+    assert_continue(stream.send(body(pieces[-1], end=True)), "response_body")
+    # Reported at end of stream, before Envoy closes the stream.
+    assert recorder.one() == Reported("d-anthropic", "anthropic", "claude-opus-4-1-20250805",
+                                      Usage(472 + 1800, 89, cache_read_tokens=1800), 200)
+    assert stream.close() == []
+    assert len(recorder.calls) == 1
+
+
+def test_observability_mode_gets_no_answers(stub: external_processor_pb2_grpc.ExternalProcessorStub,
+                                           recorder: Recorder) -> None:
+    stream = EnvoyStream(stub)
+    stream.post(request_headers("/gemini/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse", "d-g",
+                                observe=True))
+    stream.post(response_headers(200, "text/event-stream", observe=True))
+    for piece in chunks(samples.GEMINI_SSE, 50):
+        stream.post(body(piece, observe=True))
+    stream.post(body(b"", end=True, observe=True))
+    assert recorder.one() == Reported("d-g", "gemini", "gemini-2.5-flash", Usage(8, 1038, cache_read_tokens=4), 200)
+    assert stream.close() == []
+
+
+def test_client_gone_mid_stream_reports_an_estimate(stub: external_processor_pb2_grpc.ExternalProcessorStub,
+                                                    recorder: Recorder, counter: TokenCounter) -> None:
+    stream = EnvoyStream(stub)
+    stream.send(request_headers("/openai/v1/chat/completions", "d-cut", {"x-llm-prompt-tokens": "812"}))
+    stream.send(response_headers(200, "text/event-stream"))
+    sent = samples.openai_chat_sse(include_usage=True)
+    half = sent[: len(sent) // 2]
+    for piece in chunks(half, 64):
+        stream.send(body(piece))
+    stream.call.cancel()  # Envoy resets the stream when the client disconnects
+    reported = recorder.one()
+    assert reported.decision_id == "d-cut" and reported.status == 200
+    assert reported.usage is not None and reported.usage.estimated
+    assert reported.usage.input_tokens == 812  # the filter's own prompt count: the provider sent none yet
+    assert reported.usage.output_tokens > 0
+
+
+def test_stream_without_include_usage_is_estimated_from_text(stub: external_processor_pb2_grpc.ExternalProcessorStub,
+                                                             recorder: Recorder, counter: TokenCounter) -> None:
+    stream = EnvoyStream(stub)
+    stream.send(request_headers("/groq/openai/v1/chat/completions", "d-groq", {"x-llm-prompt-tokens": "40"}))
+    stream.send(response_headers(200, "text/event-stream"))
+    stream.send(body(samples.openai_chat_sse(include_usage=False), end=True))
+    expected = Usage(40, counter.count_text("".join(samples.CHAT_TEXT)), estimated=True)
+    assert recorder.one() == Reported("d-groq", "groq", "gpt-4o-mini-2024-07-18", expected, 200)
+    stream.close()
+
+
+def test_error_status_reports_no_usage_and_skips_the_body(stub: external_processor_pb2_grpc.ExternalProcessorStub,
+                                                         recorder: Recorder) -> None:
+    stream = EnvoyStream(stub)
+    stream.send(request_headers("/openai/v1/responses", "d-429"))
+    answer = stream.send(response_headers(429, "application/json"))
+    assert answer.WhichOneof("response") == "response_headers"
+    assert answer.response_headers == ep.HeadersResponse()
+    assert answer.mode_override.response_body_mode == processing_mode_pb2.ProcessingMode.NONE
+    assert recorder.one() == Reported("d-429", "openai", None, None, 429)
+    assert_continue(stream.send(body(b'{"error": {"code": "rate_limit_exceeded"}}', end=True)), "response_body")
+    stream.close()
+    assert len(recorder.calls) == 1
+
+
+def test_bedrock_event_stream_model_from_path(stub: external_processor_pb2_grpc.ExternalProcessorStub,
+                                             recorder: Recorder) -> None:
+    stream = EnvoyStream(stub)
+    stream.send(request_headers("/bedrock/model/anthropic.claude-3-haiku-20240307-v1%3A0/converse-stream", "d-b"))
+    stream.send(response_headers(200, "application/vnd.amazon.eventstream"))
+    for piece in chunks(samples.converse_stream(), 100):
+        stream.send(body(piece))
+    stream.send(body(b"", end=True))
+    assert recorder.one() == Reported("d-b", "bedrock", "anthropic.claude-3-haiku-20240307-v1:0", Usage(19, 21), 200)
+    stream.close()
+
+
+def test_decision_id_from_ext_authz_metadata(stub: external_processor_pb2_grpc.ExternalProcessorStub,
+                                            recorder: Recorder) -> None:
+    stream = EnvoyStream(stub)
+    first = request_headers("/v1/chat/completions", decision_id=None)
+    first.metadata_context.filter_metadata["envoy.filters.http.ext_authz"].CopyFrom(
+        struct_pb2.Struct(fields={"decision_id": struct_pb2.Value(string_value="d-meta")}))
+    stream.send(first)
+    stream.send(response_headers(200, "application/json", extra={"content-encoding": "identity"}))
+    stream.send(body(samples.OPENAI_CHAT_JSON, end=True))
+    assert recorder.one() == Reported("d-meta", "openai", "gpt-4.1-2025-04-14", Usage(19, 10), 200)
+    stream.close()
+
+
+def test_upstream_gone_before_response_reports_status_zero(stub: external_processor_pb2_grpc.ExternalProcessorStub,
+                                                          recorder: Recorder) -> None:
+    stream = EnvoyStream(stub)
+    stream.send(request_headers("/anthropic/v1/messages", "d-reset"))
+    assert stream.close() == []
+    assert recorder.one() == Reported("d-reset", "anthropic", None, None, 0)
+
+
+def test_malformed_messages_are_read_past(stub: external_processor_pb2_grpc.ExternalProcessorStub,
+                                          recorder: Recorder) -> None:
+    stream = EnvoyStream(stub)
+    assert_continue(stream.send(body(b"body before headers")), "response_body")
+    bad_path = request_headers("\udcff/../v1/messages?x=%zz", "d-bad")
+    assert_continue(stream.send(bad_path), "request_headers")
+    weird = ep.ProcessingRequest(response_headers=headers({":status": "abc", "content-type": "\x00"}))
+    assert_continue(stream.send(weird), "response_headers")
+    stream.post(ep.ProcessingRequest())  # no message kind: nothing to answer (the next answer is the next's)
+    for junk in (b"\xff\xfe", json.dumps({"usage": [1, 2]}).encode(), b"\x00" * 1000):
+        assert_continue(stream.send(body(junk)), "response_body")
+    assert_continue(stream.send(ep.ProcessingRequest(response_trailers=ep.HttpTrailers())), "response_trailers")
+    stream.close()
+    reported = recorder.one()
+    assert reported.decision_id == "d-bad" and reported.usage is None and reported.status == 0
+
+
+def test_concurrent_streams_are_kept_apart(stub: external_processor_pb2_grpc.ExternalProcessorStub,
+                                          recorder: Recorder) -> None:
+    streams = [EnvoyStream(stub) for _ in range(4)]
+    for i, stream in enumerate(streams):
+        stream.send(request_headers("/anthropic/v1/messages", f"d-{i}"))
+        stream.send(response_headers(200, "application/json" if i % 2 else "text/event-stream"))
+    for i, stream in enumerate(streams):
+        stream.send(body(samples.ANTHROPIC_JSON if i % 2 else samples.anthropic_sse(), end=True))
+        stream.close()
+    assert recorder.called.wait(WAIT)
+    by_id = {c.decision_id: c.usage for c in recorder.calls}
+    assert len(recorder.calls) == 4
+    assert by_id["d-0"] == by_id["d-2"] == Usage(2272, 89, cache_read_tokens=1800)
+    assert by_id["d-1"] == by_id["d-3"] == Usage(4195, 503, cache_read_tokens=2000, cache_write_tokens=100)
