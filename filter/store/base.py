@@ -16,7 +16,9 @@ Rules every implementation keeps:
   budget forever. A later reconcile()/release() of an expired id changes nothing and returns False.
 - Reserving an id that is still open returns the open reservation and reserves nothing more (a retry after a
   timeout is safe).
-- Any failure to reach or use the store raises StoreError, within the store's bounded timeouts.
+- Any failure to reach or use the store raises StoreError, within the store's bounded timeouts. A timed-out
+  call may still have been applied (Redis may run it once it catches up): after a StoreError from reserve(),
+  call release(id) once the store answers again, so a reservation nobody uses is not charged at expiry.
 """
 
 from __future__ import annotations

@@ -154,6 +154,12 @@ def check_amount(what: str, amount: int) -> None:
         raise ValueError(f"{what} must be an int >= 0, not {amount!r}")
 
 
+def check_rate(amount: int, window_seconds: int) -> None:
+    check_amount("amount", amount)
+    if isinstance(window_seconds, bool) or not isinstance(window_seconds, int) or window_seconds < 1:
+        raise ValueError(f"window_seconds must be an int >= 1, not {window_seconds!r}")
+
+
 def check_id(reservation_id: str) -> None:
     if not reservation_id or len(reservation_id) > 256:
         raise ValueError("reservation id must be 1..256 characters")

@@ -29,6 +29,7 @@ from filter.store.model import (
     Usage,
     check_amount,
     check_id,
+    check_rate,
     span,
     strictest,
 )
@@ -202,11 +203,11 @@ class RedisStore:
     # -- request rate -------------------------------------------------------------------------------------
 
     def hit(self, key: str, value: str, amount: int, limit: int, window_seconds: int = RATE_WINDOW_SECONDS) -> RateHit:
-        check_amount("amount", amount)
+        check_rate(amount, window_seconds)
         now = self.clock()
         start = int(now // window_seconds) * window_seconds
         left = start + window_seconds - now
-        counter = f"{self._rate_prefix}:{len(key)}:{key}:{value}:{start}"
+        counter = f"{self._rate_prefix}:{window_seconds}:{start}:{len(key)}:{key}:{value}"
         count = self._run(self._hit, [counter], [amount, limit, _ms(left + 5)])
         return RateHit(int(count), max(1, math.ceil(left)), limit)
 

@@ -27,6 +27,7 @@ from filter.store.model import (
     Usage,
     check_amount,
     check_id,
+    check_rate,
     span,
     strictest,
 )
@@ -43,8 +44,8 @@ CREATE TABLE IF NOT EXISTS reservation_window (
   reservation TEXT NOT NULL, budget TEXT NOT NULL, kind TEXT NOT NULL, wid TEXT NOT NULL,
   PRIMARY KEY (reservation, budget, kind)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS rate_window (
-  key TEXT NOT NULL, value TEXT NOT NULL, start INTEGER NOT NULL, count INTEGER NOT NULL,
-  PRIMARY KEY (key, value, start)) WITHOUT ROWID;
+  key TEXT NOT NULL, value TEXT NOT NULL, seconds INTEGER NOT NULL, start INTEGER NOT NULL, count INTEGER NOT NULL,
+  PRIMARY KEY (key, value, seconds, start)) WITHOUT ROWID;
 """
 
 
@@ -190,17 +191,18 @@ class SqliteStore:
     # -- request rate -------------------------------------------------------------------------------------
 
     def hit(self, key: str, value: str, amount: int, limit: int, window_seconds: int = RATE_WINDOW_SECONDS) -> RateHit:
-        check_amount("amount", amount)
+        check_rate(amount, window_seconds)
         now = self.clock()
         start = int(now // window_seconds) * window_seconds
         reset = max(1, math.ceil(start + window_seconds - now))
         with self._tx() as conn:
-            got = conn.execute("SELECT count FROM rate_window WHERE key = ? AND value = ? AND start = ?",
-                               (key, value, start)).fetchone()
+            got = conn.execute("SELECT count FROM rate_window WHERE key = ? AND value = ? AND seconds = ? AND start = ?",
+                               (key, value, window_seconds, start)).fetchone()
             count = (int(got[0]) if got else 0) + amount
             if count <= limit:
-                conn.execute("INSERT INTO rate_window VALUES (?, ?, ?, ?) ON CONFLICT (key, value, start) "
-                             "DO UPDATE SET count = excluded.count", (key, value, start, count))
+                conn.execute("INSERT INTO rate_window VALUES (?, ?, ?, ?, ?) ON CONFLICT (key, value, seconds, start) "
+                             "DO UPDATE SET count = excluded.count", (key, value, window_seconds, start, count))
                 if got is None:  # first hit of a new window: drop this descriptor's finished windows
-                    conn.execute("DELETE FROM rate_window WHERE key = ? AND value = ? AND start < ?", (key, value, start))
+                    conn.execute("DELETE FROM rate_window WHERE key = ? AND value = ? AND seconds = ? AND start < ?",
+                                 (key, value, window_seconds, start))
         return RateHit(count, reset, limit)

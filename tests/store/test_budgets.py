@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from filter.store import Budget, Window
-from tests.store.conftest import Clock, StoreFactory, local
+from tests.store.stores import Clock, StoreFactory, local
 
 TZ = "Europe/Berlin"
 DAY = Budget("team:t1", Window.DAY, 1000)
