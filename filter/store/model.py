@@ -149,9 +149,12 @@ class RateHit:
         return self.count <= self.limit
 
 
+MAX_AMOUNT = 10**12  # exact in every store (Redis scripts compute in doubles)
+
+
 def check_amount(what: str, amount: int) -> None:
-    if isinstance(amount, bool) or not isinstance(amount, int) or amount < 0:
-        raise ValueError(f"{what} must be an int >= 0, not {amount!r}")
+    if isinstance(amount, bool) or not isinstance(amount, int) or not 0 <= amount <= MAX_AMOUNT:
+        raise ValueError(f"{what} must be an int in 0..{MAX_AMOUNT}, not {amount!r}")
 
 
 def check_rate(amount: int, window_seconds: int) -> None:

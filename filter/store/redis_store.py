@@ -44,7 +44,7 @@ local function settle(rk, charge)
   for i = 1, n do
     local wk = redis.call('HGET', rk, 'k' .. i)
     if redis.call('EXISTS', wk) == 1 then
-      redis.call('HINCRBY', wk, 'reserved', '-' .. amount)
+      redis.call('HINCRBY', wk, 'reserved', 0 - tonumber(amount))  -- 0 - x: never the '-0' HINCRBY refuses
       redis.call('HINCRBY', wk, 'used', used)
     end
   end
@@ -131,8 +131,8 @@ class RedisStore:
         self._hit = self.client.register_script(_HIT)
 
     def _fail(self, e: Exception) -> NoReturn:
-        raise StoreError(f"redis store {self.client.connection_pool.connection_kwargs.get('host')}: "
-                         f"{type(e).__name__}: {e}") from e
+        where = self.client.connection_pool.connection_kwargs  # host or socket path, never the URL's password
+        raise StoreError(f"redis store {where.get('host') or where.get('path')}: {type(e).__name__}: {e}") from e
 
     def _run(self, script: Any, keys: list[str], args: list[str | int | float]) -> Any:
         try:

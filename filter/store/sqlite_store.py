@@ -149,6 +149,7 @@ class SqliteStore:
         with self._tx() as conn:
             n = self._expire(conn, at, None)
             conn.execute("DELETE FROM budget_window WHERE ends_at < ? AND reserved = 0", (at - RETENTION_SECONDS,))
+            conn.execute("DELETE FROM rate_window WHERE start + seconds < ?", (at - 60,))  # descriptors gone quiet
             return n
 
     def usage(self, budgets: Sequence[Budget]) -> list[Usage]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from filter.store import Budget, Window
 from tests.store.stores import Clock, StoreFactory, local
 
@@ -132,6 +134,8 @@ def test_zero_limit_refuses_and_zero_amount_fits(make: StoreFactory) -> None:
     closed = Budget("agent:a1", Window.DAY, 0)
     assert not store.reserve("d1", 1, [closed]).granted
     assert store.reserve("d2", 0, [closed]).granted
+    assert store.release("d2")
+    assert store.reserve("d5", 0, [closed, DAY]).granted and store.reconcile("d5", 0)
     assert store.reserve("d3", 1000, [DAY]).granted, "exactly the limit fits"
     assert not store.reserve("d4", 1, [DAY]).granted
 
@@ -143,6 +147,18 @@ def test_the_same_budget_twice_counts_once_with_the_smaller_limit(make: StoreFac
     assert not r.granted and r.denial is not None and r.denial.limit == 100
     assert store.reserve("d2", 100, [DAY, strict]).granted
     assert used_reserved(store, DAY) == (0, 100)
+
+
+def test_amounts_must_be_whole_token_counts(make: StoreFactory) -> None:
+    store = make(tz=TZ, clock=clock_at(2026, 5, 12, 10, 0))
+    for bad in (-1, 1.5, True, 10**13):
+        with pytest.raises(ValueError):
+            store.reserve("d1", bad, [DAY])  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        store.reconcile("d1", -5)
+    with pytest.raises(ValueError):
+        store.hit("team_id", "t1", 1, 10, window_seconds=0)
+    assert used_reserved(store, DAY) == (0, 0)
 
 
 def test_keys_with_separators_do_not_collide(make: StoreFactory) -> None:
