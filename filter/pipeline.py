@@ -14,6 +14,7 @@ from filter.headers import IDENTITY
 from filter.model import Decision, Envelope, Identity, ParsedRequest, TextSegment
 from filter.policy import decide, refuse
 from filter.redact import Redactor
+from filter.rules.context import in_context
 from filter.runtime import Snapshot
 from filter.tokens import TokenCounter
 
@@ -72,6 +73,12 @@ def evaluate(
             body_bytes=len(envelope.body), pack_digest=snapshot.ruleset.digest,
         ), None, redactor)  # fmt: skip
     findings = snapshot.ruleset.scan(parsed.segments)  # body, path, query and headers, and decoded copies
+    if settings.policy.pii_context:  # an author's address in a file header or git log is logged, not blocked
+        texts: dict[str, str] = {}
+        for seg in parsed.segments:
+            if seg.origin is None:
+                texts.setdefault(seg.location, seg.text)
+        findings = tuple(in_context(f, texts.get(f.location, "")) for f in findings)
     redactor = Redactor.build(parsed.segments, findings)
     tokens = counter.count(parsed.prompt_segments(), settings.policy.max_prompt_tokens)
     decision = decide(

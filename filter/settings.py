@@ -41,6 +41,7 @@ _SCHEMA: dict[str, Any] = {
                 "trust_identity_headers": {"type": "boolean"},
                 "block_secrets": {"type": "boolean"},
                 "block_pii": {"type": "boolean"},
+                "pii_context": {"type": "boolean"},
                 "max_prompt_tokens": {"type": "integer", "minimum": 1},
             },
         },
@@ -98,6 +99,7 @@ class Policy:
     trust_identity_headers: bool = True
     block_secrets: bool = True
     block_pii: bool = True
+    pii_context: bool = True  # e-mail addresses in authorship lines (headers, git log, trailers) are logged, not blocked
     max_prompt_tokens: int = 128_000
 
 
@@ -212,6 +214,7 @@ def load_settings(path: str | None = None, env: Mapping[str, str] | None = None)
             trust_identity_headers=pol.get("trust_identity_headers", True),
             block_secrets=_env_bool(env, "BLOCK_SECRETS", pol.get("block_secrets", True)),
             block_pii=_env_bool(env, "BLOCK_PII", pol.get("block_pii", True)),
+            pii_context=pol.get("pii_context", True),
             max_prompt_tokens=max_tokens,
         ),
         limits=DecodeLimits(
