@@ -34,6 +34,7 @@ class Budget:
     limit: int
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "window", Window(self.window))  # "day"/"month" from a config file work too
         if not self.key:
             raise ValueError("budget key must not be empty")
         if self.limit < 0:

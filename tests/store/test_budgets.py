@@ -158,6 +158,9 @@ def test_amounts_must_be_whole_token_counts(make: StoreFactory) -> None:
         store.reconcile("d1", -5)
     with pytest.raises(ValueError):
         store.hit("team_id", "t1", 1, 10, window_seconds=0)
+    with pytest.raises(ValueError):
+        Budget("team:t1", "week", 10)  # type: ignore[arg-type]
+    assert Budget("team:t1", "day", 1000) == DAY  # type: ignore[arg-type]
     assert used_reserved(store, DAY) == (0, 0)
 
 
