@@ -102,11 +102,15 @@ def test_rendered_jwt_configs_validate(tmp_path: Path) -> None:
             "envoy.filters.http.router",
         ]
         # With JWT the rate limit keys on the verified claims.
-        keys = [a["metadata"]["metadata_key"] for rl in vhost(load(path))["rate_limits"] for a in rl["actions"]]
+        keys = [[(a["metadata"]["descriptor_key"], a["metadata"]["source"], a["metadata"]["metadata_key"])
+                 for a in rl["actions"]] for rl in vhost(load(path))["rate_limits"]]  # fmt: skip
+        provider = ("provider", "ROUTE_ENTRY", {"key": "llm_gateway", "path": [{"key": "provider"}]})
         assert keys == [
-            {"key": "envoy.filters.http.jwt_authn", "path": [{"key": "jwt_payload"}, {"key": "workspace"}]},
-            {"key": "envoy.filters.http.jwt_authn", "path": [{"key": "jwt_payload"}, {"key": "team"}]},
-        ]
+            [("workspace_id", "DYNAMIC",
+              {"key": "envoy.filters.http.jwt_authn", "path": [{"key": "jwt_payload"}, {"key": "workspace"}]}), provider],
+            [("team_id", "DYNAMIC",
+              {"key": "envoy.filters.http.jwt_authn", "path": [{"key": "jwt_payload"}, {"key": "team"}]}), provider],
+        ]  # fmt: skip
     azure = next(c for c in load(prod)["static_resources"]["clusters"] if c["name"] == "azure")
     tls = azure["transport_socket"]["typed_config"]
     assert tls["sni"] == "myco.openai.azure.com"

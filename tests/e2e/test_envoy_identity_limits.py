@@ -95,9 +95,11 @@ def test_verified_identity_is_limited_and_logged(trusted: EnvoyProcess, fake_pro
     avoid_minute_edge()
     for _ in range(RPM):
         assert trusted.request("POST", "/v1/messages", BODY, {"x-workspace-id": ws})[0] == 200
-    status, headers, _ = trusted.request("POST", "/v1/messages", BODY, {"x-workspace-id": ws})
+    status, headers, body = trusted.request("POST", "/v1/messages", BODY, {"x-workspace-id": ws})
     assert status == 429
     assert headers["x-ratelimit-limit"].startswith(str(RPM))
+    # Envoy names the route's provider in the descriptor, so the 429 is in Anthropic's own shape.
+    assert json.loads(body)["error"]["type"] == "rate_limit_error"
     assert trusted.request("POST", "/v1/messages", BODY, {"x-workspace-id": other})[0] == 200
     assert [r.headers["x-workspace-id"] for r in fake_provider.requests] == [ws] * RPM + [other]
     trusted.stop()  # flush the access log
