@@ -3,11 +3,14 @@ sends them (STREAMED response body). Provider responses are the recorded-shaped 
 
 from __future__ import annotations
 
+import http.client
 import json
 import queue
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import grpc
 import pytest
@@ -20,6 +23,7 @@ from google.protobuf import struct_pb2
 from filter.server.extproc import build_server
 from filter.tokens import TokenCounter, load_encoding
 from filter.usage import Usage
+from tests.e2e.envoy_harness import EnvoyProcess, free_port
 from tests.usage import samples
 
 WAIT = 10.0  # seconds a test waits for an answer before failing (never reached when things work)
@@ -274,3 +278,190 @@ def test_concurrent_streams_are_kept_apart(stub: external_processor_pb2_grpc.Ext
     assert len(recorder.calls) == 4
     assert by_id["d-0"] == by_id["d-2"] == Usage(2272, 89, cache_read_tokens=1800)
     assert by_id["d-1"] == by_id["d-3"] == Usage(4195, 503, cache_read_tokens=2000, cache_write_tokens=100)
+
+
+# -- through real Envoy: the ext_proc filter as the gateway would configure it ------------------------------------
+#
+# The provider is a fake (real providers cannot be reached from tests): it streams recorded-shaped Anthropic
+# events and holds the rest of the stream until the test has read the first event through Envoy, so a response
+# held back anywhere on the way (Envoy or the processor) fails the test instead of passing slowly.
+
+EXT_PROC_FILTER = """
+- name: envoy.filters.http.ext_proc
+  typed_config:
+    "@type": type.googleapis.com/envoy.extensions.filters.http.ext_proc.v3.ExternalProcessor
+    grpc_service: {{envoy_grpc: {{cluster_name: usage}}}}
+    failure_mode_allow: true
+    observability_mode: {observe}
+    deferred_close_timeout: 5s
+    message_timeout: 1s
+    send_body_without_waiting_for_header_response: true
+    allow_mode_override: true
+    processing_mode:
+      request_header_mode: SEND
+      response_header_mode: SEND
+      request_body_mode: NONE
+      response_body_mode: STREAMED
+      request_trailer_mode: SKIP
+      response_trailer_mode: SKIP
+    metadata_options:
+      forwarding_namespaces: {{untyped: [envoy.filters.http.ext_authz]}}
+"""
+
+ENVOY_CONFIG = """
+admin:
+  address: {{socket_address: {{address: 127.0.0.1, port_value: {admin}}}}}
+static_resources:
+  listeners:
+  - address: {{socket_address: {{address: 127.0.0.1, port_value: {listen}}}}}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: test
+          route_config:
+            virtual_hosts:
+            - name: all
+              domains: ["*"]
+              routes:
+              - match: {{prefix: /anthropic/}}
+                route: {{cluster: provider, prefix_rewrite: /, timeout: 60s}}
+          http_filters:
+{filters}
+          - name: envoy.filters.http.router
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+  clusters:
+  - name: provider
+    type: STATIC
+    load_assignment:
+      cluster_name: provider
+      endpoints:
+      - lb_endpoints:
+        - endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {provider}}}}}}}
+  - name: usage
+    type: STATIC
+    typed_extension_protocol_options:
+      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+        explicit_http_config: {{http2_protocol_options: {{}}}}
+    load_assignment:
+      cluster_name: usage
+      endpoints:
+      - lb_endpoints:
+        - endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {usage}}}}}}}
+"""
+
+
+class StreamingProvider:
+    """Fake Anthropic endpoint: streams `samples.anthropic_sse()` event by event (chunked), holding all but
+    the first event until `release` is set."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.events = [e + b"\n\n" for e in samples.anthropic_sse().split(b"\n\n") if e]
+        provider = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:  # noqa: N802 (http.server name)
+                self.rfile.read(int(self.headers.get("content-length", "0")))
+                self.send_response(200)
+                self.send_header("content-type", "text/event-stream")
+                self.send_header("transfer-encoding", "chunked")
+                self.end_headers()
+                try:
+                    for i, event in enumerate(provider.events):
+                        if i == 1 and not provider.release.wait(WAIT):
+                            return
+                        self.wfile.write(b"%x\r\n%s\r\n" % (len(event), event))
+                        self.wfile.flush()
+                    self.wfile.write(b"0\r\n\r\n")
+                except OSError:
+                    pass  # the client went away
+
+            def log_message(self, format: str, *args: object) -> None:  # noqa: A002 (stdlib signature)
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.release.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture()
+def provider() -> Iterator[StreamingProvider]:
+    fake = StreamingProvider()
+    yield fake
+    fake.close()
+
+
+def run_envoy(workdir: Path, usage_port: int, provider_port: int, observe: bool) -> EnvoyProcess:
+    listen, admin = free_port(), free_port()
+    filters = "\n".join("          " + line for line in EXT_PROC_FILTER.format(observe=str(observe).lower())
+                        .strip("\n").splitlines())
+    config = workdir / "envoy.yaml"
+    config.write_text(ENVOY_CONFIG.format(admin=admin, listen=listen, provider=provider_port, usage=usage_port,
+                                          filters=filters))
+    return EnvoyProcess(config, listen_port=listen, admin_port=admin, workdir=workdir).start()
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("observe", [True, False], ids=["observability-mode", "streamed-mode"])
+def test_through_envoy_stream_passes_unchanged_and_usage_is_reported(
+        tmp_path: Path, provider: StreamingProvider, recorder: Recorder, counter: TokenCounter,
+        observe: bool) -> None:
+    server, port = build_server("127.0.0.1:0", recorder, counter.count_text, max_streams=8)
+    server.start()
+    envoy = run_envoy(tmp_path, port, provider.port, observe)
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", envoy.listen_port, timeout=WAIT)
+        conn.request("POST", "/anthropic/v1/messages", body=b'{"stream": true}',
+                     headers={"content-type": "application/json", "x-llm-filter-id": "d-envoy"})
+        response = conn.getresponse()
+        assert response.status == 200
+        first = b""
+        while not first.endswith(b"\n\n"):
+            first += response.readline()  # arrives while the provider still holds the rest
+        assert first == provider.events[0]
+        provider.release.set()
+        rest = response.read()
+        assert first + rest == samples.anthropic_sse()  # byte for byte: nothing altered
+        conn.close()
+        assert recorder.one() == Reported("d-envoy", "anthropic", "claude-opus-4-1-20250805",
+                                          Usage(472 + 1800, 89, cache_read_tokens=1800), 200)
+    finally:
+        envoy.stop()
+        server.stop(None)
+
+
+@pytest.mark.e2e
+def test_through_envoy_client_gone_mid_stream_reports_an_estimate(
+        tmp_path: Path, provider: StreamingProvider, recorder: Recorder, counter: TokenCounter) -> None:
+    server, port = build_server("127.0.0.1:0", recorder, counter.count_text, max_streams=8)
+    server.start()
+    envoy = run_envoy(tmp_path, port, provider.port, observe=True)
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", envoy.listen_port, timeout=WAIT)
+        conn.request("POST", "/anthropic/v1/messages", body=b"{}",
+                     headers={"content-type": "application/json", "x-llm-filter-id": "d-gone",
+                              "x-llm-prompt-tokens": "3000"})
+        response = conn.getresponse()
+        first = b""
+        while not first.endswith(b"\n\n"):
+            first += response.readline()
+        conn.close()  # the client disconnects while the provider is still streaming
+        reported = recorder.one()
+        assert reported.decision_id == "d-gone" and reported.status == 200
+        assert reported.usage is not None and reported.usage.estimated
+        assert reported.usage.input_tokens == 472 + 1800  # message_start's, the provider's own count
+    finally:
+        provider.release.set()
+        envoy.stop()
+        server.stop(None)
