@@ -57,12 +57,13 @@ def log_usage(decision_id: str | None, provider: str, model: str | None, usage: 
 
 
 class _Exchange:
-    """State of one HTTP exchange; `finish` runs once, from the stream's thread or grpc's cancel callback."""
+    """State of one HTTP exchange; `finish` runs once, from the stream's thread or grpc's cancel callback.
+    `lock` is held around every message and `finish`, so a cancel never finishes a parser mid-feed."""
 
     def __init__(self, on_usage: OnUsage, count_text: CountText | None) -> None:
         self._on_usage = on_usage
         self._count_text = count_text
-        self._lock = threading.Lock()
+        self.lock = threading.RLock()
         self._done = False
         self.seen = False  # any message arrived
         self.decision_id: str | None = None
@@ -73,6 +74,10 @@ class _Exchange:
         self.prompt_tokens: int | None = None
         self.status = 0
         self.parser: UsageParser | None = None
+
+    @property
+    def done(self) -> bool:
+        return self._done
 
     def on_request_headers(self, request: ep.ProcessingRequest) -> None:
         found = header_map(request.request_headers.headers)
@@ -116,21 +121,20 @@ class _Exchange:
             self.finish(complete=True)
 
     def finish(self, complete: bool) -> None:
-        with self._lock:
-            if self._done:
+        with self.lock:
+            if self._done or not self.seen:
+                self._done = True
                 return
             self._done = True
-        if not self.seen:
-            return
-        usage: Usage | None = None
-        model = self.path_model
-        if self.parser is not None:
-            usage = self.parser.finish(complete=complete)
-            model = self.parser.model or model
-        try:
-            self._on_usage(self.decision_id, self.provider, model, usage, self.status)
-        except Exception:
-            log.exception("usage callback failed for decision %s", self.decision_id)
+            usage: Usage | None = None
+            model = self.path_model
+            if self.parser is not None:
+                usage = self.parser.finish(complete=complete)
+                model = self.parser.model or model
+            try:
+                self._on_usage(self.decision_id, self.provider, model, usage, self.status)
+            except Exception:
+                log.exception("usage callback failed for decision %s", self.decision_id)
 
 
 class ExternalProcessorServicer(external_processor_pb2_grpc.ExternalProcessorServicer):  # type: ignore[misc]
@@ -159,22 +163,29 @@ class ExternalProcessorServicer(external_processor_pb2_grpc.ExternalProcessorSer
 
     def _handle(self, exchange: _Exchange, request: ep.ProcessingRequest) -> ep.ProcessingResponse | None:
         kind = request.WhichOneof("request")
-        exchange.seen = True
         try:
-            if kind == "request_headers":
-                exchange.on_request_headers(request)
-            elif kind == "response_headers":
-                exchange.on_response_headers(request.response_headers)
-            elif kind == "response_body":
-                exchange.on_response_body(request.response_body)
-            elif kind == "response_trailers":
-                exchange.finish(complete=True)
+            with exchange.lock:
+                exchange.seen = True
+                self._read(exchange, kind, request)
         except Exception:
             log.exception("ext_proc: %s message could not be read; continuing", kind)
         if request.observability_mode:
             return None  # Envoy does not wait for (and ignores) answers in observability mode
         return _answer(kind, skip_body=kind == "response_headers" and exchange.parser is not None
                        and exchange.parser.ignored)
+
+    @staticmethod
+    def _read(exchange: _Exchange, kind: str | None, request: ep.ProcessingRequest) -> None:
+        if exchange.done:
+            return  # cancelled meanwhile, or a message after the end
+        if kind == "request_headers":
+            exchange.on_request_headers(request)
+        elif kind == "response_headers":
+            exchange.on_response_headers(request.response_headers)
+        elif kind == "response_body":
+            exchange.on_response_body(request.response_body)
+        elif kind == "response_trailers":
+            exchange.finish(complete=True)
 
 
 def _answer(kind: str | None, skip_body: bool = False) -> ep.ProcessingResponse | None:
