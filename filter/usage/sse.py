@@ -20,6 +20,7 @@ class SseDecoder:
         self._max = max_event_bytes
         self._line = bytearray()  # the current incomplete line
         self._discarding = False  # the current line is over the limit: drop it up to its end
+        self._discarding_data = False
         self._event = ""
         self._data: list[bytes] = []
         self._data_bytes = 0
@@ -65,6 +66,8 @@ class SseDecoder:
             return
         if len(self._line) + len(piece) > self._max:
             self._on_dropped(len(self._line) + len(piece))
+            # Only a data line too long to keep spoils its event; a long comment or unknown field does not.
+            self._discarding_data = (self._line + piece[:5]).startswith(b"data")
             self._line.clear()
             self._discarding = True
             return
@@ -73,7 +76,7 @@ class SseDecoder:
     def _end_line(self) -> None:
         if self._discarding:
             self._discarding = False
-            self._event_dropped = True
+            self._event_dropped = self._event_dropped or self._discarding_data
             return
         line = bytes(self._line)
         self._line.clear()

@@ -255,3 +255,11 @@ def test_bedrock_invoke_stream_reads_invocation_metrics() -> None:
     body += chunk({"type": "message_stop", "amazon-bedrock-invocationMetrics": {
         "inputTokenCount": 11, "outputTokenCount": 3, "invocationLatency": 500, "firstByteLatency": 300}})
     assert read("bedrock.invoke", EVENTSTREAM, split(body, [5, 40, 90])).finish() == Usage(11, 3)
+
+
+def test_highly_compressed_body_is_read_to_its_end() -> None:
+    """5 MB of keep-alive comment compressed to a few KB, fed at once: the events after it still count."""
+    packed = gzip.compress(b": " + b"a" * 5_000_000 + b"\n" + samples.anthropic_sse(), 9)
+    parser = read("anthropic.messages", SSE, [packed], content_encoding="gzip")
+    assert parser.finish() == CASES[5][4]
+    assert parser.buffered <= 1 << 20
