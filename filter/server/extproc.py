@@ -21,6 +21,7 @@ from envoy.config.core.v3 import base_pb2
 from envoy.extensions.filters.http.ext_proc.v3 import processing_mode_pb2
 from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
 from envoy.service.ext_proc.v3 import external_processor_pb2_grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from filter import headers as hdr
 from filter.formats.routes import PROVIDERS, route
@@ -29,6 +30,7 @@ from filter.usage.estimate import CountText
 
 log = logging.getLogger("llm_content_filter")
 
+SERVICE_NAME = "envoy.service.ext_proc.v3.ExternalProcessor"
 OnUsage = Callable[[str | None, str, str | None, Usage | None, int], None]
 EXT_AUTHZ_NAMESPACE = "envoy.filters.http.ext_authz"  # its dynamic metadata carries decision_id too
 _MAX_MESSAGE_BYTES = 8 * 1024 * 1024  # a streamed body chunk is one of Envoy's buffer slices, far smaller
@@ -213,16 +215,20 @@ def add_to_server(server: grpc.Server, on_usage: OnUsage = log_usage, count_text
 
 
 def build_server(listen: str, on_usage: OnUsage = log_usage, count_text: CountText | None = None,
-                 max_streams: int = 256) -> tuple[grpc.Server, int]:
+                 max_streams: int = 256, health_servicer: health.HealthServicer | None = None) -> tuple[grpc.Server, int]:
     """A grpc server for ExternalProcessor alone: one thread per open response stream, `max_streams` at most
     (more are refused with RESOURCE_EXHAUSTED; with failure_mode_allow Envoy then passes the response on
-    unobserved). Returns the server (not started) and its port."""
+    unobserved). `health_servicer`: the worker's, served here too so Envoy can health-check this port.
+    Returns the server (not started) and its port."""
     server = grpc.server(
         ThreadPoolExecutor(max_workers=max_streams, thread_name_prefix="usage"),
         maximum_concurrent_rpcs=max_streams,
         options=[("grpc.max_receive_message_length", _MAX_MESSAGE_BYTES), ("grpc.so_reuseport", 0)],
     )
     add_to_server(server, on_usage, count_text)
+    if health_servicer is not None:
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+        health_servicer.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
     port = server.add_insecure_port(listen)
     if port == 0:
         raise OSError(f"cannot listen on {listen}")

@@ -19,8 +19,9 @@ from envoy.extensions.filters.http.ext_proc.v3 import processing_mode_pb2
 from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
 from envoy.service.ext_proc.v3 import external_processor_pb2_grpc
 from google.protobuf import struct_pb2
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from filter.server.extproc import build_server
+from filter.server.extproc import SERVICE_NAME, build_server
 from filter.tokens import TokenCounter, load_encoding
 from filter.usage import Usage
 from tests.e2e.envoy_harness import EnvoyProcess, free_port
@@ -278,6 +279,22 @@ def test_concurrent_streams_are_kept_apart(stub: external_processor_pb2_grpc.Ext
     assert len(recorder.calls) == 4
     assert by_id["d-0"] == by_id["d-2"] == Usage(2272, 89, cache_read_tokens=1800)
     assert by_id["d-1"] == by_id["d-3"] == Usage(4195, 503, cache_read_tokens=2000, cache_write_tokens=100)
+
+
+def test_health_is_served_next_to_the_processor(recorder: Recorder) -> None:
+    shared = health.HealthServicer()
+    server, port = build_server("127.0.0.1:0", recorder, health_servicer=shared)
+    server.start()
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            check = health_pb2_grpc.HealthStub(channel).Check
+            answer = check(health_pb2.HealthCheckRequest(service=SERVICE_NAME), timeout=WAIT)
+            assert answer.status == health_pb2.HealthCheckResponse.SERVING
+            shared.enter_graceful_shutdown()  # the worker draining: Envoy stops sending new streams here
+            answer = check(health_pb2.HealthCheckRequest(service=SERVICE_NAME), timeout=WAIT)
+            assert answer.status == health_pb2.HealthCheckResponse.NOT_SERVING
+    finally:
+        server.stop(None)
 
 
 # -- through real Envoy: the ext_proc filter as the gateway would configure it ------------------------------------
