@@ -18,6 +18,7 @@ OnValue = Callable[[Any, bool], None]  # (value, is an element of a top-level ar
 _STRUCTURE = re.compile(rb'["{}\[\],]')
 _STRING_END = re.compile(rb'["\\]')
 _WS = b" \t\r\n"
+_MAX_MEMBERS = 256
 
 
 class JsonSplitter:
@@ -32,10 +33,11 @@ class JsonSplitter:
         self._item = bytearray()
         self._item_over = 0  # >0: the current item passed the limit; bytes seen so far
         self._members: dict[str, Any] = {}
+        self._members_bytes = 0
 
     @property
     def buffered(self) -> int:
-        return len(self._item)
+        return len(self._item) + self._members_bytes
 
     def feed(self, chunk: bytes) -> None:
         i = 0
@@ -75,7 +77,7 @@ class JsonSplitter:
                 self._depth += 1
                 if self._depth == 1:
                     self._top = c
-                    self._members = {}
+                    self._members, self._members_bytes = {}, 0
                     capture = i
             elif c in (0x7D, 0x5D):  # } ]
                 if self._depth == 0:
@@ -85,7 +87,7 @@ class JsonSplitter:
                     self._end_item(chunk[capture:j])
                     if self._top == 0x7B:
                         self._on_value(self._members, False)
-                        self._members = {}
+                        self._members, self._members_bytes = {}, 0
                 self._depth -= 1
             elif c == 0x2C and self._depth == 1:  # ,
                 self._end_item(chunk[capture:j])
@@ -101,7 +103,7 @@ class JsonSplitter:
             self._item, self._item_over = bytearray(), 0
             if self._top == 0x7B and self._members:
                 self._on_value(self._members, False)
-            self._members = {}
+            self._members, self._members_bytes = {}, 0
             self._depth = 0
 
     def _stray(self, piece: bytes) -> None:
@@ -129,9 +131,13 @@ class JsonSplitter:
             return
         try:
             if self._top == 0x7B:
+                if len(self._members) >= _MAX_MEMBERS or self._members_bytes + len(item) > 2 * self._max:
+                    self._on_dropped(len(item))  # a top-level object of provider JSON has a few dozen members
+                    return
                 member = json.loads(b"{" + item + b"}")
                 if isinstance(member, dict):
                     self._members.update(member)
+                    self._members_bytes += len(item)
             else:
                 self._on_value(json.loads(item), True)
         except ValueError:

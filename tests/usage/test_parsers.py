@@ -263,3 +263,13 @@ def test_highly_compressed_body_is_read_to_its_end() -> None:
     parser = read("anthropic.messages", SSE, [packed], content_encoding="gzip")
     assert parser.finish() == CASES[5][4]
     assert parser.buffered <= 1 << 20
+
+
+def test_object_with_endless_members_stays_bounded() -> None:
+    parser = UsageParser("openai.chat", content_type=JSON, max_item_bytes=4096)
+    parser.feed(b'{"usage": {"prompt_tokens": 2, "completion_tokens": 3}')
+    for i in range(5000):
+        parser.feed(b', "k%d": "%s"' % (i, b"v" * 20))
+        assert parser.buffered <= 3 * 4096
+    parser.feed(b"}")
+    assert parser.finish() == Usage(2, 3)
