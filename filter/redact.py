@@ -13,6 +13,8 @@ import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 
+import regex
+
 from filter.model import Finding, Identity, TextSegment
 
 MASK = "[REDACTED]"
@@ -73,7 +75,15 @@ def _cut(text: str, spans: Iterable[tuple[int, int]], mask: str = MASK) -> str:
 @dataclass(frozen=True, slots=True)
 class Redactor:
     values: frozenset[str] = frozenset()  # every matched span's text, as it stood in its segment
+
+    def __post_init__(self) -> None:
+        if self.values and self._pattern is None:
+            alternatives = "|".join(regex.escape(v) for v in sorted(self.values, key=len, reverse=True))
+            object.__setattr__(self, "_pattern", regex.compile(alternatives))
     spans: dict[str, tuple[tuple[int, int, str], ...]] = field(default_factory=dict)  # location -> (start, end, rule)
+    # One alternation of all values, longest first, searched with overlapped matches: one pass per string finds
+    # every value at every position (values may overlap), however many findings the request has.
+    _pattern: regex.Pattern[str] | None = field(default=None, compare=False, repr=False)
 
     @classmethod
     def build(cls, segments: Sequence[TextSegment], findings: Iterable[Finding]) -> Redactor:
@@ -96,11 +106,13 @@ class Redactor:
 
     def _hits(self, text: str) -> list[tuple[int, int]]:
         """Spans of `text` holding a found value, raw or percent-encoded."""
-        hits = [(m.start(), m.end()) for v in self.values for m in re.finditer(re.escape(v), text)]
+        if self._pattern is None:
+            return []
+        hits = [m.span() for m in self._pattern.finditer(text, overlapped=True)]
         if "%" in text:
             for decoded, starts, ends in _decodings(text):
-                hits += [(starts[m.start()], ends[m.end() - 1]) for v in self.values
-                         for m in re.finditer(re.escape(v), decoded)]
+                hits += [(starts[m.start()], ends[m.end() - 1])
+                         for m in self._pattern.finditer(decoded, overlapped=True)]
         return hits
 
     def mask(self, text: str) -> str:
