@@ -139,6 +139,12 @@ def test_the_filters_own_answers_pass_unchanged(
 ) -> None:
     """Only Envoy's own fail-closed answers are rewritten: a filter deny keeps its status, body and headers."""
     envoy, _ = stallable
+    # The filter may still be working off checks abandoned while it was stalled: wait until it answers.
+    deadline = time.monotonic() + 20
+    while envoy.request("POST", "/anthropic/v1/messages", json.dumps(ANTHROPIC).encode())[0] != 200:
+        assert time.monotonic() < deadline, "the filter did not answer again"
+        time.sleep(0.2)
+    fake_provider.clear()
     # A private key block is a secret in any rule pack.
     secret = "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEAu1SU1LfVLPHCozMxH2Mo4lgOEePzNm0tRgeLezV6ffAt0gun\n"
     body = dict(ANTHROPIC, messages=[{"role": "user", "content": f"deploy with this key:\n{secret}"}])
@@ -147,6 +153,33 @@ def test_the_filters_own_answers_pass_unchanged(
     assert headers["x-llm-filter-decision"] != "unavailable"
     assert "content filter is unavailable" not in resp.decode()
     assert fake_provider.requests == []
-    # And once the filter answers again, traffic flows.
-    status, _, _ = envoy.request("POST", "/anthropic/v1/messages", json.dumps(ANTHROPIC).encode())
-    assert status == 200
+
+
+@pytest.mark.parametrize(("provider", "path", "body", "headers"), REQUESTS[::2], ids=IDS[::2])
+def test_envoys_own_413_speaks_the_providers_language(
+    filter_down: EnvoyProcess,
+    fake_provider: FakeProvider,
+    provider: str,
+    path: str,
+    body: dict[str, Any],
+    headers: dict[str, str],
+) -> None:
+    """Over 16 MiB the body never reaches the filter; the 413 still reads like the provider's own."""
+    status, resp_headers, resp = filter_down.request("POST", path, b"x" * (16 * 1024 * 1024 + 1), headers)
+    assert status == 413
+    assert resp_headers["content-type"] == "application/json"
+    doc = json.loads(resp)
+    if provider == "anthropic":
+        assert doc["error"]["type"] == "request_too_large"
+        message = doc["error"]["message"]
+    elif provider == "gemini":
+        assert (doc["error"]["code"], doc["error"]["status"]) == (413, "INVALID_ARGUMENT")
+        message = doc["error"]["message"]
+    elif provider == "bedrock":
+        assert resp_headers["x-amzn-errortype"] == "ValidationException"
+        message = doc["message"]
+    else:
+        assert doc["error"]["code"] == "request_too_large"
+        message = doc["error"]["message"]
+    assert "16 MiB" in message and "not sent to the provider" in message
+    assert fake_provider.requests == []
