@@ -26,6 +26,7 @@ import hyperscan
 import regex
 
 from filter.errors import RulePackError
+from filter.formats.limits import check_work
 from filter.model import Action, Finding, Mode, Origin, Severity, TextSegment
 from filter.rules.pack import Rule, RulePack
 from filter.rules.validators import not_placeholder
@@ -122,6 +123,7 @@ class Ruleset:
             ends[rule_index].append(to)
 
         self._db.scan(buf, match_event_handler=on_match, scratch=self._scratch())
+        check_work("rule scan")  # the Check's CPU time and Envoy's deadline (filter.formats.limits)
         if not ends:
             return ()
         scan = _ScanState(buf, starts, segments, encoded)
@@ -147,7 +149,9 @@ class Ruleset:
         rule = self.rules[rule_index]
         rx = self._confirm[rule_index]
         covered_from = -1  # start of the last accepted match: ends at or after it are inside it
-        for end in sorted(set(rule_ends), reverse=True):
+        for n, end in enumerate(sorted(set(rule_ends), reverse=True)):
+            if n & 255 == 255:
+                check_work("confirming rule matches")  # a body can hold hundreds of thousands of candidates
             if covered_from != -1 and end >= covered_from:
                 continue
             segment = bisect.bisect_right(scan.starts, max(end - 1, 0)) - 1

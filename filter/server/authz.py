@@ -12,7 +12,7 @@ from google.protobuf import json_format
 
 from filter import formats
 from filter.audit import AuditLog
-from filter.errors import DeadlineExceeded, Overloaded
+from filter.errors import DeadlineExceeded, Overloaded, WorkLimitExceeded
 from filter.identity import identify
 from filter.model import Envelope
 from filter.pipeline import Evaluation, evaluate, new_decision_id, outer_redactor
@@ -76,7 +76,7 @@ class AuthorizationServicer(external_auth_pb2_grpc.AuthorizationServicer):  # ty
             with self.admission.admit(len(envelope.body), snapshot.settings.limits, context.time_remaining()):
                 outcome = evaluate(envelope, snapshot, self.counter, identity, decision_id)
             redactor: Redactor | None = outcome.redactor
-        except (Overloaded, DeadlineExceeded) as e:  # not admitted: answered at once, 503
+        except (Overloaded, DeadlineExceeded, WorkLimitExceeded) as e:  # work bounds (admission.py), after the parse too
             outcome = Evaluation(refuse(
                 e.http_status, e.reason, e.message, decision_id=decision_id,
                 provider=formats.detect_provider(envelope), identity=identify({}, None, False),
