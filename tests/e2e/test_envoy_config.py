@@ -329,3 +329,13 @@ def test_every_fail_closed_detail_and_provider_has_a_json_answer() -> None:
         assert m["body_format_override"]["content_type"] == "application/json"
     assert covered == {p: {"ext_authz_error", "rate_limiter_error", "overload"} for p in
                        ("anthropic", "gemini", "bedrock", "*")}  # fmt: skip
+
+
+@pytest.mark.parametrize("script", ["render.py", "k8s_overlay.py"])
+def test_documented_commands_run_as_written(script: str) -> None:
+    """`envoy/render.py …` (executable) and `python envoy/render.py …` both work."""
+    path = RENDER.parent / script
+    direct = subprocess.run([str(path), "--help"], capture_output=True, text=True, cwd=RENDER.parents[1])
+    assert direct.returncode == 0, direct.stderr
+    via_python = subprocess.run([sys.executable, str(path), "--help"], capture_output=True, text=True)
+    assert via_python.returncode == 0, via_python.stderr
