@@ -134,8 +134,8 @@ def test_reading_a_dotenv_secret_is_blocked_naming_the_filter(stack: tuple[Agent
 
 
 def test_conversation_goes_on_after_a_block(stack: tuple[Agent, ScriptedAnthropic, Leak]) -> None:
-    """The blocked turn stays in the CLI's history, so continuing it is refused again (the secret must not leave)
-    with the same plain message; a new conversation in the same project is answered."""
+    """The blocked turn stays in the CLI's history, so continuing it is refused again (the secret must not leave),
+    with a message that says to start a new conversation; a new conversation in the same project is answered."""
     agent, fake, leak = stack
     blocked = agent.run("READ .env and check the settings.")
     assert blocked.is_error and "content filter" in blocked.result.lower(), blocked.raw
@@ -143,6 +143,7 @@ def test_conversation_goes_on_after_a_block(stack: tuple[Agent, ScriptedAnthropi
     assert again.is_error and "content filter" in again.result.lower(), again.raw
     assert "authenticat" not in again.result.lower(), again.raw
     assert again.decision_id and again.decision_id != blocked.decision_id
+    assert "new conversation" in again.result, again.raw  # says how to get on: the history is what is refused
     fresh = agent.run("READ src/billing.py and tell me what it does.")
     assert not fresh.is_error, fresh.raw
     assert fresh.result.startswith("DONE: read"), fresh.raw
