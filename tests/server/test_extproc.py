@@ -453,6 +453,12 @@ def test_through_envoy_stream_passes_unchanged_and_usage_is_reported(
         conn.close()
         assert recorder.one() == Reported("d-envoy", "anthropic", "claude-opus-4-1-20250805",
                                           Usage(472 + 1800, 89, cache_read_tokens=1800), 200)
+        # Envoy's own view: every message answered in kind (none in observability mode), nothing failed open.
+        sent = envoy.stat("http.test.ext_proc.stream_msgs_sent")
+        assert sent >= 4  # request headers, response headers, body chunks
+        assert envoy.stat("http.test.ext_proc.stream_msgs_received") == (0 if observe else sent)
+        for counter_name in ("spurious_msgs_received", "streams_failed", "failure_mode_allowed", "message_timeouts"):
+            assert envoy.stat(f"http.test.ext_proc.{counter_name}") == 0, counter_name
     finally:
         envoy.stop()
         server.stop(None)
