@@ -385,6 +385,14 @@ class StreamingProvider:
 
             def do_POST(self) -> None:  # noqa: N802 (http.server name)
                 self.rfile.read(int(self.headers.get("content-length", "0")))
+                if self.headers.get("x-test-status"):  # an error answer, as Anthropic sends it
+                    error = b'{"type":"error","error":{"type":"rate_limit_error","message":"Slow down"}}'
+                    self.send_response(int(self.headers["x-test-status"]))
+                    self.send_header("content-type", "application/json")
+                    self.send_header("content-length", str(len(error)))
+                    self.end_headers()
+                    self.wfile.write(error)
+                    return
                 self.send_response(200)
                 self.send_header("content-type", "text/event-stream")
                 self.send_header("transfer-encoding", "chunked")
@@ -486,5 +494,25 @@ def test_through_envoy_client_gone_mid_stream_reports_an_estimate(
         assert reported.usage.input_tokens == 472 + 1800  # message_start's, the provider's own count
     finally:
         provider.release.set()
+        envoy.stop()
+        server.stop(None)
+
+
+@pytest.mark.e2e
+def test_through_envoy_error_answer_passes_unchanged_and_reports_no_usage(
+        tmp_path: Path, provider: StreamingProvider, recorder: Recorder) -> None:
+    server, port = build_server("127.0.0.1:0", recorder, max_streams=8)
+    server.start()
+    envoy = run_envoy(tmp_path, port, provider.port, observe=False)
+    try:
+        status, _, answer = envoy.request("POST", "/anthropic/v1/messages", b"{}",
+                                          headers={"x-llm-filter-id": "d-err", "x-test-status": "429"})
+        assert (status, answer) == (429, b'{"type":"error","error":{"type":"rate_limit_error","message":"Slow down"}}')
+        assert recorder.one() == Reported("d-err", "anthropic", None, None, 429)
+        # Every message answered in kind (the answer to the response headers carries a mode override), no failure.
+        assert envoy.stat("http.test.ext_proc.stream_msgs_received") == envoy.stat("http.test.ext_proc.stream_msgs_sent")
+        for counter_name in ("spurious_msgs_received", "streams_failed", "failure_mode_allowed", "message_timeouts"):
+            assert envoy.stat(f"http.test.ext_proc.{counter_name}") == 0, counter_name
+    finally:
         envoy.stop()
         server.stop(None)
