@@ -516,3 +516,26 @@ def test_through_envoy_error_answer_passes_unchanged_and_reports_no_usage(
     finally:
         envoy.stop()
         server.stop(None)
+
+
+@pytest.mark.parametrize("path", ["/anthropic/v1/messages/count_tokens",
+                                  "/gemini/v1beta/models/gemini-2.5-pro:countTokens"])
+def test_token_counting_calls_cost_nothing(stub: external_processor_pb2_grpc.ExternalProcessorStub,
+                                           recorder: Recorder, path: str) -> None:
+    stream = EnvoyStream(stub)
+    stream.send(request_headers(path, "d-count", {"x-llm-prompt-tokens": "500"}))
+    stream.send(response_headers(200, "application/json"))
+    stream.send(body(b'{"input_tokens": 498}', end=True))
+    reported = recorder.one()
+    assert (reported.decision_id, reported.usage, reported.status) == ("d-count", Usage(0, 0), 200)
+    stream.close()
+
+
+def test_provider_header_names_the_provider(stub: external_processor_pb2_grpc.ExternalProcessorStub,
+                                           recorder: Recorder) -> None:
+    stream = EnvoyStream(stub)
+    stream.send(request_headers("/openai/v1/chat/completions", "d-x", {"x-llm-provider": "Groq"}))
+    stream.send(response_headers(200, "application/json"))
+    stream.send(body(samples.OPENAI_CHAT_JSON, end=True))
+    assert recorder.one().provider == "groq"
+    stream.close()
