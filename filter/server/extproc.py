@@ -12,6 +12,7 @@ called once: `usage` is None for an error status (>= 400) or when no response ar
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -33,6 +34,7 @@ log = logging.getLogger("llm_content_filter")
 SERVICE_NAME = "envoy.service.ext_proc.v3.ExternalProcessor"
 OnUsage = Callable[[str | None, str, str | None, Usage | None, int], None]
 EXT_AUTHZ_NAMESPACE = "envoy.filters.http.ext_authz"  # its dynamic metadata carries decision_id too
+_DECISION_ID = re.compile(r"[A-Za-z0-9_.:-]{1,64}")  # the filter's ids; anything else is not one of them
 _MAX_MESSAGE_BYTES = 8 * 1024 * 1024  # a streamed body chunk is one of Envoy's buffer slices, far smaller
 _SKIP_BODY = processing_mode_pb2.ProcessingMode(
     response_body_mode=processing_mode_pb2.ProcessingMode.NONE,
@@ -49,12 +51,13 @@ def header_map(message: base_pb2.HeaderMap) -> dict[str, str]:
 
 
 def log_usage(decision_id: str | None, provider: str, model: str | None, usage: Usage | None, status: int) -> None:
-    """The default callback: one log line per exchange."""
+    """The default callback: one log line per exchange. The model is not logged: it may come from the request
+    path, which is client text (the filter's own log writes only the masked path)."""
     if usage is None:
-        log.info("usage decision=%s provider=%s model=%s status=%d none", decision_id, provider, model, status)
+        log.info("usage decision=%s provider=%s status=%d none", decision_id, provider, status)
         return
-    log.info("usage decision=%s provider=%s model=%s status=%d input=%d output=%d cache_read=%d cache_write=%d%s",
-             decision_id, provider, model, status, usage.input_tokens, usage.output_tokens, usage.cache_read_tokens,
+    log.info("usage decision=%s provider=%s status=%d input=%d output=%d cache_read=%d cache_write=%d%s",
+             decision_id, provider, status, usage.input_tokens, usage.output_tokens, usage.cache_read_tokens,
              usage.cache_write_tokens, " estimated" if usage.estimated else "")
 
 
@@ -90,7 +93,8 @@ class _Exchange:
         self.api, self.path_model = where.api, where.model
         bare = path.split("?", 1)[0].rstrip("/")
         self.count_only = bare.endswith("/count_tokens") or bare.endswith(":countTokens")
-        self.decision_id = found.get(hdr.DECISION_ID) or self._metadata_decision_id(request) or None
+        decision_id = found.get(hdr.DECISION_ID) or self._metadata_decision_id(request)
+        self.decision_id = decision_id if _DECISION_ID.fullmatch(decision_id) else None
         prompt = found.get(hdr.PROMPT_TOKENS, "").strip()
         self.prompt_tokens = int(prompt) if prompt.isdigit() else None
 

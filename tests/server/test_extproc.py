@@ -539,3 +539,20 @@ def test_provider_header_names_the_provider(stub: external_processor_pb2_grpc.Ex
     stream.send(body(samples.OPENAI_CHAT_JSON, end=True))
     assert recorder.one().provider == "groq"
     stream.close()
+
+
+def test_decision_id_that_is_not_the_filters_is_dropped(stub: external_processor_pb2_grpc.ExternalProcessorStub,
+                                                       recorder: Recorder) -> None:
+    stream = EnvoyStream(stub)
+    stream.send(request_headers("/anthropic/v1/messages", "not one of ours\n" + "x" * 100))
+    stream.close()
+    assert recorder.one().decision_id is None
+
+
+def test_default_callback_logs_counts_not_the_model(caplog: pytest.LogCaptureFixture) -> None:
+    from filter.server.extproc import log_usage
+
+    with caplog.at_level("INFO", logger="llm_content_filter"):
+        log_usage("d-1", "gemini", "models/sk-live-0123456789abcdef", Usage(10, 5, estimated=True), 200)
+    assert "input=10 output=5" in caplog.text and "estimated" in caplog.text
+    assert "sk-live" not in caplog.text
