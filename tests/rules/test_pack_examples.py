@@ -30,7 +30,9 @@ def _cases() -> list[pytest.param]:
 
 @pytest.mark.parametrize(("rule_id", "text", "expected"), _cases())
 def test_example(shipped_ruleset: Ruleset, rule_id: str, text: str, expected: bool) -> None:
-    hits = {f.rule_id for f in shipped_ruleset.scan([TextSegment("example", text)])}
+    # each_rule: a rule's own examples are judged as `rules lint` judges them, also where a stricter rule
+    # reports the same value (the request path keeps only the stricter finding).
+    hits = {f.rule_id for f in shipped_ruleset.scan([TextSegment("example", text)], each_rule=True)}
     assert (rule_id in hits) is expected, f"{rule_id} {'missed' if expected else 'fired on'} {text!r}"
 
 
