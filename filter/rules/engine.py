@@ -150,7 +150,7 @@ class Ruleset:
         rx = self._confirm[rule_index]
         covered_from = -1  # start of the last accepted match: ends at or after it are inside it
         for n, end in enumerate(sorted(set(rule_ends), reverse=True)):
-            if n & 255 == 255:
+            if n & 15 == 15:  # each confirmation costs tens of microseconds or more
                 check_work("confirming rule matches")  # a body can hold hundreds of thousands of candidates
             if covered_from != -1 and end >= covered_from:
                 continue
