@@ -8,6 +8,7 @@ import json
 import queue
 import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -21,9 +22,10 @@ from envoy.service.ext_proc.v3 import external_processor_pb2_grpc
 from google.protobuf import struct_pb2
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from filter.server.extproc import SERVICE_NAME, build_server
+from filter.server.extproc import SERVICE_NAME, ExternalProcessorServicer, build_server, header_map
 from filter.tokens import TokenCounter, load_encoding
 from filter.usage import Usage
+from filter.usage.estimate import CountText
 from tests.e2e.envoy_harness import EnvoyProcess, free_port
 from tests.usage import samples
 
@@ -323,6 +325,16 @@ EXT_PROC_FILTER = """
       response_trailer_mode: SKIP
     metadata_options:
       forwarding_namespaces: {{untyped: [envoy.filters.http.ext_authz]}}
+    # Only what usage needs reaches the processor: never the provider credentials.
+    forward_rules:
+      allowed_headers:
+        patterns:
+        - exact: ":path"
+        - exact: ":status"
+        - exact: content-type
+        - exact: content-encoding
+        - prefix: x-llm-
+        - prefix: x-amzn-bedrock-
 """
 
 ENVOY_CONFIG = """
@@ -427,6 +439,25 @@ def provider() -> Iterator[StreamingProvider]:
     fake.close()
 
 
+class TeeServicer(ExternalProcessorServicer):
+    """The real servicer; the header names Envoy sent are kept for assertions."""
+
+    def __init__(self, recorder: Recorder, count_text: CountText) -> None:
+        super().__init__(recorder, count_text)
+        self.header_names: set[str] = set()
+
+    def Process(self, request_iterator: Iterator[ep.ProcessingRequest],  # noqa: N802 (grpc method name)
+                context: grpc.ServicerContext) -> Iterator[ep.ProcessingResponse]:
+        def tee() -> Iterator[ep.ProcessingRequest]:
+            for request in request_iterator:
+                for kind in ("request_headers", "response_headers"):
+                    if request.HasField(kind):
+                        self.header_names |= set(header_map(getattr(request, kind).headers))
+                yield request
+
+        return super().Process(tee(), context)
+
+
 def run_envoy(workdir: Path, usage_port: int, provider_port: int, observe: bool) -> EnvoyProcess:
     listen, admin = free_port(), free_port()
     filters = "\n".join("          " + line for line in EXT_PROC_FILTER.format(observe=str(observe).lower())
@@ -442,13 +473,17 @@ def run_envoy(workdir: Path, usage_port: int, provider_port: int, observe: bool)
 def test_through_envoy_stream_passes_unchanged_and_usage_is_reported(
         tmp_path: Path, provider: StreamingProvider, recorder: Recorder, counter: TokenCounter,
         observe: bool) -> None:
-    server, port = build_server("127.0.0.1:0", recorder, counter.count_text, max_streams=8)
+    servicer = TeeServicer(recorder, counter.count_text)
+    server = grpc.server(ThreadPoolExecutor(max_workers=4))
+    external_processor_pb2_grpc.add_ExternalProcessorServicer_to_server(servicer, server)
+    port = server.add_insecure_port("127.0.0.1:0")
     server.start()
     envoy = run_envoy(tmp_path, port, provider.port, observe)
     try:
         conn = http.client.HTTPConnection("127.0.0.1", envoy.listen_port, timeout=WAIT)
         conn.request("POST", "/anthropic/v1/messages", body=b'{"stream": true}',
-                     headers={"content-type": "application/json", "x-llm-filter-id": "d-envoy"})
+                     headers={"content-type": "application/json", "x-llm-filter-id": "d-envoy",
+                              "x-api-key": "sk-ant-not-for-the-processor"})
         response = conn.getresponse()
         assert response.status == 200
         first = b""
@@ -461,6 +496,8 @@ def test_through_envoy_stream_passes_unchanged_and_usage_is_reported(
         conn.close()
         assert recorder.one() == Reported("d-envoy", "anthropic", "claude-opus-4-1-20250805",
                                           Usage(472 + 1800, 89, cache_read_tokens=1800), 200)
+        assert servicer.header_names <= {":path", ":status", "content-type", "content-encoding", "x-llm-filter-id"}
+        assert {":path", ":status", "x-llm-filter-id"} <= servicer.header_names
         # Envoy's own view: every message answered in kind (none in observability mode), nothing failed open.
         sent = envoy.stat("http.test.ext_proc.stream_msgs_sent")
         assert sent >= 4  # request headers, response headers, body chunks
