@@ -4,9 +4,10 @@ the limit).
 Byte limits bound what one body may be; the work limits bound what one body may cost: JSON nodes (strings,
 keys, objects, arrays; each costs ~100-250 bytes and ~1 µs once parsed and walked, so a body of tiny strings
 is far dearer than its size), CPU seconds per Check, and Envoy's deadline. The work limits are enforced
-through a WorkBudget that the server opens around one Check (`work_budget`); code on the decode path calls
-`check_work` at safe points and `charge_nodes` when it parses JSON. Without an open budget (CLI, library
-use) only the per-document node limit applies.
+through a WorkBudget that the server opens around one Check (`work_budget`). Safe points call `check_work`:
+after each JSON parse (the body, JSON inside strings), before the rule scan, after Hyperscan and every 16 rule
+confirmations; JSON parsing calls `charge_nodes` first, from a count made without parsing. Without an open
+budget (CLI, library use) only the per-document node limit applies.
 """
 
 from __future__ import annotations
