@@ -16,7 +16,7 @@ from typing import Any
 
 OnValue = Callable[[Any, bool], None]  # (value, is an element of a top-level array)
 _STRUCTURE = re.compile(rb'["{}\[\],]')
-_STRING_END = re.compile(rb'["\\]')
+_STRING_BODY = re.compile(rb'[^"\\]*(?:\\.[^"\\]*)*', re.DOTALL)  # string content up to its closing quote
 _WS = b" \t\r\n"
 _MAX_MEMBERS = 256
 
@@ -48,17 +48,14 @@ class JsonSplitter:
             i = 1
         while i < n:
             if self._in_string:
-                m = _STRING_END.search(chunk, i)
-                if m is None:
+                body = _STRING_BODY.match(chunk, i)
+                j = body.end() if body is not None else i
+                if j >= n:
                     break
-                j = m.start()
-                if chunk[j] == 0x5C:  # backslash: skip the escaped byte
-                    if j + 1 >= n:
-                        self._escape = True
-                        break
-                    i = j + 2
-                    continue
-                self._in_string = False
+                if chunk[j] == 0x5C:  # a backslash as the chunk's last byte: the escaped byte comes next
+                    self._escape = True
+                    break
+                self._in_string = False  # the closing quote
                 i = j + 1
                 continue
             m = _STRUCTURE.search(chunk, i)
