@@ -90,5 +90,6 @@ def test_stopped_filter_is_a_503_naming_the_filter(dead_gateway: EnvoyProcess, u
     exc = caught.value
     assert exc.status_code == 503
     assert exc.response.headers["x-llm-filter-decision"] == "unavailable"
+    assert int(exc.response.headers["retry-after"]) >= 1
     assert_unavailable_message(str(exc))
     assert upstream.requests == []

@@ -119,5 +119,6 @@ def test_stopped_filter_is_a_503_naming_the_filter(dead_gateway: EnvoyProcess, u
     status, code, message, headers = error(caught.value)
     assert (status, code) == (503, "ServiceUnavailableException"), str(caught.value)
     assert headers["x-llm-filter-decision"] == "unavailable"
+    assert int(headers["retry-after"]) >= 1
     assert_unavailable_message(message)
     assert upstream.requests == []

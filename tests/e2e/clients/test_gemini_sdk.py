@@ -93,5 +93,6 @@ def test_stopped_filter_is_a_503_naming_the_filter(dead_gateway: EnvoyProcess, u
     exc = caught.value
     assert (exc.code, exc.status) == (503, "UNAVAILABLE"), str(exc)
     assert header(exc, "x-llm-filter-decision") == "unavailable"
+    assert int(header(exc, "retry-after")) >= 1
     assert_unavailable_message(str(exc.message))
     assert upstream.requests == []
