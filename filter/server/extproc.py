@@ -11,11 +11,13 @@ called once: `usage` is None for an error status (>= 400) or when no response ar
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import grpc
 from envoy.config.core.v3 import base_pb2
@@ -79,6 +81,7 @@ class _Exchange:
         self.prompt_tokens: int | None = None
         self.status = 0
         self.parser: UsageParser | None = None
+        self.ended = False  # the response is over: finish once the answer to its last message is out
 
     @property
     def done(self) -> bool:
@@ -116,7 +119,7 @@ class _Exchange:
             prompt_tokens=self.prompt_tokens, count_only=self.count_only,
         )
         if message.end_of_stream or self.parser.ignored:
-            self.finish(complete=True)
+            self.ended = True
 
     def on_response_body(self, message: ep.HttpBody) -> None:
         if self.parser is None:
@@ -124,7 +127,7 @@ class _Exchange:
             return
         self.parser.feed(message.body)
         if message.end_of_stream or message.end_of_stream_without_message:
-            self.finish(complete=True)
+            self.ended = True
 
     def finish(self, complete: bool) -> None:
         with self.lock:
@@ -143,36 +146,23 @@ class _Exchange:
                 log.exception("usage callback failed for decision %s", self.decision_id)
 
 
-class ExternalProcessorServicer(external_processor_pb2_grpc.ExternalProcessorServicer):  # type: ignore[misc]
-    """Observes responses for their token usage; never delays or alters them.
-
-    Each Process stream holds a server thread for the whole response (minutes for a long stream): serve it
-    from its own grpc server (see `add_to_server`) so long streams cannot starve Check calls."""
+class _Observer:
+    """What both servicers share: reading one message into the exchange and the empty answer to it."""
 
     def __init__(self, on_usage: OnUsage = log_usage, count_text: CountText | None = None) -> None:
         self._on_usage = on_usage
         self._count_text = count_text  # e.g. TokenCounter(load_encoding()).count_text
 
-    def Process(self, request_iterator: Iterator[ep.ProcessingRequest],  # noqa: N802 (grpc method name)
-                context: grpc.ServicerContext) -> Iterator[ep.ProcessingResponse]:
-        exchange = _Exchange(self._on_usage, self._count_text)
-        context.add_callback(lambda: exchange.finish(complete=False))  # cancelled, deadline, Envoy went away
-        try:
-            for request in request_iterator:
-                answer = self._handle(exchange, request)
-                if answer is not None:
-                    yield answer
-        except grpc.RpcError:
-            pass  # the stream was cancelled: finished below as cut off
-        finally:
-            exchange.finish(complete=False)
+    def _exchange(self) -> _Exchange:
+        return _Exchange(self._on_usage, self._count_text)
 
-    def _handle(self, exchange: _Exchange, request: ep.ProcessingRequest) -> ep.ProcessingResponse | None:
+    @staticmethod
+    def _handle(exchange: _Exchange, request: ep.ProcessingRequest) -> ep.ProcessingResponse | None:
         kind = request.WhichOneof("request")
         try:
             with exchange.lock:
                 exchange.seen = True
-                self._read(exchange, kind, request)
+                _read(exchange, kind, request)
         except Exception:
             log.exception("ext_proc: %s message could not be read; continuing", kind)
         if request.observability_mode:
@@ -180,18 +170,61 @@ class ExternalProcessorServicer(external_processor_pb2_grpc.ExternalProcessorSer
         return _answer(kind, skip_body=kind == "response_headers" and exchange.parser is not None
                        and exchange.parser.ignored)
 
-    @staticmethod
-    def _read(exchange: _Exchange, kind: str | None, request: ep.ProcessingRequest) -> None:
-        if exchange.done:
-            return  # cancelled meanwhile, or a message after the end
-        if kind == "request_headers":
-            exchange.on_request_headers(request)
-        elif kind == "response_headers":
-            exchange.on_response_headers(request.response_headers)
-        elif kind == "response_body":
-            exchange.on_response_body(request.response_body)
-        elif kind == "response_trailers":
-            exchange.finish(complete=True)
+
+def _read(exchange: _Exchange, kind: str | None, request: ep.ProcessingRequest) -> None:
+    if exchange.done:
+        return  # cancelled meanwhile, or a message after the end
+    if kind == "request_headers":
+        exchange.on_request_headers(request)
+    elif kind == "response_headers":
+        exchange.on_response_headers(request.response_headers)
+    elif kind == "response_body":
+        exchange.on_response_body(request.response_body)
+    elif kind == "response_trailers":
+        exchange.ended = True
+
+
+class ExternalProcessorServicer(_Observer, external_processor_pb2_grpc.ExternalProcessorServicer):  # type: ignore[misc]
+    """Observes responses for their token usage; never delays or alters them. The answer to a response's
+    last message goes out before `on_usage` runs, so a slow callback delays nothing Envoy waits for.
+
+    Each Process stream holds a server thread for the whole response (minutes for a long stream): serve it
+    from its own grpc server (`build_server`) so long streams cannot starve Check calls, or use the asyncio
+    server (`AsyncUsageServer`) for thousands of concurrent streams."""
+
+    def Process(self, request_iterator: Iterator[ep.ProcessingRequest],  # noqa: N802 (grpc method name)
+                context: grpc.ServicerContext) -> Iterator[ep.ProcessingResponse]:
+        exchange = self._exchange()
+        context.add_callback(lambda: exchange.finish(complete=False))  # cancelled, deadline, Envoy went away
+        try:
+            for request in request_iterator:
+                answer = self._handle(exchange, request)
+                if answer is not None:
+                    yield answer  # grpc sends it before asking for more: the code below runs after
+                if exchange.ended:
+                    exchange.finish(complete=True)
+        except grpc.RpcError:
+            pass  # the stream was cancelled: finished below as cut off
+        finally:
+            exchange.finish(complete=False)
+
+
+class AsyncExternalProcessorServicer(_Observer, external_processor_pb2_grpc.ExternalProcessorServicer):  # type: ignore[misc]
+    """The same for a grpc.aio server: a stream costs no thread. `on_usage` runs on the event loop (keep it
+    quick: hand slow work, such as a network call, to another thread or task)."""
+
+    async def Process(self, request_iterator: AsyncIterator[ep.ProcessingRequest],  # noqa: N802 (grpc name)
+                      context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[ep.ProcessingResponse]:
+        exchange = self._exchange()
+        try:
+            async for request in request_iterator:
+                answer = self._handle(exchange, request)
+                if answer is not None:
+                    yield answer
+                if exchange.ended:
+                    exchange.finish(complete=True)
+        finally:  # also on cancellation (the task is cancelled when Envoy resets the stream)
+            exchange.finish(complete=False)
 
 
 def _answer(kind: str | None, skip_body: bool = False) -> ep.ProcessingResponse | None:
@@ -237,3 +270,73 @@ def build_server(listen: str, on_usage: OnUsage = log_usage, count_text: CountTe
     if port == 0:
         raise OSError(f"cannot listen on {listen}")
     return server, port
+
+
+class AsyncUsageServer:
+    """ExternalProcessor on a grpc.aio server in its own thread and event loop: open response streams cost
+    no thread, so `max_streams` can be in the thousands. Serves gRPC health for SERVICE_NAME too.
+
+        usage = AsyncUsageServer("127.0.0.1:9101", on_usage, counter.count_text)
+        port = usage.start()
+        ...
+        usage.stop(grace=10.0)
+    """
+
+    def __init__(self, listen: str, on_usage: OnUsage = log_usage, count_text: CountText | None = None,
+                 max_streams: int = 4096) -> None:
+        self._listen = listen
+        self._servicer = AsyncExternalProcessorServicer(on_usage, count_text)
+        self._max_streams = max_streams
+        self._ready = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopping: asyncio.Event | None = None
+        self._grace: float | None = None
+        self._error: BaseException | None = None
+        self.port = 0
+
+    def start(self, timeout: float = 30.0) -> int:
+        """Starts serving; returns the bound port. Raises OSError when the address cannot be bound."""
+        self._thread = threading.Thread(target=self._run, name="usage-aio", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(timeout):
+            raise TimeoutError(f"usage server on {self._listen} did not start")
+        if self._error is not None:
+            raise self._error
+        return self.port
+
+    def stop(self, grace: float | None = None) -> None:
+        """Stops accepting streams, lets open ones run up to `grace` seconds, then cancels them."""
+        if self._loop is None or self._stopping is None or self._thread is None:
+            return
+        self._grace = grace
+        self._loop.call_soon_threadsafe(self._stopping.set)
+        self._thread.join()
+
+    def _run(self) -> None:
+        try:
+            asyncio.run(self._serve())
+        except BaseException as e:  # reported to start(); a running server never gets here
+            self._error = e
+            self._ready.set()
+
+    async def _serve(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stopping = asyncio.Event()
+        server = grpc.aio.server(
+            maximum_concurrent_rpcs=self._max_streams,
+            options=[("grpc.max_receive_message_length", _MAX_MESSAGE_BYTES), ("grpc.so_reuseport", 0)],
+        )
+        external_processor_pb2_grpc.add_ExternalProcessorServicer_to_server(self._servicer, server)
+        health_servicer = health.aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+        port = server.add_insecure_port(self._listen)
+        if port == 0:
+            raise OSError(f"cannot listen on {self._listen}")
+        await server.start()
+        await health_servicer.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
+        self.port = port
+        self._ready.set()
+        await self._stopping.wait()
+        await health_servicer.enter_graceful_shutdown()
+        await server.stop(self._grace)

@@ -22,7 +22,13 @@ from envoy.service.ext_proc.v3 import external_processor_pb2_grpc
 from google.protobuf import struct_pb2
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from filter.server.extproc import SERVICE_NAME, ExternalProcessorServicer, build_server, header_map
+from filter.server.extproc import (
+    SERVICE_NAME,
+    AsyncUsageServer,
+    ExternalProcessorServicer,
+    build_server,
+    header_map,
+)
 from filter.tokens import TokenCounter, load_encoding
 from filter.usage import Usage
 from filter.usage.estimate import CountText
@@ -69,16 +75,24 @@ def recorder() -> Recorder:
     return Recorder()
 
 
-@pytest.fixture()
-def stub(recorder: Recorder, counter: TokenCounter) -> Iterator[external_processor_pb2_grpc.ExternalProcessorStub]:
-    server, port = build_server("127.0.0.1:0", recorder, counter.count_text, max_streams=8)
-    server.start()
+@pytest.fixture(params=["threads", "asyncio"])
+def stub(request: pytest.FixtureRequest, recorder: Recorder,
+         counter: TokenCounter) -> Iterator[external_processor_pb2_grpc.ExternalProcessorStub]:
+    """A client of the real servicer, on the thread-per-stream server and on the asyncio server."""
+    if request.param == "threads":
+        server, port = build_server("127.0.0.1:0", recorder, counter.count_text, max_streams=8)
+        server.start()
+        stop = lambda: server.stop(None)  # noqa: E731
+    else:
+        aio = AsyncUsageServer("127.0.0.1:0", recorder, counter.count_text)
+        port = aio.start()
+        stop = lambda: aio.stop(None)  # noqa: E731
     channel = grpc.insecure_channel(f"127.0.0.1:{port}")
     try:
         yield external_processor_pb2_grpc.ExternalProcessorStub(channel)
     finally:
         channel.close()
-        server.stop(None)
+        stop()
 
 
 class EnvoyStream:
@@ -593,3 +607,36 @@ def test_default_callback_logs_counts_not_the_model(caplog: pytest.LogCaptureFix
         log_usage("d-1", "gemini", "models/sk-live-0123456789abcdef", Usage(10, 5, estimated=True), 200)
     assert "input=10 output=5" in caplog.text and "estimated" in caplog.text
     assert "sk-live" not in caplog.text
+
+
+@pytest.mark.e2e
+def test_through_envoy_asyncio_server_in_streamed_mode(tmp_path: Path, provider: StreamingProvider,
+                                                      recorder: Recorder, counter: TokenCounter) -> None:
+    usage = AsyncUsageServer("127.0.0.1:0", recorder, counter.count_text)
+    envoy = run_envoy(tmp_path, usage.start(), provider.port, observe=False)
+    try:
+        provider.release.set()
+        status, _, answer = envoy.request("POST", "/anthropic/v1/messages", b"{}", headers={"x-llm-filter-id": "d-aio"})
+        assert (status, answer) == (200, samples.anthropic_sse())
+        assert recorder.one() == Reported("d-aio", "anthropic", "claude-opus-4-1-20250805",
+                                          Usage(472 + 1800, 89, cache_read_tokens=1800), 200)
+        assert envoy.stat("http.test.ext_proc.stream_msgs_received") == envoy.stat("http.test.ext_proc.stream_msgs_sent")
+        for counter_name in ("spurious_msgs_received", "streams_failed", "failure_mode_allowed", "message_timeouts"):
+            assert envoy.stat(f"http.test.ext_proc.{counter_name}") == 0, counter_name
+    finally:
+        envoy.stop()
+        usage.stop(None)
+
+
+def test_asyncio_server_health_and_busy_port(recorder: Recorder) -> None:
+    usage = AsyncUsageServer("127.0.0.1:0", recorder)
+    port = usage.start()
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            answer = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=SERVICE_NAME),
+                                                               timeout=WAIT)
+            assert answer.status == health_pb2.HealthCheckResponse.SERVING
+        with pytest.raises((OSError, RuntimeError)):
+            AsyncUsageServer(f"127.0.0.1:{port}", recorder).start()
+    finally:
+        usage.stop(None)
