@@ -70,6 +70,7 @@ id,name,email,plan,mrr
 4,Kenji Watanabe,kenji.watanabe@fastmail.jp,team,450
 5,Priya Raman,priya.raman@proton.me,free,0
 """
+SENT_BY = "Invoice 4411 was sent by billing to dana.whitfield@northwind-logistics.com on Monday."
 ADDRESS_LIST = "dana.whitfield@northwind-logistics.com\nravi.menon84@gmail.com\nm.lopez@unizar.es\n"
 
 
@@ -129,8 +130,8 @@ def test_developer_material_is_allowed_with_the_addresses_logged(check: Any, tex
     assert logged_emails(d)
 
 
-@pytest.mark.parametrize("text", [CUSTOMERS_CSV, ADDRESS_LIST, f"{GIT_LOG}\n{CUSTOMERS_CSV}"],
-                         ids=["customers-csv", "address-list", "git-log-then-customers"])
+@pytest.mark.parametrize("text", [CUSTOMERS_CSV, ADDRESS_LIST, f"{GIT_LOG}\n{CUSTOMERS_CSV}", SENT_BY],
+                         ids=["customers-csv", "address-list", "git-log-then-customers", "sent-by"])
 def test_customer_data_still_blocks(check: Any, text: str) -> None:
     d = check(text)
     assert (d.allowed, d.reason) == (False, "pii_detected")

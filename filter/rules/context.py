@@ -23,8 +23,12 @@ _AUTHORSHIP = re.compile(
     r"(?i)(?:\bauthors?\b|__author__|__email__|__maintainer__|__credits__|@author\b|\bmaintainers?\b|"
     r"\bcontributors?\b|copyright|\(c\)|©|\bsigned-off-by\b|\bco-authored-by\b|\breviewed-by\b|\backed-by\b|"
     r"\btested-by\b|\breported-by\b|\bsuggested-by\b|\bhelped-by\b|\bcommit(?:ter)?:|\bauthor-email\b|"
-    r"\bmaintainer-email\b|\bauthor_email\b|\bmaintainer_email\b|\bby\b|\bmaintained\b|\bmailto:)"
+    r"\bmaintainer-email\b|\bauthor_email\b|\bmaintainer_email\b|\bmaintained\b|\bmailto:)"
 )
+# "by" credits a person only when a name follows it right up to the address (`Written by Greg Ward <`,
+# `by Tim Peters (`) or ends the line above; "sent by billing to <customer>" is no credit.
+_BY_NAME = re.compile(r"(?i)\bby\s+(?:[\w.'-]+,?\s+){1,5}[<(]\s*$")
+_BY_LINE = re.compile(r"(?i)\bby\b")
 # A continuation of an authorship line above (a comment or string going on: `#     fdrake@acm.org`,
 # `"Mike Verdone <a@b>, "`): only comment and quote marks, then at most a name, before the address.
 _CONTINUATION = re.compile(r"^[\s#*;/'\"(\[,-]*(?:[\w.'-]+,?\s+){0,4}[<(]?$")
@@ -54,7 +58,7 @@ def _line_left(text: str, start: int) -> tuple[int, str]:
 
 def _authorship(text: str, start: int) -> bool:
     line_start, left = _line_left(text, start)
-    if _AUTHORSHIP.search(left):
+    if _AUTHORSHIP.search(left) or _BY_NAME.search(left):
         return True
     if _BLAME.search(left) or _SHORTLOG.search(left) or _COMMENT_CREDIT.match(left):
         return True
@@ -64,7 +68,7 @@ def _authorship(text: str, start: int) -> bool:
     if _CONTINUATION.match(left):  # walk up through continuation lines to the authorship line they continue
         lines = text[max(0, line_start - 4000):line_start].split("\n")[:-1]
         for line in reversed(lines[-_CONTINUATION_LOOKBACK_LINES:]):
-            if _AUTHORSHIP.search(line):
+            if _AUTHORSHIP.search(line) or _BY_LINE.search(line):
                 return True
             rest = line.strip(" \t#*/;'\"-")
             if "@" not in line and rest and not _URL.fullmatch(rest):
