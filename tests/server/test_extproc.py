@@ -3,11 +3,12 @@ sends them (STREAMED response body). Provider responses are the recorded-shaped 
 
 from __future__ import annotations
 
+import functools
 import http.client
 import json
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -82,11 +83,11 @@ def stub(request: pytest.FixtureRequest, recorder: Recorder,
     if request.param == "threads":
         server, port = build_server("127.0.0.1:0", recorder, counter.count_text, max_streams=8)
         server.start()
-        stop = lambda: server.stop(None)  # noqa: E731
+        stop: Callable[[], object] = functools.partial(server.stop, None)
     else:
         aio = AsyncUsageServer("127.0.0.1:0", recorder, counter.count_text)
         port = aio.start()
-        stop = lambda: aio.stop(None)  # noqa: E731
+        stop = functools.partial(aio.stop, None)
     channel = grpc.insecure_channel(f"127.0.0.1:{port}")
     try:
         yield external_processor_pb2_grpc.ExternalProcessorStub(channel)
