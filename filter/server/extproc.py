@@ -307,11 +307,13 @@ class AsyncUsageServer:
 
     def stop(self, grace: float | None = None) -> None:
         """Stops accepting streams, lets open ones run up to `grace` seconds, then cancels them."""
-        if self._loop is None or self._stopping is None or self._thread is None:
+        loop, stopping, thread = self._loop, self._stopping, self._thread
+        self._loop = self._stopping = self._thread = None
+        if loop is None or stopping is None or thread is None or not thread.is_alive():
             return
         self._grace = grace
-        self._loop.call_soon_threadsafe(self._stopping.set)
-        self._thread.join()
+        loop.call_soon_threadsafe(stopping.set)
+        thread.join()
 
     def _run(self) -> None:
         try:
