@@ -154,8 +154,9 @@ class UsageParser:
             self._tally.text.add_unparsed(len(chunk))
 
     def finish(self, complete: bool = True) -> Usage | None:
-        """The usage (None for an error status or a token-counting call). `complete`: the body ended normally
-        (False: cut off, the stream was cancelled)."""
+        """The usage: None for an error status (the caller releases its reservation), zero for a
+        token-counting call, `estimated` when the body carried no final usage. `complete`: the body ended
+        normally (False: cut off, the stream was cancelled); the estimate is the same either way."""
         if self.status >= 400 or self.status < 100:
             return None
         if self._count_only:
@@ -169,10 +170,8 @@ class UsageParser:
         if tally.final:
             return Usage(tally.input_tokens or 0, tally.output_tokens or 0, tally.cache_read_tokens,
                          tally.cache_write_tokens, estimated=False)
-        if not complete and not self._body_bytes and tally.input_tokens is None:
-            estimated_output = 0
-        else:
-            estimated_output = max(tally.output_tokens or 0, tally.text.tokens())
+        # The provider's last partial count is a floor (Anthropic's message_start, Gemini's running counts).
+        estimated_output = max(tally.output_tokens or 0, tally.text.tokens())
         input_tokens = tally.input_tokens if tally.input_tokens is not None else (self._prompt_tokens or 0)
         return Usage(input_tokens, estimated_output, tally.cache_read_tokens, tally.cache_write_tokens,
                      estimated=True)
