@@ -27,7 +27,7 @@ import threading
 import zlib
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Self
 
 from ..fake_provider import RecordedRequest
 
@@ -56,6 +56,7 @@ def anthropic_events(message: dict[str, Any]) -> Iterator[bytes]:
     start = {**message, "content": [], "stop_reason": None, "usage": {"input_tokens": USAGE_IN, "output_tokens": 1}}
     yield sse({"type": "message_start", "message": start}, event="message_start")
     for index, block in enumerate(message["content"]):
+        first: dict[str, Any]
         if block["type"] == "text":
             first, delta = {"type": "text", "text": ""}, {"type": "text_delta", "text": block["text"]}
         else:  # tool_use: the input arrives as JSON text
@@ -256,7 +257,7 @@ class SdkProvider:
     def answer(self, request: RecordedRequest) -> tuple[str, dict[str, Any] | Iterator[bytes]]:
         return answer(request.path, request.body)
 
-    def __enter__(self) -> SdkProvider:
+    def __enter__(self) -> Self:
         self._thread = threading.Thread(target=self._server.serve_forever, name="sdk-provider", daemon=True)
         self._thread.start()
         return self
