@@ -36,6 +36,7 @@ from functools import lru_cache
 
 import hyperscan
 
+from filter.formats.limits import check_work
 from filter.model import Origin, Piece, TextSegment
 
 BASE64_MIN_RUN = 24  # characters: shorter runs are words and identifiers (18 bytes of text at least)
@@ -414,7 +415,9 @@ def derived(segments: Sequence[TextSegment], runs: Sequence[tuple[str, Sequence[
     budget = _Budget(BASE64_MAX_RUNS, BASE64_MAX_BYTES)
     scratch = _scratch()
     decoded_already = {s.origin.pieces[0].location for s in segments if s.origin and s.decoded == "percent"}
-    for seg in segments:
+    for n, seg in enumerate(segments):
+        if n & 63 == 63:
+            check_work("decoding text")  # the Check's deadline and CPU time (limits.py)
         if seg.origin is not None or not seg.text:
             continue
         text = seg.text

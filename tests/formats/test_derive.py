@@ -305,3 +305,13 @@ def test_derived_copies_always_map_into_their_original(parts: list[str]) -> None
             for d in range(piece.length):
                 assert piece.start <= piece.original(d) < max(piece.end, piece.start + 1)
                 assert piece.original(d) < piece.original_end(d + 1) <= piece.end
+
+
+def test_pdf_reading_stops_when_the_checks_time_is_up() -> None:
+    import time
+
+    from filter.errors import DeadlineExceeded
+    from filter.formats.limits import DecodeLimits, work_budget
+
+    with pytest.raises(DeadlineExceeded), work_budget(DecodeLimits(), deadline=time.monotonic() - 1):
+        pdf_text(pdf_with_text("page"))
