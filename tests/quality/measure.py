@@ -74,7 +74,8 @@ def excerpt(text: str, start: int, end: int, pad: int = 24) -> str:
 
 
 def run(case: Case, snapshot: Snapshot, counter: TokenCounter) -> Result:
-    decision, parsed = evaluate(case.envelope, snapshot, counter)
+    outcome = evaluate(case.envelope, snapshot, counter)
+    decision, parsed = outcome.decision, outcome.parsed
     result = Result(case, decision.http_status)
     segments = {s.location: s.text for s in parsed.segments} if parsed else {}
     on_value: list[Finding] = []

@@ -52,7 +52,7 @@ def shipped() -> tuple[Snapshot, TokenCounter]:
 @pytest.mark.parametrize("case", POSITIVES, ids=[c.id for c in POSITIVES])
 def test_positive_is_detected(case: Case, shipped: tuple[Snapshot, TokenCounter]) -> None:
     result = run(case, *shipped)
-    assert result.status in (200, 403), f"request refused with {result.status}"
+    assert result.status in (200, 400), f"request refused with {result.status}"  # 400: a content deny
     found = sorted({(f.finding.rule_id, f.finding.location) for f in result.false_positives})
     assert result.detected, (
         f"{case.kind} ({case.group}) not detected: placement {case.placement}, evasion {case.evasion}, "
