@@ -136,7 +136,8 @@ class Ruleset:
                     continue
                 key = (mapped.rule_id, mapped.start, mapped.location)
                 seen = findings.get(key)
-                if seen is None or (seen.decoded and not mapped.decoded):  # as sent beats a derived copy
+                # as sent beats a derived copy, unless the copy saw the value go on into the next text block
+                if seen is None or (seen.decoded and not mapped.decoded and not seen.also):
                     findings[key] = mapped
         kept = findings.values() if each_rule else _drop_looser(findings.values())
         return tuple(sorted(kept, key=lambda f: (f.location, f.start, f.rule_id)))

@@ -209,3 +209,24 @@ def test_shipped_github_token_is_one_finding(shipped_ruleset: Ruleset) -> None:
     body = "pLIix6MEOLeMa61EqJomTEI1JEx7Qa"
     token = "ghp_" + body + _base62(zlib.crc32(body.encode()), 6)
     assert [f.rule_id for f in shipped_ruleset.scan([TextSegment("t", token)])] == ["github-pat"]
+
+
+OPEN_PACK = """
+pack: open
+version: 1
+rules:
+  - id: tok-open
+    category: secret
+    description: a token of open length
+    pattern: 'tok_[a-z0-9]{8,40}'
+    examples: {match: ['tok_q7f3k9z2m4'], no_match: ['tok_short']}
+"""
+
+
+def test_value_going_on_into_the_next_block_keeps_both_parts(tmp_path: Path) -> None:
+    rs = load_ruleset([write_pack(tmp_path, OPEN_PACK)], Fingerprinter(b"k"))
+    a, b = "x tok_q7f3k9z2m4", "w8r1t6y5 y"  # a match in the first block alone, and a longer one across
+    pieces = (Piece(0, len(a), "b0", 0, len(a), ((0, 0),)), Piece(len(a), len(b), "b1", 0, len(b), ((0, 0),)))
+    joined = TextSegment("c#joined", a + b, "joined", Origin(pieces, across=True))
+    (f,) = rs.scan([TextSegment("b0", a), TextSegment("b1", b), joined])
+    assert f.spans() == (("b0", 2, len(a)), ("b1", 0, 8))
