@@ -88,10 +88,10 @@ def _scratch() -> hyperscan.Scratch:
 
 @dataclass
 class _Budget:
-    """Per-request bounds on base64 decoding."""
+    """What is left of one request's base64 decoding bounds."""
 
-    runs: int = BASE64_MAX_RUNS
-    bytes: int = BASE64_MAX_BYTES
+    runs: int
+    bytes: int
 
 
 class _Builder:
@@ -142,7 +142,6 @@ class _Derived:
     parts: list[str] = field(default_factory=list)
     pieces: list[Piece] = field(default_factory=list)
     size: int = 0
-    across: bool = False
 
     def add(self, text: str, piece_of: _Builder | None, location: str, start: int, end: int) -> None:
         """Append `text` (from original [start, end) of `location`); a _Builder maps it exactly."""
@@ -159,7 +158,7 @@ class _Derived:
     def segment(self) -> TextSegment | None:
         if not self.pieces:
             return None
-        origin = Origin(tuple(self.pieces), across=self.across)
+        origin = Origin(tuple(self.pieces))
         return TextSegment(self.location, "".join(self.parts), self.decoded, origin)
 
 
