@@ -7,7 +7,7 @@ import re
 from typing import Any
 
 from filter.errors import MalformedRequest
-from filter.formats.limits import DecodeLimits, charge_nodes, check_work
+from filter.formats.limits import DecodeLimits, charge_decoded, charge_nodes, check_work
 
 _KEEP = b'"[]{}'
 _DROP = bytes(b for b in range(256) if b not in _KEEP)
@@ -114,6 +114,7 @@ def too_deep(limit: int, where: str = "request body") -> MalformedRequest:
 
 def load_json(data: bytes, limits: DecodeLimits) -> Any:
     """Parse a request body. Duplicate keys are refused: the filter cannot know which value a provider uses."""
+    charge_decoded(len(data))  # a decompressed body costs more than the received one the admission charged
     charge_json(data, limits, "request body")
     try:
         text = data.decode("utf-8")

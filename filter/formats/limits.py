@@ -52,13 +52,14 @@ class WorkBudget:
     node charge implies (the worker's admission budget), and may raise to refuse it.
     """
 
-    __slots__ = ("limits", "deadline", "nodes", "_cpu_start", "_on_charge")
+    __slots__ = ("limits", "deadline", "nodes", "body_bytes", "_cpu_start", "_on_charge")
 
     def __init__(self, limits: DecodeLimits, deadline: float | None = None,
-                 on_charge: Callable[[int], None] | None = None) -> None:
+                 on_charge: Callable[[int], None] | None = None, body_bytes: int = 0) -> None:
         self.limits = limits
         self.deadline = deadline  # time.monotonic() value; None: no deadline known
         self.nodes = 0
+        self.body_bytes = body_bytes  # the body size already charged (as received)
         self._cpu_start = time.thread_time()
         self._on_charge = on_charge
 
@@ -74,6 +75,14 @@ class WorkBudget:
                 f"checking this request body needs more than the limit of {self.limits.max_check_cpu_seconds:g} "
                 f"CPU seconds (stopped at {where}); send a smaller or simpler body"
             )
+
+    def charge_decoded(self, size: int) -> None:
+        """A decompressed body larger than the one received holds more memory: charge the difference."""
+        extra = size - self.body_bytes
+        if extra > 0:
+            self.body_bytes = size
+            if self._on_charge is not None:
+                self._on_charge(extra * BODY_COPIES)
 
     def charge_nodes(self, nodes: int, where: str) -> None:
         self.nodes += nodes
@@ -96,10 +105,10 @@ _BUDGET: ContextVar[WorkBudget | None] = ContextVar("llm_filter_work_budget", de
 
 @contextmanager
 def work_budget(limits: DecodeLimits, deadline: float | None = None,
-                on_charge: Callable[[int], None] | None = None) -> Iterator[WorkBudget]:
+                on_charge: Callable[[int], None] | None = None, body_bytes: int = 0) -> Iterator[WorkBudget]:
     """Bound the work of the Check running in this thread (a context variable: the decode path, the pipeline
     and the servicer share it without every signature in between carrying it)."""
-    budget = WorkBudget(limits, deadline, on_charge)
+    budget = WorkBudget(limits, deadline, on_charge, body_bytes)
     token = _BUDGET.set(budget)
     try:
         yield budget
@@ -112,6 +121,13 @@ def check_work(where: str) -> None:
     budget = _BUDGET.get()
     if budget is not None:
         budget.check(where)
+
+
+def charge_decoded(size: int) -> None:
+    """Tell the open budget the size of the decoded body about to be parsed (no-op without a budget)."""
+    budget = _BUDGET.get()
+    if budget is not None:
+        budget.charge_decoded(size)
 
 
 def charge_nodes(nodes: int, limits: DecodeLimits, where: str) -> None:

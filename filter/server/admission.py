@@ -101,7 +101,7 @@ class Admission:
             raise overloaded()
         ticket = _Ticket(self.budget, capacity, charge)
         try:
-            with work_budget(limits, deadline, on_charge=ticket.grow) as work:
+            with work_budget(limits, deadline, on_charge=ticket.grow, body_bytes=body_bytes) as work:
                 yield work
         finally:
             self.budget.give_back(ticket.held, holder_done=True)

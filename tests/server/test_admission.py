@@ -101,3 +101,13 @@ def test_admission_gives_back_what_a_refused_check_took() -> None:
     with pytest.raises(Overloaded), admission.admit(600_000, LIMITS, seconds_left=None) as work:
         work.charge_nodes(1900, "request body")  # 486 400 bytes more: over 1 000 000
     assert admission.budget.in_use == 0
+
+
+def test_a_body_that_decompresses_large_is_charged_its_decoded_size() -> None:
+    # 1 000 bytes received (charged 6 000), 200 000 once decompressed: 6 * 199 000 more, past the 1 000 000.
+    admission = Admission()
+    with admission.admit(1000, LIMITS, seconds_left=None) as work:
+        work.charge_decoded(150_000)  # 6 * 149 000 more still fits
+    with pytest.raises(Overloaded), admission.admit(1000, LIMITS, seconds_left=None) as work:
+        work.charge_decoded(200_000)
+    assert admission.budget.in_use == 0
