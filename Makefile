@@ -59,7 +59,7 @@ e2e-agent: install
 	CLAUDE_CODE_BIN=$(CURDIR)/var/claude-code/node_modules/.bin/claude $(BIN)/python -m pytest -q tests/agent/e2e_claude_code.py
 
 # Envoy's memory bound at production size: 50 concurrent 15 MiB prompts against a stalled filter, the 640 MiB
-# heap bound, two workers; Envoy must stay inside its 1 GiB pod limit (tests/e2e/test_envoy_memory.py, ~15 s).
+# heap bound, two workers; Envoy must stay inside its container limit in k8s/deployment.yaml (~15 s).
 soak: install
 	LLM_GATEWAY_SOAK=1 $(BIN)/python -m pytest -q tests/e2e/test_envoy_memory.py
 

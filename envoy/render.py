@@ -20,7 +20,7 @@ filter chain are the same in production, in `make run` and in the end-to-end tes
         --jwt-audience llm-gateway --provider-host azure=myco.openai.azure.com \\
         --aws-region eu-west-1 -o envoy-jwt.yaml
 
-    # a smaller pod: bound Envoy's heap to 384 MiB (give the container ~512 MiB)
+    # a smaller pod: bound Envoy's heap to 384 MiB (give the container 384 + 768 MiB)
     python envoy/render.py --max-heap 384Mi -o envoy-small.yaml
 
 Options that are not given leave the production value in place. Uses only PyYAML.
@@ -492,7 +492,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="sign Bedrock requests with this AWS credentials file only (default: Envoy's AWS chain)")
     p.add_argument("--aws-profile", help="profile in --aws-credentials-file (default: default)")
     p.add_argument("--max-heap", metavar="SIZE",
-                   help="heap bound of the overload manager, e.g. 768Mi (default); give the pod ~1.3x")
+                   help="heap bound of the overload manager (640Mi); give the container the bound + 768Mi")
     p.add_argument("--no-ext-authz", action="store_true",
                    help="drop the ext_authz filter: NO CONTENT FILTERING (benchmark floor only, never production)")
     p.add_argument("--no-ratelimit", action="store_true",

@@ -30,9 +30,11 @@ pytestmark = pytest.mark.e2e
 
 MIB = 1 << 20
 # What Envoy's RSS may exceed the heap bound by: the binary and its static data (~70 MiB), memory
-# not yet returned to the OS, and what arrives within one 50 ms measuring interval. Measured
-# peaks: 256 MiB bound -> ~590 MiB; 640 MiB bound -> ~790-890 MiB.
-MARGIN = 384 * MIB
+# not yet returned to the OS, what arrives between two heap measurements and the CheckRequest copies
+# of bodies already received (more on a busy host). Measured peaks: 256 MiB bound -> ~0.6 GiB;
+# 640 MiB bound, 50 bodies, two workers -> 0.8-1.1 GiB. Unprotected: 1.3 GB and more.
+MARGIN = 768 * MIB
+REPO = Path(__file__).resolve().parents[2]
 
 
 @dataclass(frozen=True)
@@ -120,8 +122,21 @@ def flood(
     return peak, results, probe
 
 
-def assert_bounded(peak: int, bound: int, results: list[Outcome], probe: Outcome, provider: FakeProvider) -> None:
-    assert peak < bound + MARGIN, f"Envoy peaked at {peak // MIB} MiB, bound {bound // MIB} MiB"
+def envoy_container_limit() -> int:
+    """The Envoy container's memory limit in k8s/deployment.yaml, bytes."""
+    import yaml
+
+    deployment = yaml.safe_load((REPO / "k8s" / "deployment.yaml").read_text())
+    (envoy,) = [c for c in deployment["spec"]["template"]["spec"]["containers"] if c["name"] == "envoy"]
+    text = str(envoy["resources"]["limits"]["memory"])
+    units = {"Mi": MIB, "Gi": 1024 * MIB}
+    return int(text[:-2]) * units[text[-2:]]
+
+
+def assert_bounded(
+    peak: int, limit: int, results: list[Outcome], probe: Outcome, provider: FakeProvider
+) -> None:
+    assert peak < limit, f"Envoy peaked at {peak // MIB} MiB, limit {limit // MIB} MiB"
     assert provider.requests == []
     assert all(r.status in (503, None) for r in results), results
     answered = [r for r in results if r.status == 503]
@@ -135,13 +150,13 @@ def test_concurrent_large_bodies_stay_within_the_heap_bound(
     tmp_path: Path, fake_provider: FakeProvider, stalled_filter: str
 ) -> None:
     peak, results, probe = flood(tmp_path, fake_provider, stalled_filter, "256Mi", bodies=30, concurrency=2)
-    assert_bounded(peak, 256 * MIB, results, probe, fake_provider)
+    assert_bounded(peak, 256 * MIB + MARGIN, results, probe, fake_provider)
 
 
 @pytest.mark.skipif(os.environ.get("LLM_GATEWAY_SOAK") != "1", reason="heavy: `make soak`")
 def test_soak_production_bound_fits_the_pod(tmp_path: Path, fake_provider: FakeProvider, stalled_filter: str) -> None:
-    """The production config (640 MiB bound, two workers) with 50 concurrent 15 MiB prompts stays
-    inside the 1 GiB the k8s manifests give the Envoy container."""
+    """The production config (its heap bound, two workers) with 50 concurrent 15 MiB prompts stays
+    inside the memory limit k8s/deployment.yaml gives the Envoy container."""
     peak, results, probe = flood(tmp_path, fake_provider, stalled_filter, "640Mi", bodies=50, concurrency=2)
-    assert_bounded(peak, 640 * MIB, results, probe, fake_provider)
-    assert peak < 1024 * MIB
+    assert envoy_container_limit() >= 640 * MIB + MARGIN
+    assert_bounded(peak, envoy_container_limit(), results, probe, fake_provider)
