@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -183,3 +184,38 @@ def test_envoys_own_413_speaks_the_providers_language(
         message = doc["error"]["message"]
     assert "16 MiB" in message and "not sent to the provider" in message
     assert fake_provider.requests == []
+
+
+@pytest.mark.parametrize(("provider", "path", "body", "headers"), REQUESTS[::2], ids=IDS[::2])
+def test_unreachable_provider_is_a_provider_shaped_answer(
+    stallable: tuple[EnvoyProcess, FilterProcess],
+    tmp_path: Path,
+    provider: str,
+    path: str,
+    body: dict[str, Any],
+    headers: dict[str, str],
+) -> None:
+    """The filter allows, the provider's address refuses: the client learns that, in its provider's shape."""
+    _, flt = stallable
+    envoy = start_envoy(tmp_path, "--upstream", f"http://127.0.0.1:{free_port()}", "--filter", flt.address)
+    try:
+        status, resp_headers, resp = envoy.request("POST", path, json.dumps(body).encode(), headers)
+    finally:
+        envoy.stop()
+    assert status == 503
+    assert resp_headers["retry-after"] == "5"
+    assert resp_headers.get("x-llm-filter-decision") != "unavailable"  # the filter did answer
+    doc = json.loads(resp)
+    if provider == "anthropic":
+        assert doc["error"]["type"] == "api_error"
+        message = doc["error"]["message"]
+    elif provider == "gemini":
+        assert (doc["error"]["code"], doc["error"]["status"]) == (503, "UNAVAILABLE")
+        message = doc["error"]["message"]
+    elif provider == "bedrock":
+        assert resp_headers["x-amzn-errortype"] == "ServiceUnavailableException"
+        message = doc["message"]
+    else:
+        assert doc["error"]["code"] == "provider_unreachable"
+        message = doc["error"]["message"]
+    assert "could not reach the provider" in message
