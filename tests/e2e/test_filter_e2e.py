@@ -500,7 +500,8 @@ def test_workspace_over_its_limit_gets_429_while_another_workspace_flows(
     error = json.loads(body)  # Anthropic's own rate limit shape: the SDK raises RateLimitError and backs off
     assert (error["type"], error["error"]["type"]) == ("error", "rate_limit_error")
     assert headers["x-llm-filter-reason"] == "rate_limited"
-    assert len(main_filter.audit()) == checks  # refused before the body is buffered or scanned
+    # checked first: the limit keys on the identity the filter verified (its dynamic metadata), then refused
+    assert len(main_filter.audit()) == checks + 1
     assert send(gateway, ANTHROPIC, x_workspace_id=ws_b)[0] == 200
     assert [r.headers["x-workspace-id"] for r in fake_provider.requests] == [ws_a] * WORKSPACE_RPM + [ws_b]
 
