@@ -52,11 +52,27 @@ class _ScanState:
         self.segments = segments
         self.encoded = encoded
         self._lowered: dict[int, bytes] = {}
+        self._marks: dict[int, tuple[list[int], list[int]]] = {}  # segment -> (byte offsets, char offsets)
 
     def lowered(self, segment: int) -> bytes:
         if segment not in self._lowered:
             self._lowered[segment] = self.encoded[segment].lower()
         return self._lowered[segment]
+
+    def char_offset(self, segment: int, byte_offset: int) -> int:
+        """Character offset of a byte offset inside a segment. ASCII segments map 1:1; otherwise the count starts
+        from the nearest earlier offset already mapped, so many findings in one large segment cost O(n), not O(n²)."""
+        text = self.encoded[segment]
+        if len(text) == len(self.segments[segment].text):
+            return byte_offset
+        marks = self._marks.setdefault(segment, ([0], [0]))
+        i = bisect.bisect_right(marks[0], byte_offset) - 1
+        base_byte, base_char = marks[0][i], marks[1][i]
+        chars = base_char + len(text[base_byte:byte_offset].decode("utf-8", "replace"))
+        if byte_offset < len(text) and text[byte_offset] & 0xC0 != 0x80:  # a character boundary: reusable
+            marks[0].insert(i + 1, byte_offset)
+            marks[1].insert(i + 1, chars)
+        return chars
 
 
 class Fingerprinter:
@@ -183,8 +199,7 @@ class Ruleset:
             if not all(check(value) for _, check in rule.validators):
                 return None
         seg_start = scan.starts[c.segment]
-        text = scan.encoded[c.segment]
-        start = len(text[: c.start - seg_start].decode("utf-8", "replace"))
+        start = scan.char_offset(c.segment, c.start - seg_start)
         end = start + len(scan.buf[c.start : c.end].decode("utf-8", "replace"))
         return Finding(
             rule_id=rule.id,

@@ -230,3 +230,16 @@ def test_value_going_on_into_the_next_block_keeps_both_parts(tmp_path: Path) -> 
     joined = TextSegment("c#joined", a + b, "joined", Origin(pieces, across=True))
     (f,) = rs.scan([TextSegment("b0", a), TextSegment("b1", b), joined])
     assert f.spans() == (("b0", 2, len(a)), ("b1", 0, 8))
+
+
+def test_offsets_of_many_findings_in_one_non_ascii_segment(shipped_ruleset: Ruleset) -> None:
+    """Character offsets (not byte offsets) for every one of many hits in a text with multi-byte characters."""
+    import random
+
+    rng = random.Random(7)
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
+    keys = ["AKIA" + "".join(rng.choice(alphabet) for _ in range(16)) for _ in range(300)]
+    text = "".join(f"é→ 日本 key {k} ✓\n" for k in keys)
+    findings = [f for f in shipped_ruleset.scan([TextSegment("doc", text)]) if f.rule_id == "aws-access-key-id"]
+    assert sorted(text[f.start:f.end] for f in findings) == sorted(keys)
+    assert sorted(f.start for f in findings) == sorted(text.index(k) for k in keys)
