@@ -251,6 +251,15 @@ def set_aws_credentials_file(cfg: dict[str, Any], path: str, profile: str | None
     signer["credential_provider"] = {"custom_credential_provider_chain": True, "credentials_file_provider": provider}
 
 
+def local_aws_credentials(bedrock: dict[str, Any]) -> None:
+    """A local Bedrock upstream: credentials from the environment or ~/.aws/credentials only. The default chain
+    would also ask the cloud's instance metadata address, which a laptop or test machine must not be sent to."""
+    signer = upstream_filter(bedrock, AWS_SIGNING)
+    signer.setdefault("credential_provider", {"custom_credential_provider_chain": True,
+                                              "environment_credential_provider": {},
+                                              "credentials_file_provider": {}})
+
+
 def set_max_heap(cfg: dict[str, Any], size: int) -> None:
     """The heap bound the overload manager acts on (shed load at 90 %, reset big streams from 80 %)."""
     if size < 32 << 20:
@@ -420,6 +429,8 @@ def render(cfg: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
             raise RenderError(f"--upstream: unknown provider {name!r}; known: {sorted(providers)}")
         for c in targets:
             set_plain_upstream(c, host, port)
+            if c is providers.get("bedrock"):
+                local_aws_credentials(c)
 
     if args.filter:
         set_filter_endpoints(cfg, [parse_host_port(x) for x in args.filter.split(",") if x.strip()])
