@@ -6,10 +6,12 @@ The environment is read here and only here (`load_settings(env=...)`), so a test
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import jsonschema
 import yaml
@@ -21,6 +23,7 @@ from filter.rules import SHIPPED_PACKS
 
 LOG_PROMPTS_MODES = ("metadata_only", "full", "none")
 FINGERPRINT_KEY_ENV = "LLM_FILTER_FINGERPRINT_KEY"
+USAGE_LISTEN_ENV = "LLM_FILTER_USAGE_LISTEN"  # overrides usage_listen (set by `serve` for each worker process)
 
 _SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -64,6 +67,19 @@ _SCHEMA: dict[str, Any] = {
             "properties": {
                 "log_prompts": {"enum": list(LOG_PROMPTS_MODES)},
                 "path": {"type": "string"},
+            },
+        },
+        "usage_listen": {"type": "string", "pattern": r"^[^:]+:\d+$"},
+        "store": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["url"],
+            "properties": {
+                "url": {"type": "string", "pattern": r"^(sqlite|redis|rediss|unix)://"},
+                "timeout_seconds": {"type": "number", "exclusiveMinimum": 0},
+                "reservation_timeout_seconds": {"type": "number", "exclusiveMinimum": 0},
+                "timezone": {"type": "string", "minLength": 1},
+                "fail_open": {"type": "boolean"},
             },
         },
         "rate_limits": {
@@ -112,6 +128,18 @@ class RateLimits:
 
 
 @dataclass(frozen=True, slots=True)
+class StoreSettings:
+    """The shared store of request counts and token budgets (filter/store): one SQLite file per host or one Redis
+    for all replicas. Absent from the config: no store, counts stay in each worker's memory."""
+
+    url: str = field(repr=False)  # a Redis URL may carry a password
+    timeout_seconds: float = 0.5  # one store call, Redis round trip or SQLite lock wait
+    reservation_timeout_seconds: float = 900.0  # an unsettled reservation is charged in full after this
+    timezone: str = "UTC"  # budget days and months start at local midnight here
+    fail_open: bool = False  # store unreachable: False refuses (503 from Envoy), True lets requests through
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     listen: str = "127.0.0.1:9001"
     workers: int = 1
@@ -127,6 +155,8 @@ class Settings:
     policy: Policy = field(default_factory=Policy)
     limits: DecodeLimits = field(default_factory=DecodeLimits)
     rate_limits: RateLimits = field(default_factory=RateLimits)
+    store: StoreSettings | None = None
+    usage_listen: str | None = None  # HOST:PORT of the first worker's usage observer (ext_proc); None: none
     config_file: str | None = None
 
     @property
@@ -151,8 +181,8 @@ def _env_bool(env: Mapping[str, str], name: str, default: bool) -> bool:
 
 
 def load_settings(path: str | None = None, env: Mapping[str, str] | None = None) -> Settings:
-    """Read the config file (if any), validate it, then apply BLOCK_SECRETS, BLOCK_PII, MAX_PROMPT_TOKENS, LOG_PROMPTS
-    and LLM_FILTER_FINGERPRINT_KEY from `env` (default: the process environment)."""
+    """Read the config file (if any), validate it, then apply BLOCK_SECRETS, BLOCK_PII, MAX_PROMPT_TOKENS, LOG_PROMPTS,
+    LLM_FILTER_FINGERPRINT_KEY and LLM_FILTER_USAGE_LISTEN from `env` (default: the process environment)."""
     env = os.environ if env is None else env
     raw: dict[str, Any] = {}
     base = Path(".")
@@ -187,6 +217,15 @@ def load_settings(path: str | None = None, env: Mapping[str, str] | None = None)
     lim = raw.get("limits", {})
     aud = raw.get("audit", {})
     rl = raw.get("rate_limits", {})
+    st = raw.get("store")
+    usage_listen = env.get(USAGE_LISTEN_ENV) or raw.get("usage_listen")
+    if usage_listen is not None and not re.fullmatch(r"[^:]+:\d+", usage_listen):
+        raise SettingsError(f"{USAGE_LISTEN_ENV} must be HOST:PORT, not {usage_listen!r}")
+    if st is not None:
+        try:
+            ZoneInfo(st.get("timezone", "UTC"))
+        except (ZoneInfoNotFoundError, ValueError):
+            raise SettingsError(f"{path}: store.timezone: unknown time zone {st['timezone']!r}") from None
     max_tokens_env = env.get("MAX_PROMPT_TOKENS")
     max_tokens = pol.get("max_prompt_tokens", 128_000)
     if max_tokens_env:
@@ -232,5 +271,13 @@ def load_settings(path: str | None = None, env: Mapping[str, str] | None = None)
             team_requests_per_minute=rl.get("team_requests_per_minute", 0),
             overrides=tuple((o["key"], o["value"], o["requests_per_minute"]) for o in rl.get("overrides", [])),
         ),
+        store=None if st is None else StoreSettings(
+            url=st["url"],
+            timeout_seconds=float(st.get("timeout_seconds", 0.5)),
+            reservation_timeout_seconds=float(st.get("reservation_timeout_seconds", 900.0)),
+            timezone=st.get("timezone", "UTC"),
+            fail_open=st.get("fail_open", False),
+        ),
+        usage_listen=usage_listen,
         config_file=path,
     )

@@ -1,7 +1,7 @@
 """Metrics through the OpenTelemetry SDK, exported for Prometheus. Every instrument is named here (docs/metrics.md).
 
 Label values come only from closed sets the filter defines (verdicts, reason codes, providers, reload results,
-rate-limit descriptor keys) or from the operator's own packs (rule ids): never from client text, so a secret
+rate-limit descriptor keys, store operations) or from the operator's own packs (rule ids): never from client text, so a secret
 in a request field can never become a label and the number of series stays bounded. Counters start at zero
 for every label set known at start, so `rate()` and alerts see the first event.
 """
@@ -26,6 +26,7 @@ from filter.reasons import Reason
 
 if TYPE_CHECKING:
     from filter.runtime import Runtime
+    from filter.usage import Usage
 
 SERVICE_NAME = "llm-content-filter"
 # Check latency in milliseconds: 0.1 ms (a small clean body) to 5 s (a body at the size and CPU limits).
@@ -33,6 +34,13 @@ LATENCY_BUCKETS_MS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 25
 PROVIDERS = tuple(sorted(_API_PROVIDERS | {"raw", "unknown"}))  # "raw": a body scanned without a known API
 RELOAD_RESULTS = ("ok", "error")
 RATE_LIMIT_KEYS = ("workspace_id", "team_id", "project_id", "agent_id", "other")
+USAGE_KINDS = ("input", "output")
+USAGE_SOURCES = ("reported", "estimated")  # the provider's own count, or the filter's estimate (no usage sent)
+# How an observed response ended: usage as reported or estimated, an error status, or no response at all.
+USAGE_RESULTS = ("reported", "estimated", "error", "no_response")
+STORE_OPERATIONS = ("reserve", "reconcile", "release", "hit", "usage", "expire", "other")
+# Store call latency in milliseconds: a local SQLite write (~0.1 ms) to a Redis call at its timeout (0.5 s+).
+STORE_BUCKETS_MS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0)
 OTHER = "other"
 
 
@@ -68,7 +76,9 @@ class Telemetry:
     def __init__(self, readers: Sequence[MetricReader] = ()) -> None:
         resource = Resource.create({"service.name": SERVICE_NAME, "service.version": _version()})
         views = [View(instrument_name="llm_filter_check_duration",
-                      aggregation=ExplicitBucketHistogramAggregation(boundaries=LATENCY_BUCKETS_MS))]
+                      aggregation=ExplicitBucketHistogramAggregation(boundaries=LATENCY_BUCKETS_MS)),
+                 View(instrument_name="llm_filter_store_duration",
+                      aggregation=ExplicitBucketHistogramAggregation(boundaries=STORE_BUCKETS_MS))]
         self.provider = MeterProvider(metric_readers=list(readers), resource=resource, views=views)
         meter = self.provider.get_meter("llm_content_filter")
         self._runtime: Runtime | None = None
@@ -84,6 +94,18 @@ class Telemetry:
         self.rate_limited = _BoundedCounter(
             meter.create_counter("llm_filter_rate_limited", description="Over-limit rate limit answers by descriptor key"),
             {"key": RATE_LIMIT_KEYS})
+        self.usage_tokens = _BoundedCounter(
+            meter.create_counter("llm_filter_usage_tokens",
+                                 description="Tokens providers' responses used, by provider, kind and source"),
+            {"provider": PROVIDERS, "kind": USAGE_KINDS, "source": USAGE_SOURCES})
+        self.usage_streams = _BoundedCounter(
+            meter.create_counter("llm_filter_usage_streams", description="Observed provider responses by result"),
+            {"result": USAGE_RESULTS})
+        self.store_errors = _BoundedCounter(
+            meter.create_counter("llm_filter_store_errors", description="Failed store calls by operation"),
+            {"operation": STORE_OPERATIONS})
+        self.store_latency = meter.create_histogram(
+            "llm_filter_store_duration", unit="ms", description="Store call latency by operation")
         meter.create_observable_gauge("llm_filter_rules_loaded", [self._rules_loaded],
                                       description="Rules in the live rule set")
         meter.create_observable_gauge("llm_filter_pack_info", [self._pack_info],
@@ -102,6 +124,14 @@ class Telemetry:
             self.reloads.add(0, {"result": result})
         for key in RATE_LIMIT_KEYS:
             self.rate_limited.add(0, {"key": key})
+        for provider in PROVIDERS:
+            for kind in USAGE_KINDS:
+                for source in USAGE_SOURCES:
+                    self.usage_tokens.add(0, {"provider": provider, "kind": kind, "source": source})
+        for result in USAGE_RESULTS:
+            self.usage_streams.add(0, {"result": result})
+        for operation in STORE_OPERATIONS:
+            self.store_errors.add(0, {"operation": operation})
 
     def track(self, runtime: Runtime) -> None:
         """Report the live rule set of `runtime` (gauges), and start every loaded rule's finding count at zero."""
@@ -134,6 +164,24 @@ class Telemetry:
         if decision.allowed and decision.prompt_tokens is not None:
             self.prompt_tokens.add(decision.prompt_tokens, {"provider": provider})
         self.check_latency.record(latency_ms, {"verdict": verdict})
+
+    def usage(self, provider: str, usage: Usage | None, status: int) -> None:
+        """One observed provider response: its tokens (no model label: the model name is client text)."""
+        if usage is None:
+            self.usage_streams.add(1, {"result": "error" if status >= 400 else "no_response"})
+            return
+        source = "estimated" if usage.estimated else "reported"
+        provider = _bounded(provider, PROVIDERS, "unknown")
+        self.usage_streams.add(1, {"result": source})
+        self.usage_tokens.add(usage.input_tokens, {"provider": provider, "kind": "input", "source": source})
+        self.usage_tokens.add(usage.output_tokens, {"provider": provider, "kind": "output", "source": source})
+
+    def store_call(self, operation: str, latency_ms: float, ok: bool = True) -> None:
+        """One store call: its latency, and an error count when it failed."""
+        operation = _bounded(operation, STORE_OPERATIONS)
+        self.store_latency.record(latency_ms, {"operation": operation})
+        if not ok:
+            self.store_errors.add(1, {"operation": operation})
 
     def reload(self, result: str) -> None:
         self.reloads.add(1, {"result": _bounded(result, RELOAD_RESULTS, "error")})

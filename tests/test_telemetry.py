@@ -16,6 +16,7 @@ from filter.runtime import Runtime
 from filter.settings import load_settings
 from filter.telemetry import LATENCY_BUCKETS_MS, Telemetry
 from filter.tokens import TokenCounter, load_encoding
+from filter.usage import Usage
 
 SECRET_BODY = json.dumps({"model": "gpt-4o", "messages": [{"role": "user", "content": "key AKIAZ5XQ3HR2LMNPQ7TW"}]})
 
@@ -50,6 +51,9 @@ def test_every_counter_is_present_at_zero_from_start(runtime: Runtime) -> None:
     assert 'llm_filter_decisions_total{provider="gemini",reason="allowed",verdict="allow"} 0.0' in text
     assert 'llm_filter_rate_limited_total{key="workspace_id"} 0.0' in text
     assert 'llm_filter_prompt_tokens_total{provider="anthropic"} 0.0' in text
+    assert 'llm_filter_usage_tokens_total{kind="output",provider="bedrock",source="estimated"} 0.0' in text
+    assert 'llm_filter_usage_streams_total{result="error"} 0.0' in text
+    assert 'llm_filter_store_errors_total{operation="hit"} 0.0' in text
     rule = runtime.current.ruleset.rules[0]
     assert f'llm_filter_findings_total{{category="{rule.category.value}",mode="{rule.mode.value}",rule="{rule.id}"}} 0.0' in text
 
@@ -87,6 +91,8 @@ def test_no_label_carries_client_text_and_no_scope_noise(runtime: Runtime) -> No
     telemetry.observe(decision, 1.2)
     telemetry.rate_limited.add(1, {"key": leaky})
     telemetry.reload(leaky)
+    telemetry.usage(leaky, Usage(12, 3), 200)  # the provider as the usage observer names it
+    telemetry.store_call(leaky, 0.3, ok=False)
     text = scrape(telemetry, registry)
     assert leaky not in text
     assert "otel_scope" not in text
@@ -94,7 +100,10 @@ def test_no_label_carries_client_text_and_no_scope_noise(runtime: Runtime) -> No
     assert 'llm_filter_rate_limited_total{key="other"} 1.0' in text
     assert 'llm_filter_pack_reloads_total{result="error"} 1.0' in text
     labels = set(re.findall(r"([a-z_]+)=\"", "\n".join(line for line in text.splitlines() if line.startswith("llm_filter"))))
-    assert labels == {"verdict", "reason", "provider", "rule", "category", "mode", "key", "result", "digest", "le"}
+    assert 'llm_filter_usage_tokens_total{kind="input",provider="unknown",source="reported"} 12.0' in text
+    assert 'llm_filter_store_errors_total{operation="other"} 1.0' in text
+    assert labels == {"verdict", "reason", "provider", "rule", "category", "mode", "key", "result", "digest", "le",
+                      "kind", "source", "operation"}
 
 
 def test_a_denied_request_is_counted_with_its_rule(runtime: Runtime) -> None:

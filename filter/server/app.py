@@ -19,8 +19,11 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from filter.audit import AuditLog
 from filter.runtime import Runtime
 from filter.server.authz import AuthorizationServicer
+from filter.server.extproc import AsyncUsageServer
 from filter.server.ratelimit import RateLimitServicer, RequestCounter
-from filter.settings import Settings
+from filter.server.usage_sink import InstrumentedStore, UsageSink
+from filter.settings import USAGE_LISTEN_ENV, Settings
+from filter.store import Store, StoreError, open_store
 from filter.telemetry import Telemetry, prometheus_telemetry
 from filter.tokens import TokenCounter, load_encoding
 
@@ -35,8 +38,10 @@ _RPCS_PER_THREAD = 4
 
 
 def build_server(runtime: Runtime, telemetry: Telemetry, audit: AuditLog, listen: str,
-                 threads: int = 8) -> tuple[grpc.Server, health.HealthServicer, int]:
-    """A ready-to-start grpc server with Check, ShouldRateLimit and health. Returns the bound port."""
+                 threads: int = 8, store: Store | None = None,
+                 counter: TokenCounter | None = None) -> tuple[grpc.Server, health.HealthServicer, int]:
+    """A ready-to-start grpc server with Check, ShouldRateLimit and health. Returns the bound port.
+    `store`: shared rate-limit counts and token budgets (None: counts in this process, no budgets)."""
     settings = runtime.current.settings
     # Envoy may buffer up to max_body_bytes and sends it once (raw_body, or body without pack_as_bytes); the
     # message also carries headers and metadata. A message with both fields full is refused here.
@@ -52,11 +57,13 @@ def build_server(runtime: Runtime, telemetry: Telemetry, audit: AuditLog, listen
             ("grpc.http2.bdp_probe", 0),
         ],
     )
-    counter = TokenCounter(load_encoding(settings.token_encoding_file))
+    if counter is None:
+        counter = TokenCounter(load_encoding(settings.token_encoding_file))
     external_auth_pb2_grpc.add_AuthorizationServicer_to_server(
-        AuthorizationServicer(runtime, counter, audit, telemetry), server
+        AuthorizationServicer(runtime, counter, audit, telemetry, store=store), server
     )
-    rls_pb2_grpc.add_RateLimitServiceServicer_to_server(RateLimitServicer(runtime, RequestCounter(), telemetry), server)
+    rls_pb2_grpc.add_RateLimitServiceServicer_to_server(
+        RateLimitServicer(runtime, RequestCounter(), telemetry, store=store), server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     port = server.add_insecure_port(listen)
@@ -74,11 +81,21 @@ def serve_one(config_file: str | None, settings: Settings) -> int:
     runtime = Runtime(config_file, settings, on_reload=lambda result, _detail: telemetry.reload(result))
     telemetry.track(runtime)  # gauges of the live rule set (filter.telemetry)
     audit = AuditLog(settings.audit_path, settings.log_prompts)
-    server, health_servicer, port = build_server(runtime, telemetry, audit, settings.listen)
+    store = _open_store(settings, telemetry)
+    counter = TokenCounter(load_encoding(settings.token_encoding_file))
+    server, health_servicer, port = build_server(runtime, telemetry, audit, settings.listen, store=store,
+                                                 counter=counter)
+    sink = UsageSink(store, telemetry)
+    usage_server: AsyncUsageServer | None = None
+    if settings.usage_listen:
+        # Response streams last minutes: served on an event loop of their own, apart from the Check threads.
+        usage_server = AsyncUsageServer(settings.usage_listen, sink.on_usage, counter.count_text)
+        usage_server.start()
     server.start()
     runtime.watch()
-    log.info("serving %s (%d rules, digest %s), pid %d", settings.listen, len(runtime.current.ruleset.rules),
-             runtime.current.ruleset.digest, os.getpid())
+    log.info("serving %s (%d rules, digest %s), usage observer %s, store %s, pid %d", settings.listen,
+             len(runtime.current.ruleset.rules), runtime.current.ruleset.digest, settings.usage_listen or "off",
+             _store_kind(settings), os.getpid())
     stopping = threading.Event()
 
     def on_term(signum: int, _frame: FrameType | None) -> None:
@@ -93,10 +110,32 @@ def serve_one(config_file: str | None, settings: Settings) -> int:
     while not stopping.wait(0.5):
         pass
     health_servicer.enter_graceful_shutdown()
-    server.stop(DRAIN_SECONDS).wait()
+    stopped = server.stop(DRAIN_SECONDS)
+    if usage_server is not None:
+        usage_server.stop(DRAIN_SECONDS)  # open response streams get the same grace, then count as cut off
+    stopped.wait()
+    sink.stop(DRAIN_SECONDS)  # settle what the last responses reported
+    if store is not None:
+        store.close()
     runtime.stop()
     log.info("stopped")
     return 0
+
+
+def _open_store(settings: Settings, telemetry: Telemetry) -> Store | None:
+    if settings.store is None:
+        return None
+    try:
+        store = open_store(settings.store.url, tz=settings.store.timezone, timeout=settings.store.timeout_seconds,
+                           reservation_timeout=settings.store.reservation_timeout_seconds)
+    except (StoreError, ValueError) as e:
+        raise OSError(f"cannot open the store ({_store_kind(settings)}): {e}") from None
+    return InstrumentedStore(store, telemetry)
+
+
+def _store_kind(settings: Settings) -> str:
+    """The store's scheme only: a Redis URL may carry a password."""
+    return settings.store.url.split(":", 1)[0] if settings.store is not None else "off"
 
 
 def worker_addresses(listen: str, workers: int) -> list[str]:
@@ -114,7 +153,10 @@ def serve(config_file: str | None, settings: Settings) -> int:
                "--metrics-port", str(settings.metrics_port + i if settings.metrics_port else 0)]
         if config_file:
             cmd += ["--config", config_file]
-        children.append(subprocess.Popen(cmd))
+        env = dict(os.environ)
+        if settings.usage_listen:  # each worker observes responses on its own port too: PORT, PORT+1, ...
+            env[USAGE_LISTEN_ENV] = worker_addresses(settings.usage_listen, settings.workers)[i]
+        children.append(subprocess.Popen(cmd, env=env))
     log.info("started %d workers on %s", len(children), ", ".join(worker_addresses(settings.listen, settings.workers)))
 
     def forward(signum: int, _frame: FrameType | None) -> None:

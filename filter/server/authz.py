@@ -22,6 +22,7 @@ from filter.redact import MASK, Redactor
 from filter.runtime import Runtime, Snapshot
 from filter.server.admission import Admission, with_retry_after
 from filter.server.response import to_check_response
+from filter.store import Store
 from filter.telemetry import Telemetry
 from filter.tokens import TokenCounter
 
@@ -58,11 +59,13 @@ def jwt_claims(request: external_auth_pb2.CheckRequest) -> dict[str, Any] | None
 
 
 class AuthorizationServicer(external_auth_pb2_grpc.AuthorizationServicer):  # type: ignore[misc]
-    def __init__(self, runtime: Runtime, counter: TokenCounter, audit: AuditLog, telemetry: Telemetry) -> None:
+    def __init__(self, runtime: Runtime, counter: TokenCounter, audit: AuditLog, telemetry: Telemetry,
+                 store: Store | None = None) -> None:
         self.runtime = runtime
         self.counter = counter
         self.audit = audit
         self.telemetry = telemetry
+        self.store = store  # token budgets shared by all workers (filter/store); None: no store configured
         self.admission = Admission()  # this worker's in-flight byte budget, shared by its Check threads
 
     def Check(self, request: external_auth_pb2.CheckRequest, context: grpc.ServicerContext) -> external_auth_pb2.CheckResponse:  # noqa: N802

@@ -3,12 +3,17 @@
 Over the limit, the 429 body is in the route's provider's own error shape (a `provider` descriptor entry names
 it), so each SDK shows the message and backs off (`retry-after` always set).
 
-Counts live in this process (fixed one-minute windows): exact for one replica and one worker.
+Counts live in the shared store when one is configured (`store:` in the config: SQLite for the workers of one
+host, Redis for every replica), so all workers enforce one limit; without a store they live in this process
+(fixed one-minute windows), exact for one replica and one worker. A store that cannot answer fails the call
+(gRPC UNAVAILABLE): Envoy's ratelimit filter (failure_mode_deny) then answers its fail-closed 503, unless
+`store.fail_open` lets the request through uncounted.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -23,7 +28,10 @@ from filter.reasons import Reason
 from filter.runtime import Runtime
 from filter.server.response import rate_limited_body
 from filter.settings import RateLimits
+from filter.store import Store, StoreError
 from filter.telemetry import Telemetry
+
+log = logging.getLogger("llm_content_filter")
 
 WINDOW_SECONDS = 60
 PROVIDER_KEY = "provider"  # descriptor entry with the route's provider: anthropic, openai, gemini, bedrock, ...
@@ -62,10 +70,19 @@ def limit_for(limits: RateLimits, key: str, value: str) -> int:
 
 
 class RateLimitServicer(rls_pb2_grpc.RateLimitServiceServicer):  # type: ignore[misc]
-    def __init__(self, runtime: Runtime, counter: RequestCounter, telemetry: Telemetry) -> None:
+    def __init__(self, runtime: Runtime, counter: RequestCounter, telemetry: Telemetry,
+                 store: Store | None = None) -> None:
         self.runtime = runtime
         self.counter = counter
         self.telemetry = telemetry
+        self.store = store  # shared counts (all workers, all replicas); None: `counter`, this process only
+
+    def _hit(self, key: str, value: str, amount: int, limit: int) -> tuple[int, int]:
+        """(count in this window, seconds until it resets); StoreError when the shared store cannot answer."""
+        if self.store is None:
+            return self.counter.hit(key, value, amount)
+        hit = self.store.hit(key, value, amount, limit, WINDOW_SECONDS)
+        return hit.count, hit.reset_seconds
 
     def ShouldRateLimit(self, request: rls_pb2.RateLimitRequest, context: grpc.ServicerContext) -> rls_pb2.RateLimitResponse:  # noqa: N802
         limits = self.runtime.current.settings.rate_limits
@@ -82,7 +99,17 @@ class RateLimitServicer(rls_pb2_grpc.RateLimitServiceServicer):  # type: ignore[
                 rpm = limit_for(limits, entry.key, entry.value)
                 if rpm <= 0:
                     continue
-                count, reset = self.counter.hit(entry.key, entry.value, addend)
+                try:
+                    count, reset = self._hit(entry.key, entry.value, addend, rpm)
+                except StoreError as e:
+                    settings = self.runtime.current.settings
+                    if settings.store is not None and settings.store.fail_open:
+                        log.warning("rate limit store unavailable, %s not counted (fail_open): %s", entry.key, e)
+                        continue
+                    log.error("rate limit store unavailable: %s", e)
+                    # Not OVER_LIMIT (that would be a 429 telling the client to slow down): an error, which
+                    # Envoy answers with its fail-closed 503 (failure_mode_deny) in the provider's shape.
+                    context.abort(grpc.StatusCode.UNAVAILABLE, "rate limit store unavailable")
                 status = rls_pb2.RateLimitResponse.DescriptorStatus(
                     code=over if count > rpm else ok,
                     current_limit=rls_pb2.RateLimitResponse.RateLimit(

@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import json
+import socket
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
+from pathlib import Path
 
+import grpc
+import pytest
 from envoy.extensions.common.ratelimit.v3 import ratelimit_pb2
-from envoy.service.ratelimit.v3 import rls_pb2
+from envoy.service.ratelimit.v3 import rls_pb2, rls_pb2_grpc
 
 from filter.runtime import Runtime
 from filter.server.ratelimit import RateLimitServicer, RequestCounter
-from filter.settings import RateLimits, load_settings
+from filter.settings import RateLimits, StoreSettings, load_settings
+from filter.store import Store, open_store
 from filter.telemetry import Telemetry
 
 OK, OVER = rls_pb2.RateLimitResponse.OK, rls_pb2.RateLimitResponse.OVER_LIMIT
@@ -84,3 +90,71 @@ def test_provider_entry_alone_is_never_limited() -> None:
     only_provider = rls_pb2.RateLimitRequest(domain="llm-gateway", descriptors=[ratelimit_pb2.RateLimitDescriptor(
         entries=[ratelimit_pb2.RateLimitDescriptor.Entry(key="provider", value="anthropic")])])
     assert all(svc.ShouldRateLimit(only_provider, None).overall_code == OK for _ in range(5))
+
+
+# -- counts in the shared store (`store:` configured) -------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def store_servicer(limits: RateLimits, store: Store, fail_open: bool = False) -> RateLimitServicer:
+    settings = replace(load_settings(None, env={}), rate_limits=limits,
+                       store=StoreSettings(url="sqlite:///unused", fail_open=fail_open))
+    return RateLimitServicer(Runtime(None, settings), RequestCounter(), Telemetry(), store=store)
+
+
+def test_workers_sharing_a_store_enforce_one_limit(tmp_path: Path) -> None:
+    """Two workers (each its own servicer and store connection on one SQLite file): 5 per minute in total."""
+    path = tmp_path / "store.db"
+    limits = RateLimits(workspace_requests_per_minute=5)
+    first = store_servicer(limits, open_store(f"sqlite:///{path}"))
+    second = store_servicer(limits, open_store(f"sqlite:///{path}"))
+    answers = [ask(svc, "anthropic", workspace_id="w").overall_code for svc in [first, second] * 4]
+    assert answers == [OK] * 5 + [OVER] * 3
+    over = ask(second, "anthropic", workspace_id="w")
+    headers = {h.key: h.value for h in over.response_headers_to_add}
+    assert 1 <= int(headers["retry-after"]) <= 61 and json.loads(over.raw_body)["error"]["type"] == "rate_limit_error"
+    assert ask(first, "anthropic", workspace_id="other").overall_code == OK
+
+
+def _serve(svc: RateLimitServicer) -> tuple[grpc.Server, rls_pb2_grpc.RateLimitServiceStub, grpc.Channel]:
+    server = grpc.server(ThreadPoolExecutor(max_workers=2))
+    rls_pb2_grpc.add_RateLimitServiceServicer_to_server(svc, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    return server, rls_pb2_grpc.RateLimitServiceStub(channel), channel
+
+
+def _request(**entries: str) -> rls_pb2.RateLimitRequest:
+    return rls_pb2.RateLimitRequest(domain="llm-gateway", descriptors=[
+        ratelimit_pb2.RateLimitDescriptor(entries=[ratelimit_pb2.RateLimitDescriptor.Entry(key=k, value=v)])
+        for k, v in entries.items()])
+
+
+def test_unreachable_store_is_an_error_not_a_429() -> None:
+    """Envoy's ratelimit filter (failure_mode_deny) answers an error call with its fail-closed 503; OVER_LIMIT
+    would tell the client it sent too much. Nothing listens on the Redis port here."""
+    store = open_store(f"redis://127.0.0.1:{_free_port()}/0", timeout=0.2)
+    server, stub, channel = _serve(store_servicer(RateLimits(workspace_requests_per_minute=5), store))
+    try:
+        with pytest.raises(grpc.RpcError) as caught:
+            stub.ShouldRateLimit(_request(workspace_id="w"), timeout=10)
+        assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+        # No limit applies to this request: the store is not asked, and the answer is OK.
+        assert stub.ShouldRateLimit(_request(project_id="p"), timeout=10).overall_code == OK
+    finally:
+        channel.close()
+        server.stop(None)
+        store.close()
+
+
+def test_unreachable_store_with_fail_open_lets_requests_through_uncounted() -> None:
+    store = open_store(f"redis://127.0.0.1:{_free_port()}/0", timeout=0.2)
+    svc = store_servicer(RateLimits(workspace_requests_per_minute=1), store, fail_open=True)
+    assert [ask(svc, workspace_id="w").overall_code for _ in range(3)] == [OK, OK, OK]
+    store.close()
