@@ -1,4 +1,4 @@
-"""llm-content-filter: serve, scan, rules lint|test|import, known-secrets add.
+"""llm-content-filter: serve, scan, rules lint|test|import, policy lint, known-secrets add.
 
 Exit codes (README, "Commands"): 0 ok / allowed; 1 the answer is no (scan: not allowed; rules: pack problems;
 import: nothing converted); 2 usage or configuration error (bad flag, unreadable or invalid config, file,
@@ -93,6 +93,11 @@ def _parser() -> argparse.ArgumentParser:
     imp.add_argument("--pack-name", help="pack name (default: from the file name)")
     imp.add_argument("--id-prefix", default="", help="prepended to every rule id, e.g. gitleaks-")
 
+    pol = sub.add_parser("policy", help="check the policy file (scopes, allowed models, token budgets)")
+    psub = pol.add_subparsers(dest="policy_command", required=True, parser_class=_Parser)
+    plint = psub.add_parser("lint", parents=[debug], help="schema and values; errors as file:line: message")
+    plint.add_argument("file", help="policy file (YAML)")
+
     k = sub.add_parser("known-secrets", help="known-secret fingerprints")
     ksub = k.add_subparsers(dest="known_command", required=True, parser_class=_Parser)
     add = ksub.add_parser("add", parents=[debug], help="read secrets from stdin, one per line; print their fingerprints")
@@ -135,6 +140,8 @@ def _run(args: argparse.Namespace) -> int:
         return run_import(args.format, args.file, args.output, args.pack_name, args.id_prefix)
     if args.command == "rules":
         return _rules(args.rules_command, args.paths)
+    if args.command == "policy":
+        return _policy_lint(args.file)
     return _known_add(args)
 
 
@@ -285,6 +292,20 @@ def _rules(command: str, paths: Sequence[str]) -> int:
         for rule in ruleset.rules:
             print(f"ok {rule.id} ({len(rule.examples.match)} match, {len(rule.examples.no_match)} no_match)")
     print(f"{len(ruleset.packs)} packs, {len(ruleset.rules)} rules, {examples} examples: all hold")
+    return EXIT_OK
+
+
+def _policy_lint(path: str) -> int:
+    """Every problem as `file:line: message` on stdout; 0 clean, 1 problems, 2 unreadable (ConfigError)."""
+    from filter.scopes import check_text, read_text
+
+    policy, problems = check_text(read_text(path), path)
+    for problem in problems:
+        print(problem)
+    if policy is None:
+        return EXIT_NO
+    scopes = sum(len(entries) for entries in policy.scopes.values())
+    print(f"{path}: ok ({scopes} scopes besides the default)")
     return EXIT_OK
 
 

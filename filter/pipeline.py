@@ -16,6 +16,7 @@ from filter.policy import decide, refuse
 from filter.redact import Redactor
 from filter.rules.context import in_context
 from filter.runtime import Snapshot
+from filter.scopes import ResolvedScope, resolve
 from filter.tokens import TokenCounter
 
 _ID_PREFIX = secrets.token_hex(6)  # per process: ids from several replicas and workers do not collide
@@ -35,6 +36,7 @@ class Evaluation:
     decision: Decision
     parsed: ParsedRequest | None
     redactor: Redactor = field(default_factory=Redactor)
+    scope: ResolvedScope | None = None  # the policy file's scope of this request (None: no policy file)
 
 
 def outer_segments(envelope: Envelope) -> tuple[TextSegment, ...]:
@@ -80,10 +82,16 @@ def evaluate(
                 texts.setdefault(seg.location, seg.text)
         findings = tuple(in_context(f, texts.get(f.location, "")) for f in findings)
     redactor = Redactor.build(parsed.segments, findings)
-    tokens = counter.count(parsed.prompt_segments(), settings.policy.max_prompt_tokens)
+    masked = redactor.identity(identity)
+    # The scope is resolved from the masked identity: budget keys are stored, and must never spell a found value.
+    scope = resolve(snapshot.policy, masked) if snapshot.policy is not None else None
+    policy = settings.policy if scope is None else scope.policy(settings.policy)
+    if scope is not None and scope.rules:
+        findings = tuple(scope.finding(f) for f in findings)
+    tokens = counter.count(parsed.prompt_segments(), policy.max_prompt_tokens)
     decision = decide(
         replace(parsed, model=redactor.mask_optional(parsed.model)), [redactor.finding(f) for f in findings],
-        tokens, settings.policy, decision_id=decision_id, identity=redactor.identity(identity),
-        pack_digest=snapshot.ruleset.digest, body_bytes=len(envelope.body),
+        tokens, policy, decision_id=decision_id, identity=masked,
+        pack_digest=snapshot.ruleset.digest, body_bytes=len(envelope.body), scope=scope, path=envelope.path,
     )  # fmt: skip
-    return Evaluation(decision, parsed, redactor)
+    return Evaluation(decision, parsed, redactor, scope)

@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from filter import headers
 from filter.model import Action, Category, Decision, Finding, Identity, Mode, ParsedRequest, Severity, Verdict
 from filter.reasons import Reason
+from filter.scopes import ResolvedScope
 from filter.settings import Policy
 from filter.tokens import TokenCount
 
@@ -20,6 +21,9 @@ _ORDER = (Category.SECRET, Category.FILE, Category.PII)
 # google-genai "400 INVALID_ARGUMENT. <message>", Bedrock ValidationException). A 403 reads as "not allowed to use
 # the API" (Claude Code prints "Failed to authenticate").
 DENY_STATUS = 400
+# A request outside its scope's providers, models or API paths: no edit of the prompt makes it pass, so it is a
+# 403, and the message names the gateway policy (not the credentials) so it does not read as an auth failure.
+SCOPE_STATUS = 403
 
 
 def blocks(finding: Finding, policy: Policy) -> bool:
@@ -44,7 +48,11 @@ def decide(
     identity: Identity,
     pack_digest: str,
     body_bytes: int,
+    scope: ResolvedScope | None = None,
+    path: str = "",
 ) -> Decision:
+    """`policy` already carries the scope's switches (ResolvedScope.policy); `scope` adds what it allows."""
+
     def decision(verdict: Verdict, status: int, reason: Reason, message: str,
                  hop_headers: Mapping[str, str] | None = None) -> Decision:
         return Decision(
@@ -54,6 +62,9 @@ def decide(
             headers=hop_headers or {},
         )  # fmt: skip
 
+    if scope is not None and (refusal := scope.refusal(parsed.provider, parsed.model, path)) is not None:
+        reason, message = refusal
+        return decision(Verdict.DENY, SCOPE_STATUS, reason, f"{message} Decision id {decision_id}.")
     blocking = [f for f in findings if blocks(f, policy)]
     if blocking:
         category = next(c for c in _ORDER if any(f.category is c for f in blocking))

@@ -17,6 +17,11 @@ class Reason(StrEnum):
     PII_DETECTED = "pii_detected"
     PROMPT_TOO_LARGE = "prompt_too_large"
     RATE_LIMITED = "rate_limited"
+    # the gateway policy file: the request is outside its scope (403) or over a token budget (429)
+    PROVIDER_NOT_ALLOWED = "provider_not_allowed"
+    MODEL_NOT_ALLOWED = "model_not_allowed"
+    PATH_NOT_ALLOWED = "path_not_allowed"
+    BUDGET_EXCEEDED = "budget_exceeded"
     # the request itself is at fault (4xx)
     BAD_REQUEST = "bad_request"
     MALFORMED_REQUEST = "malformed_request"
@@ -27,3 +32,4 @@ class Reason(StrEnum):
     OVERLOADED = "overloaded"
     DEADLINE_EXCEEDED = "deadline_exceeded"
     INTERNAL_ERROR = "internal_error"
+    STORE_UNAVAILABLE = "store_unavailable"  # the budget store did not answer (an allow with on_store_error: allow)

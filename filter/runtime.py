@@ -16,6 +16,7 @@ from pathlib import Path
 
 from filter.errors import ConfigError
 from filter.rules import Fingerprinter, Ruleset, load_ruleset
+from filter.scopes import PolicyFile, load_policy
 from filter.settings import FINGERPRINT_KEY_ENV, Settings, load_settings
 
 log = logging.getLogger("llm_content_filter")
@@ -25,6 +26,7 @@ log = logging.getLogger("llm_content_filter")
 class Snapshot:
     settings: Settings
     ruleset: Ruleset
+    policy: PolicyFile | None = None  # the policy file's scopes (settings.policy_file); None: global policy only
 
 
 def fingerprint_key(settings: Settings, required: bool = False, warn: bool = True) -> bytes:
@@ -58,7 +60,8 @@ def load_known_fingerprints(path: str | None) -> frozenset[str]:
 
 def build_snapshot(settings: Settings, key: bytes) -> Snapshot:
     ruleset = load_ruleset(settings.packs, Fingerprinter(key), load_known_fingerprints(settings.known_secrets))
-    return Snapshot(settings, ruleset)
+    policy = load_policy(settings.policy_file) if settings.policy_file else None
+    return Snapshot(settings, ruleset, policy)
 
 
 class Runtime:

@@ -37,6 +37,7 @@ _SCHEMA: dict[str, Any] = {
         "fingerprint_key_file": {"type": ["string", "null"]},
         "known_secrets": {"type": ["string", "null"]},
         "token_encoding_file": {"type": ["string", "null"]},
+        "policy_file": {"type": ["string", "null"]},
         "policy": {
             "type": "object",
             "additionalProperties": False,
@@ -150,6 +151,7 @@ class Settings:
     fingerprint_key: str | None = field(default=None, repr=False)  # from LLM_FILTER_FINGERPRINT_KEY; never logged
     known_secrets: str | None = None
     token_encoding_file: str | None = None
+    policy_file: str | None = None  # per-scope policy (filter.scopes); None: the global `policy` only
     log_prompts: str = "metadata_only"
     audit_path: str = "-"
     policy: Policy = field(default_factory=Policy)
@@ -165,7 +167,7 @@ class Settings:
         from filter.rules import expand_pack_paths
 
         files = [str(p) for p in expand_pack_paths(self.packs)]
-        files += [f for f in (self.config_file, self.known_secrets) if f]
+        files += [f for f in (self.config_file, self.known_secrets, self.policy_file) if f]
         return tuple(files)
 
 
@@ -247,6 +249,7 @@ def load_settings(path: str | None = None, env: Mapping[str, str] | None = None)
         fingerprint_key=env.get(FINGERPRINT_KEY_ENV) or None,
         known_secrets=rel(raw.get("known_secrets")),
         token_encoding_file=rel(raw.get("token_encoding_file")),
+        policy_file=rel(raw.get("policy_file")),
         log_prompts=log_prompts,
         audit_path=aud.get("path", "-"),
         policy=Policy(

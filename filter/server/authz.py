@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 from typing import Any
 
 import grpc
 from envoy.service.auth.v3 import external_auth_pb2, external_auth_pb2_grpc
 from google.protobuf import json_format
 
-from filter import formats
+from filter import budgets, formats
 from filter.audit import AuditLog
 from filter.errors import DeadlineExceeded, Overloaded, WorkLimitExceeded
 from filter.identity import identify
@@ -78,6 +79,9 @@ class AuthorizationServicer(external_auth_pb2_grpc.AuthorizationServicer):  # ty
             # Bounded work: a byte budget per worker, CPU seconds and Envoy's deadline per Check (admission.py).
             with self.admission.admit(len(envelope.body), snapshot.settings.limits, context.time_remaining()):
                 outcome = evaluate(envelope, snapshot, self.counter, identity, decision_id)
+            # Token budgets (filter.budgets): outside the admission block, as a store call may wait on a lock.
+            outcome = replace(outcome, decision=budgets.reserve(
+                outcome.decision, outcome.parsed, outcome.scope, snapshot.policy, self.store))
             redactor: Redactor | None = outcome.redactor
         except (Overloaded, DeadlineExceeded, WorkLimitExceeded) as e:  # work bounds (admission.py), after the parse too
             outcome = Evaluation(refuse(

@@ -1,0 +1,275 @@
+"""The policy file: per-team, project, workspace and agent scopes, and how one request's scope is resolved.
+
+Scopes go from broad to specific: default -> team -> project -> workspace -> agent. Each field is inherited
+field by field (a team that only sets `models` keeps the default's providers); the most specific scope that
+sets a field wins. `rules` overrides merge rule by rule. Token budgets are not inherited: every scope that sets
+`budgets` has its own, and a request is charged against each one that applies to it.
+
+`load_policy` reads and checks a file (plain YAML, JSON schema, problems with their line); `resolve` is a pure
+function of the policy and the verified identity.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import jsonschema
+import yaml
+
+from filter import strictyaml
+from filter.errors import ConfigError
+from filter.formats.routes import PROVIDERS
+from filter.model import Action, Finding, Identity, Mode
+from filter.reasons import Reason
+from filter.settings import Policy
+from filter.store.model import Budget, Window
+
+# (identity field, the policy file's section), broad to specific; `default` comes before all of them.
+LEVELS = (("team", "teams"), ("project", "projects"), ("workspace", "workspaces"), ("agent", "agents"))
+RULE_ACTIONS = ("block", "log", "shadow")
+STORE_ERROR_CHOICES = ("deny", "allow")
+DEFAULT_MAX_OUTPUT_TOKENS = 4096
+_BUDGET_WINDOWS = {"daily_tokens": Window.DAY, "monthly_tokens": Window.MONTH}
+
+_SCOPE: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "providers": {"type": "array", "items": {"enum": sorted(PROVIDERS)}},
+        "models": {"type": "array", "items": {"type": "string", "minLength": 1}},
+        "paths": {"type": "array", "items": {"type": "string", "pattern": "^/"}},
+        "max_prompt_tokens": {"type": "integer", "minimum": 1},
+        "block_secrets": {"type": "boolean"},
+        "block_pii": {"type": "boolean"},
+        "rules": {"type": "object", "additionalProperties": {"enum": list(RULE_ACTIONS)}},
+        "requests_per_minute": {"type": "integer", "minimum": 0},
+        "budgets": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {name: {"type": "integer", "minimum": 0} for name in _BUDGET_WINDOWS},
+        },
+    },
+}
+SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "timezone": {"type": "string", "minLength": 1},
+        "on_store_error": {"enum": list(STORE_ERROR_CHOICES)},
+        "default_max_output_tokens": {"type": "integer", "minimum": 1},
+        "default": _SCOPE,
+        **{section: {"type": "object", "additionalProperties": _SCOPE} for _, section in LEVELS},
+    },
+}
+
+
+class PolicyFileError(ConfigError):
+    """Every problem of one policy file, each `file:line: message`."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        self.problems = list(problems)
+        super().__init__("\n".join(self.problems))
+
+
+@dataclass(frozen=True, slots=True)
+class ScopeSpec:
+    """One scope as written in the file; None (or an empty mapping) means "inherit"."""
+
+    providers: tuple[str, ...] | None = None
+    models: tuple[str, ...] | None = None
+    paths: tuple[str, ...] | None = None
+    max_prompt_tokens: int | None = None
+    block_secrets: bool | None = None
+    block_pii: bool | None = None
+    rules: Mapping[str, str] = field(default_factory=dict)
+    requests_per_minute: int | None = None
+    budgets: Mapping[Window, int] = field(default_factory=dict)  # this scope's own token budgets
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyFile:
+    path: str
+    default: ScopeSpec = field(default_factory=ScopeSpec)
+    scopes: Mapping[str, Mapping[str, ScopeSpec]] = field(default_factory=dict)  # level -> id or glob -> spec
+    timezone: str = "UTC"
+    on_store_error: str = "deny"  # the budget store cannot answer: deny (503) or allow unchecked
+    default_max_output_tokens: int = DEFAULT_MAX_OUTPUT_TOKENS  # reserved when a request names no output cap
+
+
+@dataclass(frozen=True, slots=True)
+class ResolvedScope:
+    """What applies to one request. `origin` names, per field, the scope that set it ("team payments")."""
+
+    name: str  # the most specific scope that matched
+    providers: tuple[str, ...] | None = None  # None: any
+    models: tuple[str, ...] | None = None
+    paths: tuple[str, ...] | None = None
+    max_prompt_tokens: int | None = None
+    block_secrets: bool | None = None
+    block_pii: bool | None = None
+    rules: Mapping[str, str] = field(default_factory=dict)
+    requests_per_minute: int | None = None
+    budgets: tuple[Budget, ...] = ()
+    origin: Mapping[str, str] = field(default_factory=dict)
+
+    def refusal(self, provider: str, model: str | None, path: str) -> tuple[Reason, str] | None:
+        """(reason, message) when the request is outside this scope's providers, models or API paths."""
+        if self.providers is not None and provider not in self.providers:
+            return Reason.PROVIDER_NOT_ALLOWED, (
+                f"Provider {provider!r} is not allowed by the gateway policy for {self.origin['providers']} "
+                f"(allowed: {', '.join(self.providers) or 'none'}).")
+        if self.models is not None and not (model and any(fnmatch.fnmatchcase(model, g) for g in self.models)):
+            named = f"Model {model!r} is" if model else "A request that names no model is"
+            return Reason.MODEL_NOT_ALLOWED, (
+                f"{named} not allowed by the gateway policy for {self.origin['models']} "
+                f"(allowed: {', '.join(self.models) or 'none'}).")
+        bare = path.split("?", 1)[0]
+        if self.paths is not None and not any(fnmatch.fnmatchcase(bare, g) for g in self.paths):
+            return Reason.PATH_NOT_ALLOWED, (
+                f"This API path is not allowed by the gateway policy for {self.origin['paths']} "
+                f"(allowed: {', '.join(self.paths) or 'none'}).")
+        return None
+
+    def policy(self, base: Policy) -> Policy:
+        """The global policy with this scope's switches applied."""
+        changes: dict[str, Any] = {}
+        for name in ("max_prompt_tokens", "block_secrets", "block_pii"):
+            value = getattr(self, name)
+            if value is not None:
+                changes[name] = value
+        return replace(base, **changes) if changes else base
+
+    def finding(self, f: Finding) -> Finding:
+        """A finding with this scope's action for its rule (block, log or shadow), if the scope names one."""
+        action = self.rules.get(f.rule_id)
+        if action == "block":
+            return replace(f, action=Action.BLOCK, mode=Mode.ENFORCE)
+        if action == "log":
+            return replace(f, action=Action.LOG)
+        if action == "shadow":
+            return replace(f, mode=Mode.SHADOW)
+        return f
+
+
+_FIELDS = ("providers", "models", "paths", "max_prompt_tokens", "block_secrets", "block_pii", "requests_per_minute")
+
+
+def _matches(entries: Mapping[str, ScopeSpec], value: str) -> list[ScopeSpec]:
+    """The first glob entry (in file order) that matches `value`, then the entry named exactly `value`: the
+    exact entry inherits from the glob, field by field."""
+    glob = next((spec for pattern, spec in entries.items()
+                 if pattern != value and fnmatch.fnmatchcase(value, pattern)), None)
+    return [spec for spec in (glob, entries.get(value)) if spec is not None]
+
+
+def resolve(policy: PolicyFile, identity: Identity) -> ResolvedScope:
+    """The scope of a request by `identity` (verified values only; an unknown field skips its level)."""
+    chain: list[tuple[str, str, ScopeSpec]] = [("default", "all", policy.default)]  # (label, budget key, spec)
+    for attr, section in LEVELS:
+        value = getattr(identity, attr)
+        if value:
+            chain += [(f"{attr} {value}", f"{attr}:{value}", spec)
+                      for spec in _matches(policy.scopes.get(section, {}), value)]
+    values: dict[str, Any] = {}
+    origin: dict[str, str] = {}
+    rules: dict[str, str] = {}
+    budgets: dict[tuple[str, Window], int] = {}  # an exact entry's budget replaces its glob's, window by window
+    for label, key, spec in chain:
+        for name in _FIELDS:
+            if (value := getattr(spec, name)) is not None:
+                values[name], origin[name] = value, label
+        rules.update(spec.rules)
+        budgets.update({(key, window): limit for window, limit in spec.budgets.items()})
+    # Most specific first: a refusal names the narrowest budget that is out.
+    ordered = tuple(Budget(key, window, limit) for (key, window), limit in reversed(budgets.items()))
+    return ResolvedScope(name=chain[-1][0], rules=rules, budgets=ordered, origin=origin, **values)
+
+
+# -- loading and linting ------------------------------------------------------------------------------------
+
+
+def _spec(raw: Mapping[str, Any]) -> ScopeSpec:
+    def strings(name: str) -> tuple[str, ...] | None:
+        return tuple(raw[name]) if name in raw else None
+
+    return ScopeSpec(
+        providers=strings("providers"), models=strings("models"), paths=strings("paths"),
+        max_prompt_tokens=raw.get("max_prompt_tokens"), block_secrets=raw.get("block_secrets"),
+        block_pii=raw.get("block_pii"), rules=dict(raw.get("rules", {})),
+        requests_per_minute=raw.get("requests_per_minute"),
+        budgets={_BUDGET_WINDOWS[k]: v for k, v in raw.get("budgets", {}).items()},
+    )  # fmt: skip
+
+
+def check_text(text: str, name: str) -> tuple[PolicyFile | None, list[str]]:
+    """Parse and check a policy file's text: (the policy, []) or (None, every problem as `name:line: message`)."""
+    lines: dict[strictyaml.Path_, int] = {}
+    try:
+        raw = strictyaml.to_plain(strictyaml.compose(text), lines)
+    except strictyaml.YAMLRefused as e:
+        return None, [f"{name}:{e.line}: {e.message}"]
+    except yaml.YAMLError as e:
+        problem = getattr(e, "problem", None) or str(e)
+        return None, [f"{name}:{strictyaml.error_line(e)}: not valid YAML: {problem}"]
+    except RecursionError:
+        return None, [f"{name}:1: nested too deeply"]
+    raw = {} if raw is None else raw
+
+    def line(at: Sequence[str | int]) -> int:
+        at = tuple(at)
+        while at and at not in lines:
+            at = at[:-1]
+        return lines.get(at, 1)
+
+    problems: list[tuple[int, str]] = []
+    for err in jsonschema.Draft202012Validator(SCHEMA).iter_errors(raw):
+        where = ".".join(str(p) for p in err.absolute_path)
+        at = list(err.absolute_path)
+        if err.validator == "additionalProperties" and isinstance(err.instance, dict):
+            extra = [k for k in err.instance if k not in err.schema.get("properties", {})]
+            if extra and isinstance(err.schema.get("additionalProperties"), bool):
+                at.append(extra[0])  # point at the unknown key itself
+        problems.append((line(at), f"{where + ': ' if where else ''}{err.message}"))
+    if not problems:
+        tz = raw.get("timezone", "UTC")
+        try:
+            ZoneInfo(tz)
+        except (ZoneInfoNotFoundError, ValueError):
+            problems.append((line(["timezone"]), f"timezone: unknown IANA time zone {tz!r}"))
+        for _, section in LEVELS:
+            for scope_id in raw.get(section, {}):
+                if not scope_id:
+                    problems.append((line([section]), f"{section}: a scope id must not be empty"))
+    if problems:
+        return None, [f"{name}:{n}: {message}" for n, message in sorted(problems, key=lambda p: p[0])]
+    return PolicyFile(
+        path=name,
+        default=_spec(raw.get("default", {})),
+        scopes={section: {k: _spec(v) for k, v in raw.get(section, {}).items()} for _, section in LEVELS},
+        timezone=raw.get("timezone", "UTC"),
+        on_store_error=raw.get("on_store_error", "deny"),
+        default_max_output_tokens=raw.get("default_max_output_tokens", DEFAULT_MAX_OUTPUT_TOKENS),
+    ), []
+
+
+def read_text(path: str) -> str:
+    """The file's text, or ConfigError naming the file (unreadable, not UTF-8)."""
+    try:
+        return Path(path).read_text("utf-8")
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read policy file: {e.strerror or e}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: cannot read policy file: not UTF-8 text") from None
+
+
+def load_policy(path: str) -> PolicyFile:
+    """Read and check a policy file; raises ConfigError (unreadable) or PolicyFileError (every problem)."""
+    policy, problems = check_text(read_text(path), path)
+    if policy is None:
+        raise PolicyFileError(problems)
+    return policy
