@@ -16,7 +16,7 @@ from pathlib import Path
 
 from filter.errors import ConfigError
 from filter.rules import Fingerprinter, Ruleset, load_ruleset
-from filter.scopes import PolicyFile, load_policy
+from filter.scopes import PolicyFile, PolicyFileError, check_against, load_policy
 from filter.settings import FINGERPRINT_KEY_ENV, Settings, load_settings
 
 log = logging.getLogger("llm_content_filter")
@@ -61,6 +61,10 @@ def load_known_fingerprints(path: str | None) -> frozenset[str]:
 def build_snapshot(settings: Settings, key: bytes) -> Snapshot:
     ruleset = load_ruleset(settings.packs, Fingerprinter(key), load_known_fingerprints(settings.known_secrets))
     policy = load_policy(settings.policy_file) if settings.policy_file else None
+    if policy is not None:
+        store_tz = settings.store.timezone if settings.store is not None else None
+        if problems := check_against(policy, {r.id for r in ruleset.rules}, store_tz):
+            raise PolicyFileError(problems)
     return Snapshot(settings, ruleset, policy)
 
 

@@ -12,7 +12,7 @@ function of the policy and the verified identity.
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -96,7 +96,7 @@ class PolicyFile:
     path: str
     default: ScopeSpec = field(default_factory=ScopeSpec)
     scopes: Mapping[str, Mapping[str, ScopeSpec]] = field(default_factory=dict)  # level -> id or glob -> spec
-    timezone: str = "UTC"
+    timezone: str | None = None  # budget windows' zone; None: the store's (config `store.timezone`)
     on_store_error: str = "deny"  # the budget store cannot answer: deny (503) or allow unchecked
     default_max_output_tokens: int = DEFAULT_MAX_OUTPUT_TOKENS  # reserved when a request names no output cap
 
@@ -251,10 +251,25 @@ def check_text(text: str, name: str) -> tuple[PolicyFile | None, list[str]]:
         path=name,
         default=_spec(raw.get("default", {})),
         scopes={section: {k: _spec(v) for k, v in raw.get(section, {}).items()} for _, section in LEVELS},
-        timezone=raw.get("timezone", "UTC"),
+        timezone=raw.get("timezone"),
         on_store_error=raw.get("on_store_error", "deny"),
         default_max_output_tokens=raw.get("default_max_output_tokens", DEFAULT_MAX_OUTPUT_TOKENS),
     ), []
+
+
+def check_against(policy: PolicyFile, rule_ids: Collection[str], store_timezone: str | None) -> list[str]:
+    """What the policy file names that the rest of the configuration contradicts: a rule id no loaded pack has
+    (a typo would silently change nothing), a time zone other than the one the store counts budget windows in."""
+    problems = []
+    named = [("default", policy.default), *((f"{section}.{k}", spec) for section, entries in policy.scopes.items()
+                                            for k, spec in entries.items())]
+    for where, spec in named:
+        problems += [f"{policy.path}: {where}.rules: no loaded pack has a rule {rule!r}"
+                     for rule in spec.rules if rule not in rule_ids]
+    if policy.timezone is not None and store_timezone is not None and policy.timezone != store_timezone:
+        problems.append(f"{policy.path}: timezone {policy.timezone!r} differs from the config's store.timezone "
+                        f"{store_timezone!r}, the zone the store counts budget days and months in: set one of them")
+    return problems
 
 
 def read_text(path: str) -> str:

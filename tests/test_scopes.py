@@ -215,3 +215,27 @@ def test_without_a_policy_file_nothing_changes(tmp_path: Path) -> None:
     assert runtime.current.policy is None
     outcome = evaluate(chat("any-model-at-all"), runtime.current, COUNTER)
     assert outcome.decision.allowed and outcome.scope is None
+
+
+def runtime_with(tmp_path: Path, policy: str, config: str = "") -> Runtime:
+    (tmp_path / "policy.yaml").write_text(policy)
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(f"policy_file: policy.yaml\n{config}")
+    return Runtime(str(cfg), load_settings(str(cfg), env={}), warn_random_key=False)
+
+
+def test_a_rule_action_override_changes_the_decision_for_that_scope_only(tmp_path: Path) -> None:
+    runtime = runtime_with(tmp_path, "agents: {support-bot: {rules: {email-address: log}}}\n")
+    body = b'{"model":"gpt-4o","messages":[{"role":"user","content":"reply to jane.roe@northwind-traders.com please"}]}'
+    envelope = Envelope("POST", "/v1/chat/completions", {"content-type": "application/json"}, body)
+    assert evaluate(envelope, runtime.current, COUNTER).decision.reason == "pii_detected"
+    logged = evaluate(envelope, runtime.current, COUNTER, Identity(agent="support-bot", source="jwt")).decision
+    assert logged.allowed and logged.findings[0].rule_id == "email-address"
+
+
+def test_an_unknown_rule_id_or_a_second_time_zone_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(PolicyFileError, match=r"teams\.t1\.rules: no loaded pack has a rule 'emial-address'"):
+        runtime_with(tmp_path, "teams: {t1: {rules: {emial-address: log}}}\n")
+    with pytest.raises(PolicyFileError, match="differs from the config's store.timezone 'UTC'"):
+        runtime_with(tmp_path, "timezone: Europe/Berlin\n", f"store: {{url: 'sqlite:///{tmp_path}/s.db'}}\n")
+    assert runtime_with(tmp_path, "timezone: UTC\n", f"store: {{url: 'sqlite:///{tmp_path}/s.db'}}\n").current.policy
