@@ -239,3 +239,14 @@ def test_an_unknown_rule_id_or_a_second_time_zone_is_a_config_error(tmp_path: Pa
     with pytest.raises(PolicyFileError, match="differs from the config's store.timezone 'UTC'"):
         runtime_with(tmp_path, "timezone: Europe/Berlin\n", f"store: {{url: 'sqlite:///{tmp_path}/s.db'}}\n")
     assert runtime_with(tmp_path, "timezone: UTC\n", f"store: {{url: 'sqlite:///{tmp_path}/s.db'}}\n").current.policy
+
+
+def test_the_documented_example_loads_against_the_shipped_packs(tmp_path: Path) -> None:
+    doc = (Path(__file__).parents[1] / "docs" / "policy.md").read_text()
+    example = next(block.split("\n", 1)[1] for block in doc.split("```yaml\n")[1:] if block.startswith("# policy.yaml"))
+    runtime = runtime_with(tmp_path, example.split("```", 1)[0],
+                           f"store: {{url: 'sqlite:///{tmp_path}/s.db', timezone: Europe/Berlin}}\n")
+    assert runtime.current.policy is not None
+    scope = resolve(runtime.current.policy, Identity(team="payments", agent="release-bot"))
+    assert scope.models == ("claude-haiku-*",) and scope.rules["email-address"] == "log"
+    assert Budget("agent:release-bot", Window.DAY, 500_000) in scope.budgets
