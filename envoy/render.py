@@ -7,12 +7,12 @@ filter chain are the same in production, in `make run` and in the end-to-end tes
     # local stack / tests: every provider cluster -> one plain-HTTP fake provider
     python envoy/render.py --upstream http://127.0.0.1:8080 -o var/envoy-local.yaml
 
-    # tests: own ports, two filter processes, short authz timeout, JWT identity
+    # tests: own ports, two filter processes (and their usage observers), short authz timeout, JWT identity
     python envoy/render.py --upstream http://127.0.0.1:8080 \\
-        --filter 127.0.0.1:9001,127.0.0.1:9002 --authz-timeout 0.5s \\
+        --filter 127.0.0.1:9001,127.0.0.1:9002 --usage 127.0.0.1:9101,127.0.0.1:9102 --authz-timeout 0.5s \\
         --listen-port 18000 --admin-port 18001 --jwt-jwks tests/e2e/jwks.json -o out.yaml
 
-    # benchmark floor: Envoy alone, no ext_authz and no rate limit (no call to the filter at all)
+    # benchmark floor: Envoy alone, no ext_authz, no rate limit, no usage observer (no call to the filter at all)
     python envoy/render.py --upstream http://127.0.0.1:8080 --no-ext-authz --no-ratelimit -o floor.yaml
 
     # production with JWT identity, a real Azure resource, Bedrock in eu-west-1 (TLS kept)
@@ -43,9 +43,11 @@ DEFAULT_CONFIG = Path(__file__).with_name("envoy.yaml")
 
 META_NS = "llm_gateway"  # route / cluster metadata namespace of this project
 FILTER_CLUSTER = "content_filter"
+USAGE_CLUSTER = "usage_observer"
 HCM = "envoy.filters.network.http_connection_manager"
 HTTP_OPTIONS = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
 EXT_AUTHZ = "envoy.filters.http.ext_authz"
+EXT_PROC = "envoy.filters.http.ext_proc"
 AWS_SIGNING = "envoy.filters.http.aws_request_signing"
 FIXED_HEAP = "envoy.resource_monitors.fixed_heap"
 RATELIMIT = "envoy.filters.http.ratelimit"
@@ -271,8 +273,8 @@ def set_max_heap(cfg: dict[str, Any], size: int) -> None:
     raise RenderError("no fixed_heap resource monitor in the config")
 
 
-def set_filter_endpoints(cfg: dict[str, Any], endpoints: list[tuple[str, int]]) -> None:
-    c = cluster(cfg, FILTER_CLUSTER)
+def set_filter_endpoints(cfg: dict[str, Any], endpoints: list[tuple[str, int]], name: str = FILTER_CLUSTER) -> None:
+    c = cluster(cfg, name)
     if any(not _is_ip(h) for h, _ in endpoints):
         c["type"] = "STRICT_DNS"
     c["load_assignment"]["endpoints"] = [
@@ -387,9 +389,16 @@ def drop_http_filter(cfg: dict[str, Any], name: str) -> None:
                     del holder["typed_per_filter_config"]
 
 
-def drop_filter_cluster(cfg: dict[str, Any]) -> None:
+def drop_filter_cluster(cfg: dict[str, Any], name: str = FILTER_CLUSTER) -> None:
     """With neither ext_authz nor ratelimit left nothing calls the filter: no cluster, no health checks."""
-    cfg["static_resources"]["clusters"] = [c for c in clusters(cfg) if c["name"] != FILTER_CLUSTER]
+    cfg["static_resources"]["clusters"] = [c for c in clusters(cfg) if c["name"] != name]
+
+
+def drop_usage(cfg: dict[str, Any]) -> None:
+    """No usage observer: responses are not read for token usage (budget reservations then expire, charged in
+    full after the filter's reservation timeout)."""
+    drop_http_filter(cfg, EXT_PROC)
+    drop_filter_cluster(cfg, USAGE_CLUSTER)
 
 
 def render(cfg: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
@@ -402,6 +411,10 @@ def render(cfg: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
         raise RenderError("--no-ratelimit cannot be combined with --ratelimit-timeout")
     if no_ext_authz and no_ratelimit and args.filter:
         raise RenderError("--filter has no effect with --no-ext-authz --no-ratelimit (nothing calls the filter)")
+    no_usage = getattr(args, "no_usage", False) or (no_ext_authz and no_ratelimit)
+    usage = getattr(args, "usage", None)
+    if no_usage and usage:
+        raise RenderError("--usage cannot be combined with --no-usage (or --no-ext-authz --no-ratelimit)")
     providers = provider_clusters(cfg)
     if not providers:
         raise RenderError("no provider clusters (cluster metadata llm_gateway.provider)")
@@ -434,6 +447,8 @@ def render(cfg: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
 
     if args.filter:
         set_filter_endpoints(cfg, [parse_host_port(x) for x in args.filter.split(",") if x.strip()])
+    if usage:
+        set_filter_endpoints(cfg, [parse_host_port(x) for x in usage.split(",") if x.strip()], USAGE_CLUSTER)
     if args.authz_timeout:
         http_filter(cfg, EXT_AUTHZ)["grpc_service"]["timeout"] = parse_duration(args.authz_timeout)
     if args.ratelimit_timeout:
@@ -463,6 +478,8 @@ def render(cfg: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
         drop_http_filter(cfg, RATELIMIT)
     if no_ext_authz and no_ratelimit:
         drop_filter_cluster(cfg)
+    if no_usage:
+        drop_usage(cfg)
     return cfg
 
 
@@ -488,6 +505,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--ca-bundle", help="CA file for provider TLS (default /etc/ssl/certs/ca-certificates.crt)")
     p.add_argument("--filter", metavar="HOST:PORT[,HOST:PORT]", help="filter server endpoint(s)")
+    p.add_argument("--usage", metavar="HOST:PORT[,HOST:PORT]",
+                   help="the filter's usage observer endpoint(s): its usage_listen, one per worker (127.0.0.1:9101)")
+    p.add_argument("--no-usage", action="store_true",
+                   help="drop the usage observer (ext_proc): token usage is not read off responses")
     p.add_argument("--authz-timeout", metavar="DURATION", help="ext_authz Check timeout (2s)")
     p.add_argument("--ratelimit-timeout", metavar="DURATION", help="rate limit call timeout (0.5s)")
     p.add_argument("--listen-address", help="listener address (0.0.0.0)")
@@ -507,7 +528,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-ext-authz", action="store_true",
                    help="drop the ext_authz filter: NO CONTENT FILTERING (benchmark floor only, never production)")
     p.add_argument("--no-ratelimit", action="store_true",
-                   help="drop the rate limit filter (benchmarks); with --no-ext-authz also the filter cluster")
+                   help="drop the rate limit filter (benchmarks); with --no-ext-authz also the filter cluster "
+                        "and the usage observer")
     return p
 
 

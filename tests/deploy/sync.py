@@ -40,8 +40,9 @@ K8S_VARIANTS: dict[str, list[str]] = {
     K8S_ENVOY: ["--jwt-jwks", K8S_JWKS, "--jwt-issuer", K8S_JWT_ISSUER, "--jwt-audience", K8S_JWT_AUDIENCE],
 }
 COMPOSE_VARIANTS: dict[str, list[str]] = {
-    "compose/envoy-local.yaml": ["--upstream", "http://fake-provider:8080", "--filter", "filter:9001"],
-    "compose/envoy-providers.yaml": ["--filter", "filter:9001"],
+    "compose/envoy-local.yaml": ["--upstream", "http://fake-provider:8080", "--filter", "filter:9001",
+                                 "--usage", "filter:9101"],
+    "compose/envoy-providers.yaml": ["--filter", "filter:9001", "--usage", "filter:9101"],
 }
 VARIANTS: dict[str, list[str]] = {**K8S_VARIANTS, **COMPOSE_VARIANTS}
 

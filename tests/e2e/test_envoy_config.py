@@ -98,6 +98,7 @@ def test_rendered_jwt_configs_validate(tmp_path: Path) -> None:
         assert names == [
             "envoy.filters.http.jwt_authn",
             "envoy.filters.http.ext_authz",
+            "envoy.filters.http.ext_proc",
             "envoy.filters.http.ratelimit",
             "envoy.filters.http.router",
         ]
@@ -164,9 +165,11 @@ def test_render_rejects_bad_options(args: list[str], tmp_path: Path) -> None:
 
 def test_filters_fail_closed_and_get_the_whole_body() -> None:
     cfg = load(ENVOY_YAML)
-    # ext_authz first: the rate limit keys on the identity the filter verified.
+    # ext_authz first: the rate limit keys on the identity the filter verified. The usage observer before the
+    # rate limit, so a 429 from it reaches the observer too (the request's reservation is released).
     assert list(http_filters(cfg)) == [
         "envoy.filters.http.ext_authz",
+        "envoy.filters.http.ext_proc",
         "envoy.filters.http.ratelimit",
         "envoy.filters.http.router",
     ]
@@ -188,7 +191,22 @@ def test_filters_fail_closed_and_get_the_whole_body() -> None:
     listener = cfg["static_resources"]["listeners"][0]
     assert listener["per_connection_buffer_limit_bytes"] > SIXTEEN_MIB
     for cluster in cfg["static_resources"]["clusters"]:
-        assert cluster["per_connection_buffer_limit_bytes"] > SIXTEEN_MIB, cluster["name"]
+        if cluster["name"] != "usage_observer":  # gets response chunks as they stream, never a whole body
+            assert cluster["per_connection_buffer_limit_bytes"] > SIXTEEN_MIB, cluster["name"]
+
+
+def test_usage_observer_only_observes_and_sees_no_credentials() -> None:
+    cfg = load(ENVOY_YAML)
+    proc = http_filters(cfg)["envoy.filters.http.ext_proc"]
+    assert proc["grpc_service"]["envoy_grpc"]["cluster_name"] == "usage_observer"
+    assert proc["observability_mode"] is True and proc["failure_mode_allow"] is True  # never delays or blocks
+    assert proc["processing_mode"]["response_body_mode"] == "STREAMED"
+    assert proc["processing_mode"]["request_body_mode"] == "NONE"  # the prompt is not sent again
+    allowed = {next(iter(p.values())) for p in proc["forward_rules"]["allowed_headers"]["patterns"]}
+    assert allowed == {":path", ":status", "content-type", "content-encoding", "x-llm-", "x-amzn-bedrock-"}
+    (observer,) = [c for c in cfg["static_resources"]["clusters"] if c["name"] == "usage_observer"]
+    assert "http2_protocol_options" in observer["typed_extension_protocol_options"][
+        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"]["explicit_http_config"]
 
 
 def test_every_forwarding_route_runs_both_filters_and_every_local_answer_skips_them() -> None:
@@ -216,6 +234,7 @@ def test_every_forwarding_route_runs_both_filters_and_every_local_answer_skips_t
             assert route["direct_response"]["status"] in (403, 404)
             assert per_filter["envoy.filters.http.ext_authz"]["disabled"] is True
             assert per_filter["envoy.filters.http.ratelimit"]["disabled"] is True
+            assert per_filter["envoy.filters.http.ext_proc"]["disabled"] is True
     assert forwarding >= 2 * len(PROVIDER_HOSTS)
     assert prefixed == set(PROVIDER_HOSTS)
     assert routes(load(ENVOY_YAML))[-1]["direct_response"]["status"] == 404

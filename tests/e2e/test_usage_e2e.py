@@ -1,0 +1,242 @@
+"""Spend under control, end to end: real Envoy (rendered from envoy/envoy.yaml) + the real filter with two worker
+processes sharing one store + a fake Anthropic provider (real providers cannot be called from tests).
+
+- the usage observer (Envoy's ext_proc -> the filter's usage_listen) settles the reservation made for a request's
+  decision id: reconciled to the usage the provider reported (JSON and SSE), released when the provider answers an
+  error;
+- request rate limits counted in the shared store are exact across workers: N allowed, then 429.
+
+The fake provider makes the reservation itself, in the shared SQLite store, for the decision id it receives in
+`x-llm-filter-id` (the id the filter gave the request), before it answers: the settlement then has to find it.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from filter.store import Budget, Store, Window, open_store
+from tests.e2e.envoy_harness import REPO, EnvoyProcess, render_config
+from tests.usage import samples
+
+pytestmark = pytest.mark.e2e
+
+BUDGET = Budget("team:usage-e2e", Window.DAY, 10_000_000)
+RESERVED = 50_000  # what the provider reserves for each request: far above what any answer below uses
+JSON_TOTAL = 2095 + 100 + 2000 + 503  # samples.ANTHROPIC_JSON: input (cache writes and reads added back) + output
+SSE_TOTAL = 472 + 1800 + 89  # samples.anthropic_sse(): message_start input + cache read, message_delta output
+RATE_LIMIT = 4
+WAIT = 30.0
+
+
+def free_ports(count: int) -> int:
+    """P such that P..P+count-1 are free now (the filter's workers listen on consecutive ports)."""
+    for _ in range(100):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            base = int(s.getsockname()[1])
+        if base + count > 65535:
+            continue
+        try:
+            for i in range(1, count):
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", base + i))
+        except OSError:
+            continue
+        return base
+    raise RuntimeError("no free consecutive ports")
+
+
+def wait_until(what: str, ready: object, timeout: float = WAIT) -> None:
+    deadline = time.monotonic() + timeout
+    while not ready():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout:.0f} s: {what}")
+        time.sleep(0.05)
+
+
+class FakeAnthropic:
+    """Answers /v1/messages as Anthropic does: JSON, or SSE when the body asks to stream; `x-test-status` makes it
+    answer that error status instead. Before answering it reserves RESERVED tokens for the request's decision id."""
+
+    def __init__(self, store: Store) -> None:
+        self.decision_ids: list[str] = []
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:  # noqa: N802 (http.server name)
+                body = json.loads(self.rfile.read(int(self.headers.get("content-length", "0"))) or b"{}")
+                decision_id = self.headers.get("x-llm-filter-id", "")
+                fake.decision_ids.append(decision_id)
+                if decision_id:
+                    assert store.reserve(decision_id, RESERVED, [BUDGET]).granted
+                status = int(self.headers.get("x-test-status") or 200)
+                if status != 200:
+                    answer, content_type = b'{"type":"error","error":{"type":"overloaded_error","message":"busy"}}', \
+                        "application/json"
+                elif body.get("stream"):
+                    answer, content_type = samples.anthropic_sse(), "text/event-stream"
+                else:
+                    answer, content_type = samples.ANTHROPIC_JSON, "application/json"
+                self.send_response(status)
+                self.send_header("content-type", content_type)
+                self.send_header("content-length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
+
+            def log_message(self, format: str, *args: object) -> None:  # noqa: A002 (stdlib signature)
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@dataclass
+class Stack:
+    store: Store
+    provider: FakeAnthropic
+    envoys: list[EnvoyProcess]  # [both workers], [worker 1 only], [worker 2 only]
+
+    def ask(self, envoy: EnvoyProcess, stream: bool = False, workspace: str = "ws-usage",
+            status: int | None = None) -> tuple[int, bytes]:
+        headers = {"x-llm-provider": "anthropic", "x-workspace-id": workspace, "x-team-id": "usage-e2e",
+                   "x-api-key": "sk-ant-test-not-a-key", "anthropic-version": "2023-06-01"}
+        if status is not None:
+            headers["x-test-status"] = str(status)
+        body = {"model": "claude-sonnet-4-5", "max_tokens": 64, "stream": stream,
+                "messages": [{"role": "user", "content": "Say hello."}]}
+        code, _, answer = envoy.request("POST", "/v1/messages", json.dumps(body).encode(), headers=headers)
+        return code, answer
+
+    def settled(self) -> tuple[int, int]:
+        """(used, reserved) of the budget's current day."""
+        (u,) = self.store.usage([BUDGET])
+        return u.used, u.reserved
+
+
+def start_filter(workdir: Path, config: Path, port: int) -> subprocess.Popen[bytes]:
+    log = (workdir / "filter.log").open("ab")
+    proc = subprocess.Popen([sys.executable, "-m", "filter", "serve", "--config", str(config)], cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=log, start_new_session=True)
+    log.close()
+    deadline = time.monotonic() + 90
+    for address in (f"127.0.0.1:{port}", f"127.0.0.1:{port + 1}"):
+        with grpc.insecure_channel(address) as channel:
+            stub = health_pb2_grpc.HealthStub(channel)
+            while True:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    proc.kill()
+                    raise RuntimeError("the filter did not start: " + (workdir / "filter.log").read_text()[-3000:])
+                try:
+                    if stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status == \
+                            health_pb2.HealthCheckResponse.SERVING:
+                        break
+                except grpc.RpcError:
+                    pass
+                time.sleep(0.2)
+    return proc
+
+
+def stop_filter(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.terminate()  # `serve` forwards SIGTERM to its workers, which drain and settle what is queued
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def start_envoy(workdir: Path, name: str, provider: int, filters: list[int], usages: list[int]) -> EnvoyProcess:
+    listen, admin = free_ports(1), free_ports(1)
+    config = render_config(workdir / f"{name}.yaml", "--upstream", f"http://127.0.0.1:{provider}",
+                           "--filter", ",".join(f"127.0.0.1:{p}" for p in filters),
+                           "--usage", ",".join(f"127.0.0.1:{p}" for p in usages),
+                           listen_port=listen, admin_port=admin)
+    return EnvoyProcess(config, listen_port=listen, admin_port=admin, workdir=workdir).start()
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    workdir = tmp_path_factory.mktemp("usage-e2e")
+    db = workdir / "store.db"
+    port, usage = free_ports(2), free_ports(2)
+    config = workdir / "filter.yaml"
+    config.write_text(f"""
+listen: 127.0.0.1:{port}
+workers: 2
+metrics_port: 0
+usage_listen: 127.0.0.1:{usage}
+store: {{url: "sqlite:///{db}"}}
+policy: {{trust_identity_headers: true}}
+rate_limits: {{workspace_requests_per_minute: {RATE_LIMIT}}}
+""")
+    store = open_store(f"sqlite:///{db}")
+    provider = FakeAnthropic(store)
+    proc = start_filter(workdir, config, port)
+    envoys: list[EnvoyProcess] = []
+    try:
+        envoys.append(start_envoy(workdir, "both", provider.port, [port, port + 1], [usage, usage + 1]))
+        envoys.append(start_envoy(workdir, "first", provider.port, [port], [usage]))
+        envoys.append(start_envoy(workdir, "second", provider.port, [port + 1], [usage + 1]))
+        yield Stack(store, provider, envoys)
+    finally:
+        for envoy in envoys:
+            envoy.stop()
+        stop_filter(proc)
+        provider.close()
+        store.close()
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "sse"])
+def test_reservation_is_reconciled_to_the_reported_usage(stack: Stack, stream: bool) -> None:
+    used_before, _ = stack.settled()
+    code, answer = stack.ask(stack.envoys[0], stream=stream, workspace=f"ws-reconcile-{stream}")
+    assert code == 200
+    assert answer == (samples.anthropic_sse() if stream else samples.ANTHROPIC_JSON)  # passed on unchanged
+    decision_id = stack.provider.decision_ids[-1]
+    assert decision_id, "the filter names the decision in x-llm-filter-id"
+    wait_until("the reservation is settled", lambda: stack.settled()[1] == 0)
+    assert stack.settled()[0] - used_before == (SSE_TOTAL if stream else JSON_TOTAL)
+    assert not stack.store.release(decision_id), "settled once: nothing open under that id any more"
+
+
+def test_an_error_answer_releases_the_reservation(stack: Stack) -> None:
+    used_before, _ = stack.settled()
+    code, answer = stack.ask(stack.envoys[0], workspace="ws-error", status=529)
+    assert code == 529 and b"overloaded_error" in answer
+    wait_until("the reservation is released", lambda: stack.settled()[1] == 0)
+    assert stack.settled()[0] == used_before, "an error answer costs nothing"
+
+
+def test_rate_limit_is_one_limit_across_workers(stack: Stack) -> None:
+    """Two Envoys, each calling a different filter worker, alternate: the workspace gets RATE_LIMIT requests in
+    the minute between them, not RATE_LIMIT per worker."""
+    if 60 - datetime.now().second < 10:  # a fresh minute window for the whole burst
+        time.sleep(61 - datetime.now().second)
+    first, second = stack.envoys[1], stack.envoys[2]
+    codes = [stack.ask(envoy, workspace="ws-limited")[0] for envoy in [first, second] * (RATE_LIMIT // 2 + 1)]
+    assert codes == [200] * RATE_LIMIT + [429] * 2
+    code, answer = stack.ask(first, workspace="ws-limited")
+    assert code == 429 and json.loads(answer)["error"]["type"] == "rate_limit_error"
+    assert stack.ask(second, workspace="ws-other")[0] == 200  # another workspace is not held back
