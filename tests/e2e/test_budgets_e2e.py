@@ -1,0 +1,143 @@
+"""Token budgets end to end: real Envoy (rendered from envoy/envoy.yaml) -> the real filter with two worker
+processes sharing one SQLite store -> the fake provider (real providers cannot be called from tests).
+
+50 requests at once against an agent budget that holds a few of them: the workers together admit exactly as many
+as the budget holds (each reservation is atomic in the shared store), never one more, and answer the rest with a
+429 in Anthropic's rate-limit shape with `retry-after`. No usage observer settles the reservations here, so every
+admitted request keeps its full reservation and the count is exact.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from filter.model import Envelope, Identity
+from filter.pipeline import evaluate
+from filter.runtime import Runtime
+from filter.settings import load_settings
+from filter.store import Budget, Window, open_store
+from filter.tokens import TokenCounter, load_encoding
+from tests.e2e.envoy_harness import REPO, EnvoyProcess
+from tests.e2e.fake_provider import FakeProvider
+
+pytestmark = pytest.mark.e2e
+
+REQUESTS = 50
+FITS = 7  # requests the budget holds
+MAX_TOKENS = 400
+BODY = json.dumps({"model": "claude-sonnet-4-5", "max_tokens": MAX_TOKENS,
+                   "messages": [{"role": "user", "content": "Summarise the change log in two lines."}]}).encode()
+POLICY = """\
+default:
+  providers: [anthropic]
+agents:
+  "*": {{budgets: {{daily_tokens: {limit}}}}}
+"""
+
+
+def consecutive_free_ports(count: int) -> int:
+    for _ in range(100):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            base = int(s.getsockname()[1])
+        try:
+            for i in range(1, count):
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", base + i))
+        except OSError:
+            continue
+        if base + count <= 65535:
+            return base
+    raise RuntimeError("no free consecutive ports")
+
+
+def cost(config: Path) -> int:
+    """What the filter reserves for BODY: its prompt tokens (counted as the filter counts them) + max_tokens."""
+    runtime = Runtime(str(config), load_settings(str(config), env={}), warn_random_key=False)
+    envelope = Envelope("POST", "/v1/messages", {"content-type": "application/json"}, BODY)
+    decision = evaluate(envelope, runtime.current, TokenCounter(load_encoding()), Identity(agent="x")).decision
+    assert decision.allowed and decision.prompt_tokens
+    return decision.prompt_tokens + MAX_TOKENS
+
+
+@pytest.fixture()
+def filter_workers(tmp_path: Path) -> Iterator[tuple[int, Path, int]]:
+    """`serve --workers 2` on ports P and P+1 sharing one SQLite store; yields (P, store file, cost of BODY)."""
+    port, db = consecutive_free_ports(2), tmp_path / "store.db"
+    policy, config = tmp_path / "policy.yaml", tmp_path / "filter.yaml"
+    policy.write_text(POLICY.format(limit=1))
+    config.write_text(f'listen: 127.0.0.1:{port}\nworkers: 2\nmetrics_port: 0\npolicy_file: policy.yaml\n'
+                      f'store: {{url: "sqlite:///{db}", timeout_seconds: 2}}\n')
+    each = cost(config)
+    policy.write_text(POLICY.format(limit=FITS * each + each // 2))  # room for FITS and half of one more
+    log = (tmp_path / "filter.log").open("ab")
+    proc = subprocess.Popen([sys.executable, "-m", "filter", "serve", "--config", str(config)], cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=log, start_new_session=True)
+    log.close()
+    try:
+        deadline = time.monotonic() + 90
+        for address in (f"127.0.0.1:{port}", f"127.0.0.1:{port + 1}"):
+            with grpc.insecure_channel(address) as channel:
+                stub = health_pb2_grpc.HealthStub(channel)
+                while True:
+                    assert proc.poll() is None and time.monotonic() < deadline, \
+                        "the filter did not start: " + (tmp_path / "filter.log").read_text()[-3000:]
+                    try:
+                        serving = health_pb2.HealthCheckResponse.SERVING
+                        if stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status == serving:
+                            break
+                    except grpc.RpcError:
+                        pass
+                    time.sleep(0.2)
+        yield port, db, each
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def test_two_workers_sharing_a_store_never_admit_more_than_the_budget_holds(
+        filter_workers: tuple[int, Path, int], fake_provider: FakeProvider,
+        envoy_factory: Callable[..., EnvoyProcess]) -> None:
+    port, db, each = filter_workers
+    envoy = envoy_factory("--upstream", fake_provider.url, "--filter", f"127.0.0.1:{port},127.0.0.1:{port + 1}")
+    headers = {"x-llm-provider": "anthropic", "x-agent-id": "busy-bot", "x-api-key": "sk-ant-test-not-a-key",
+               "anthropic-version": "2023-06-01"}
+
+    def ask(_: int) -> tuple[int, dict[str, str], bytes]:
+        return envoy.request("POST", "/v1/messages", BODY, headers=headers)
+
+    with ThreadPoolExecutor(REQUESTS) as pool:
+        answers = list(pool.map(ask, range(REQUESTS)))
+
+    statuses = sorted(status for status, _, _ in answers)
+    assert statuses == [200] * FITS + [429] * (REQUESTS - FITS), statuses
+    assert len(fake_provider.requests) == FITS  # nothing refused reached the provider
+    for status, hdrs, body in answers:
+        if status == 429:
+            error = json.loads(body)["error"]
+            assert error["type"] == "rate_limit_error" and "Token budget exhausted" in error["message"]
+            assert hdrs["x-llm-filter-reason"] == "budget_exceeded" and int(hdrs["retry-after"]) >= 1
+            assert hdrs["x-llm-filter-budget"] == "agent:busy-bot/day"
+    # Both workers decided (decision ids start with a per-process prefix), and the store holds exactly FITS
+    # reservations: the limit was never passed.
+    prefixes = {h["x-llm-filter-id"][:12] for _, h, _ in answers if "x-llm-filter-id" in h}
+    prefixes |= {r.headers["x-llm-filter-id"][:12] for r in fake_provider.requests}
+    assert len(prefixes) == 2
+    store = open_store(f"sqlite:///{db}")
+    (usage,) = store.usage([Budget("agent:busy-bot", Window.DAY, FITS * each + each // 2)])
+    assert usage.used + usage.reserved == FITS * each <= usage.budget.limit
