@@ -1,18 +1,22 @@
 """Spend under control, end to end: real Envoy (rendered from envoy/envoy.yaml) + the real filter with two worker
-processes sharing one store + a fake Anthropic provider (real providers cannot be called from tests).
+processes sharing one store (a SQLite file, or a real redis-server) + a fake Anthropic provider (real providers
+cannot be called from tests).
 
 - the usage observer (Envoy's ext_proc -> the filter's usage_listen) settles the reservation made for a request's
   decision id: reconciled to the usage the provider reported (JSON and SSE), released when the provider answers an
-  error;
+  error; both for the reservation the filter makes itself (a token budget in the policy file) and for one made
+  directly in the store;
 - request rate limits counted in the shared store are exact across workers: N allowed, then 429.
 
-The fake provider makes the reservation itself, in the shared SQLite store, for the decision id it receives in
-`x-llm-filter-id` (the id the filter gave the request), before it answers: the settlement then has to find it.
+For requests outside any budget the fake provider makes the reservation itself, in the shared store, for the
+decision id it receives in `x-llm-filter-id` (the id the filter gave the request), before it answers: the
+settlement then has to find it.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 import socket
 import subprocess
 import sys
@@ -30,11 +34,13 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from filter.store import Budget, Store, Window, open_store
 from tests.e2e.envoy_harness import REPO, EnvoyProcess, render_config
+from tests.store.stores import RedisServer
 from tests.usage import samples
 
 pytestmark = pytest.mark.e2e
 
-BUDGET = Budget("team:usage-e2e", Window.DAY, 10_000_000)
+BUDGET = Budget("team:usage-e2e", Window.DAY, 10_000_000)  # reserved by the fake provider
+POLICY_BUDGET = Budget("team:budgeted", Window.DAY, 5_000_000)  # the policy file's: reserved by the filter
 RESERVED = 50_000  # what the provider reserves for each request: far above what any answer below uses
 JSON_TOTAL = 2095 + 100 + 2000 + 503  # samples.ANTHROPIC_JSON: input (cache writes and reads added back) + output
 SSE_TOTAL = 472 + 1800 + 89  # samples.anthropic_sse(): message_start input + cache read, message_delta output
@@ -83,7 +89,7 @@ class FakeAnthropic:
                 body = json.loads(self.rfile.read(int(self.headers.get("content-length", "0"))) or b"{}")
                 decision_id = self.headers.get("x-llm-filter-id", "")
                 fake.decision_ids.append(decision_id)
-                if decision_id:
+                if decision_id and self.headers.get("x-test-reserve"):
                     assert store.reserve(decision_id, RESERVED, [BUDGET]).granted
                 status = int(self.headers.get("x-test-status") or 200)
                 if status != 200:
@@ -118,9 +124,11 @@ class Stack:
     envoys: list[EnvoyProcess]  # [both workers], [worker 1 only], [worker 2 only]
 
     def ask(self, envoy: EnvoyProcess, stream: bool = False, workspace: str = "ws-usage",
-            status: int | None = None) -> tuple[int, bytes]:
-        headers = {"x-llm-provider": "anthropic", "x-workspace-id": workspace, "x-team-id": "usage-e2e",
+            status: int | None = None, team: str = "usage-e2e") -> tuple[int, bytes]:
+        headers = {"x-llm-provider": "anthropic", "x-workspace-id": workspace, "x-team-id": team,
                    "x-api-key": "sk-ant-test-not-a-key", "anthropic-version": "2023-06-01"}
+        if team == "usage-e2e":
+            headers["x-test-reserve"] = "1"  # no budget in the policy file: the fake provider reserves
         if status is not None:
             headers["x-test-status"] = str(status)
         body = {"model": "claude-sonnet-4-5", "max_tokens": 64, "stream": stream,
@@ -128,9 +136,9 @@ class Stack:
         code, _, answer = envoy.request("POST", "/v1/messages", json.dumps(body).encode(), headers=headers)
         return code, answer
 
-    def settled(self) -> tuple[int, int]:
+    def settled(self, budget: Budget = BUDGET) -> tuple[int, int]:
         """(used, reserved) of the budget's current day."""
-        (u,) = self.store.usage([BUDGET])
+        (u,) = self.store.usage([budget])
         return u.used, u.reserved
 
 
@@ -176,22 +184,33 @@ def start_envoy(workdir: Path, name: str, provider: int, filters: list[int], usa
     return EnvoyProcess(config, listen_port=listen, admin_port=admin, workdir=workdir).start()
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    workdir = tmp_path_factory.mktemp("usage-e2e")
-    db = workdir / "store.db"
+@pytest.fixture(scope="module", params=["sqlite", "redis"])
+def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    workdir = tmp_path_factory.mktemp(f"usage-e2e-{request.param}")
+    redis_server: RedisServer | None = None
+    if request.param == "redis":
+        binary = shutil.which("redis-server")
+        if binary is None:
+            pytest.skip("redis-server is not installed: run `make install` (it installs Debian's redis-server)")
+        redis_server = RedisServer(binary, free_ports(1))
+        redis_server.start()
+        url = redis_server.url
+    else:
+        url = f"sqlite:///{workdir / 'store.db'}"
     port, usage = free_ports(2), free_ports(2)
+    (workdir / "policy.yaml").write_text(f"teams:\n  budgeted: {{budgets: {{daily_tokens: {POLICY_BUDGET.limit}}}}}\n")
     config = workdir / "filter.yaml"
     config.write_text(f"""
 listen: 127.0.0.1:{port}
 workers: 2
 metrics_port: 0
 usage_listen: 127.0.0.1:{usage}
-store: {{url: "sqlite:///{db}"}}
+store: {{url: "{url}"}}
+policy_file: policy.yaml
 policy: {{trust_identity_headers: true}}
 rate_limits: {{workspace_requests_per_minute: {RATE_LIMIT}}}
 """)
-    store = open_store(f"sqlite:///{db}")
+    store = open_store(url)
     provider = FakeAnthropic(store)
     proc = start_filter(workdir, config, port)
     envoys: list[EnvoyProcess] = []
@@ -206,6 +225,8 @@ rate_limits: {{workspace_requests_per_minute: {RATE_LIMIT}}}
         stop_filter(proc)
         provider.close()
         store.close()
+        if redis_server is not None:
+            redis_server.stop()
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["json", "sse"])
@@ -219,6 +240,25 @@ def test_reservation_is_reconciled_to_the_reported_usage(stack: Stack, stream: b
     wait_until("the reservation is settled", lambda: stack.settled()[1] == 0)
     assert stack.settled()[0] - used_before == (SSE_TOTAL if stream else JSON_TOTAL)
     assert not stack.store.release(decision_id), "settled once: nothing open under that id any more"
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "sse"])
+def test_the_filters_own_budget_reservation_is_reconciled(stack: Stack, stream: bool) -> None:
+    """The policy file gives team `budgeted` a daily budget: Check reserves prompt + max_tokens under the decision
+    id, the usage observer charges what the provider reported instead."""
+    used_before, _ = stack.settled(POLICY_BUDGET)
+    code, _ = stack.ask(stack.envoys[0], stream=stream, workspace=f"ws-budget-{stream}", team="budgeted")
+    assert code == 200
+    wait_until("the budget's reservation is settled", lambda: stack.settled(POLICY_BUDGET)[1] == 0)
+    assert stack.settled(POLICY_BUDGET)[0] - used_before == (SSE_TOTAL if stream else JSON_TOTAL)
+
+
+def test_an_error_answer_releases_the_filters_own_reservation(stack: Stack) -> None:
+    used_before, _ = stack.settled(POLICY_BUDGET)
+    code, _ = stack.ask(stack.envoys[0], workspace="ws-budget-error", team="budgeted", status=500)
+    assert code == 500
+    wait_until("the budget's reservation is released", lambda: stack.settled(POLICY_BUDGET)[1] == 0)
+    assert stack.settled(POLICY_BUDGET)[0] == used_before, "an error answer costs nothing"
 
 
 def test_an_error_answer_releases_the_reservation(stack: Stack) -> None:
