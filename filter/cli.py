@@ -97,6 +97,8 @@ def _parser() -> argparse.ArgumentParser:
     psub = pol.add_subparsers(dest="policy_command", required=True, parser_class=_Parser)
     plint = psub.add_parser("lint", parents=[debug], help="schema and values; errors as file:line: message")
     plint.add_argument("file", help="policy file (YAML)")
+    plint.add_argument("--config", help="also check the file against this config's packs (rule ids) and store "
+                                        "(time zone), as the server does")
 
     k = sub.add_parser("known-secrets", help="known-secret fingerprints")
     ksub = k.add_subparsers(dest="known_command", required=True, parser_class=_Parser)
@@ -141,7 +143,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "rules":
         return _rules(args.rules_command, args.paths)
     if args.command == "policy":
-        return _policy_lint(args.file)
+        return _policy_lint(args.file, args.config)
     return _known_add(args)
 
 
@@ -295,11 +297,17 @@ def _rules(command: str, paths: Sequence[str]) -> int:
     return EXIT_OK
 
 
-def _policy_lint(path: str) -> int:
+def _policy_lint(path: str, config: str | None) -> int:
     """Every problem as `file:line: message` on stdout; 0 clean, 1 problems, 2 unreadable (ConfigError)."""
-    from filter.scopes import check_text, read_text
+    from filter.rules import Fingerprinter, load_ruleset
+    from filter.scopes import check_against, check_text, read_text
 
     policy, problems = check_text(read_text(path), path)
+    if policy is not None and config is not None:
+        settings = load_settings(config)
+        rule_ids = {r.id for r in load_ruleset(settings.packs, Fingerprinter(b"policy-lint")).rules}
+        problems = check_against(policy, rule_ids, settings.store.timezone if settings.store else None)
+        policy = None if problems else policy
     for problem in problems:
         print(problem)
     if policy is None:

@@ -250,3 +250,15 @@ def test_the_documented_example_loads_against_the_shipped_packs(tmp_path: Path) 
     scope = resolve(runtime.current.policy, Identity(team="payments", agent="release-bot"))
     assert scope.models == ("claude-haiku-*",) and scope.rules["email-address"] == "log"
     assert Budget("agent:release-bot", Window.DAY, 500_000) in scope.budgets
+
+
+def test_lint_with_a_config_checks_rule_ids_against_its_packs(tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("agents: {a: {rules: {email-adress: log}}}\n")
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text("policy_file: policy.yaml\n")
+    assert main(["policy", "lint", str(policy)]) == 0  # alone, any rule id may be meant
+    capsys.readouterr()
+    assert main(["policy", "lint", str(policy), "--config", str(cfg)]) == 1
+    assert "agents.a.rules: no loaded pack has a rule 'email-adress'" in capsys.readouterr().out
