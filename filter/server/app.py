@@ -90,7 +90,10 @@ def serve_one(config_file: str | None, settings: Settings) -> int:
     if settings.usage_listen:
         # Response streams last minutes: served on an event loop of their own, apart from the Check threads.
         usage_server = AsyncUsageServer(settings.usage_listen, sink.on_usage, counter.count_text)
-        usage_server.start()
+        try:
+            usage_server.start()
+        except (OSError, RuntimeError) as e:  # grpc reports a port in use as either
+            raise OSError(f"cannot listen on {settings.usage_listen} (usage_listen): {e}") from None
     server.start()
     runtime.watch()
     log.info("serving %s (%d rules, digest %s), usage observer %s, store %s, pid %d", settings.listen,
