@@ -1,4 +1,4 @@
-"""Token budgets end to end: real Envoy (rendered from envoy/envoy.yaml) -> the real filter with two worker
+"""Token budgets and scope refusals end to end: real Envoy (rendered from envoy/envoy.yaml) -> the real filter with two worker
 processes sharing one SQLite store -> the fake provider (real providers cannot be called from tests).
 
 50 requests at once against an agent budget that holds a few of them: the workers together admit exactly as many
@@ -41,6 +41,8 @@ BODY = json.dumps({"model": "claude-sonnet-4-5", "max_tokens": MAX_TOKENS,
 POLICY = """\
 default:
   providers: [anthropic]
+workspaces:
+  ws-ci: {{paths: ["/anthropic/v1/messages"], models: ["claude-haiku-*"]}}
 agents:
   "*": {{budgets: {{daily_tokens: {limit}}}}}
 """
@@ -141,3 +143,23 @@ def test_two_workers_sharing_a_store_never_admit_more_than_the_budget_holds(
     store = open_store(f"sqlite:///{db}")
     (usage,) = store.usage([Budget("agent:busy-bot", Window.DAY, FITS * each + each // 2)])
     assert usage.used + usage.reserved == FITS * each <= usage.budget.limit
+
+
+def test_scope_refusals_through_envoy_see_the_path_as_the_client_sent_it(
+        filter_workers: tuple[int, Path, int], fake_provider: FakeProvider,
+        envoy_factory: Callable[..., EnvoyProcess]) -> None:
+    port, _, _ = filter_workers
+    envoy = envoy_factory("--upstream", fake_provider.url, "--filter", f"127.0.0.1:{port},127.0.0.1:{port + 1}")
+    headers = {"x-workspace-id": "ws-ci", "x-agent-id": "ci-bot", "x-api-key": "sk-ant-test-not-a-key",
+               "anthropic-version": "2023-06-01"}
+    haiku = json.dumps({"model": "claude-haiku-4-5", "max_tokens": 16,
+                        "messages": [{"role": "user", "content": "hi"}]}).encode()
+    status, _, _ = envoy.request("POST", "/anthropic/v1/messages", haiku, headers=headers)
+    assert status == 200 and fake_provider.requests[-1].path == "/v1/messages"  # Envoy strips the prefix after
+    status, hdrs, body = envoy.request("POST", "/v1/messages", haiku, headers={**headers, "x-llm-provider": "anthropic"})
+    assert status == 403 and hdrs["x-llm-filter-reason"] == "path_not_allowed"
+    assert "not allowed by the gateway policy for workspace ws-ci" in json.loads(body)["error"]["message"]
+    status, hdrs, body = envoy.request("POST", "/anthropic/v1/messages", BODY, headers=headers)
+    assert status == 403 and hdrs["x-llm-filter-reason"] == "model_not_allowed"
+    assert json.loads(body)["error"]["type"] == "permission_error"
+    assert len(fake_provider.requests) == 1
