@@ -1,5 +1,5 @@
-"""Token budgets and scope refusals end to end: real Envoy (rendered from envoy/envoy.yaml) -> the real filter with two worker
-processes sharing one SQLite store -> the fake provider (real providers cannot be called from tests).
+"""Token budgets and scope refusals end to end: real Envoy (rendered from envoy/envoy.yaml) -> the real filter with
+two worker processes sharing one SQLite store -> the fake provider (real providers cannot be called from tests).
 
 50 requests at once against an agent budget that holds a few of them: the workers together admit exactly as many
 as the budget holds (each reservation is atomic in the shared store), never one more, and answer the rest with a
