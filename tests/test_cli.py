@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +12,7 @@ import pytest
 
 from filter.model import Category
 from filter.rules import SHIPPED_PACKS, Fingerprinter, load_ruleset
-from tests.bench.procs import free_port
+from tests.support.ports import free_port, listening_socket
 
 ROOT = Path(__file__).resolve().parents[1]
 INVALID = Path(__file__).parent / "rules" / "invalid"
@@ -208,15 +207,8 @@ def test_rules_lint_reports_every_problem_in_every_file_in_one_run(tmp_path: Pat
     ]
 
 
-def busy_port() -> socket.socket:
-    held = socket.socket()
-    held.bind(("127.0.0.1", 0))
-    held.listen()
-    return held
-
-
 def test_serve_on_a_busy_port_says_which_one() -> None:
-    with busy_port() as held:
+    with listening_socket() as held:
         port = held.getsockname()[1]
         out = run_bare("serve", "--listen", f"127.0.0.1:{port}", "--metrics-port", "0")
         assert (out.returncode, out.stderr.decode().strip().splitlines()[-1]) == (

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.bench.procs import free_port, wait_grpc_ready
+from tests.support.ports import free_port
+from tests.support.processes import wait_grpc_ready
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow

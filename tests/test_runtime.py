@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -10,6 +9,7 @@ import pytest
 from filter.model import TextSegment
 from filter.runtime import Runtime
 from filter.settings import load_settings
+from tests.support.waiting import wait_until
 
 GOOD = """
 pack: live
@@ -71,12 +71,8 @@ def test_watcher_picks_up_file_changes(setup: tuple[Runtime, Path, list[tuple[st
     runtime, pack, events = setup
     runtime.watch()
     try:
-        time.sleep(0.1)
-        pack.write_text(GOOD.format(extra=BETA))
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline and rule_ids(runtime, "beta_k3j9x2m7q1w8") != ["beta-token"]:
-            time.sleep(0.05)
-        assert rule_ids(runtime, "beta_k3j9x2m7q1w8") == ["beta-token"]
+        pack.write_text(GOOD.format(extra=BETA))  # the snapshot to compare with was taken when the packs loaded
+        wait_until("the new rule loads", lambda: rule_ids(runtime, "beta_k3j9x2m7q1w8") == ["beta-token"], 5, 0.05)
     finally:
         runtime.stop()
 
@@ -93,15 +89,6 @@ rules: [*e, *e, *e, *e, *e, *e, *e, *e, *e]
 """
 
 
-def wait_for(condition, seconds: float = 5.0) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.02)
-    return bool(condition())
-
-
 @pytest.mark.parametrize(("name", "text", "message"), [
     ("tagged.yaml", TAGGED, ":8: -: YAML tags are not allowed (tag:yaml.org,2002:python/name:os.system)"),
     ("bomb.yaml", BOMB, ":3: -: aliases expand to too much data (billion-laughs shape)"),
@@ -114,12 +101,12 @@ def test_a_hostile_pack_is_a_counted_reload_error_and_the_watcher_keeps_going(
     try:
         hostile = pack.parent / name
         hostile.write_text(text)
-        assert wait_for(lambda: any(r == "error" for r, _ in events))
+        wait_until("a reload error", lambda: any(r == "error" for r, _ in events), 5, 0.02)
         assert runtime.current is before and rule_ids(runtime, "alpha_k3j9x2m7q1w8") == ["alpha-token"]
         assert [d for r, d in events if r == "error"][0] == f"{hostile}{message}"
         hostile.unlink()
         pack.write_text(GOOD.format(extra=BETA))
-        assert wait_for(lambda: rule_ids(runtime, "beta_k3j9x2m7q1w8") == ["beta-token"])
+        wait_until("the new rule loads", lambda: rule_ids(runtime, "beta_k3j9x2m7q1w8") == ["beta-token"], 5, 0.02)
         assert thread.is_alive() and events[-1][0] == "ok"
     finally:
         runtime.stop()
@@ -140,9 +127,9 @@ def test_the_watcher_counts_and_survives_any_exception(setup: tuple[Runtime, Pat
     monkeypatch.setattr(runtime, "changed", flaky)
     thread = runtime.watch()
     try:
-        assert wait_for(lambda: ("error", "MemoryError: out of memory while stating") in events)
+        wait_until("the error counted", lambda: ("error", "MemoryError: out of memory while stating") in events, 5, 0.02)
         pack.write_text(GOOD.format(extra=BETA))
-        assert wait_for(lambda: rule_ids(runtime, "beta_k3j9x2m7q1w8") == ["beta-token"])
+        wait_until("the new rule loads", lambda: rule_ids(runtime, "beta_k3j9x2m7q1w8") == ["beta-token"], 5, 0.02)
         assert thread.is_alive()
     finally:
         runtime.stop()

@@ -11,8 +11,10 @@ from google.rpc import code_pb2
 
 from filter.rules import SHIPPED_PACKS, Fingerprinter, load_ruleset
 from tests.bench.corpus import chat_body
-from tests.bench.procs import free_port, start_filter, start_trivial, stop
-from tests.server.conftest import make_check_request
+from tests.bench.procs import start_trivial
+from tests.support.envelopes import make_check_request
+from tests.support.ports import free_port
+from tests.support.processes import start_filter, stop
 
 
 def pct(values: list[float], q: float) -> float:

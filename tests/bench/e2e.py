@@ -32,8 +32,10 @@ from pathlib import Path
 
 from filter.rules import SHIPPED_PACKS, Fingerprinter, load_ruleset
 from tests.bench.corpus import chat_body
-from tests.bench.procs import ROOT, free_port, free_port_pair, start_filter, start_trivial, stop, wait_grpc_ready, wait_port
+from tests.bench.procs import start_trivial
 from tests.e2e.envoy_harness import envoy_binary, render_config
+from tests.support.ports import free_port, free_ports, wait_port
+from tests.support.processes import ROOT, start_filter, stop, wait_grpc_ready
 
 SIZES = [("1 KB", 1_000), ("32 KB", 32_000), ("512 KB", 512_000)]
 SCENARIOS = ["envoy_only", "trivial_authz", "filter", "filter_x2"]
@@ -192,7 +194,7 @@ def start_stacks(workdir: Path, upstream_url: str) -> dict[str, Stack]:
         envoy, lp, ap = start_envoy(workdir, "filter", *up, "--filter", f"127.0.0.1:{fport}")
         stacks["filter"] = Stack("filter", lp, ap, envoy, [real], [real.pid])
 
-        xport = free_port_pair()
+        xport = free_ports(2)
         x2 = start_filter(xport, "--workers", "2", "--config", str(cfg_x2), stdout=subprocess.DEVNULL)
         wait_grpc_ready(f"127.0.0.1:{xport + 1}")
         envoy, lp, ap = start_envoy(workdir, "filter_x2", *up, "--filter", f"127.0.0.1:{xport},127.0.0.1:{xport + 1}")

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -38,6 +37,7 @@ from tests.deploy.helpers import (
     load_yaml,
     render_kustomization,
 )
+from tests.support.ports import free_port
 
 COMPOSE_FILE = ROOT / "docker-compose.yaml"
 SERVICES = {"filter", "envoy", "redis", "fake-provider"}
@@ -231,12 +231,6 @@ def test_makefile_and_readme_agree(services: dict[str, Any], filter_settings: An
 
 
 # --- the services' commands, run here ---------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_filter_healthcheck_command_against_a_real_filter(services: dict[str, Any], tmp_path: Path) -> None:

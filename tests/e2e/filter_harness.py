@@ -6,7 +6,7 @@
         flt.kill(); flt.start()                          # SIGKILL, then a new process on the same port
         flt.audit()                                      # its JSON audit lines (stdout), oldest first
 
-Starting and health-waiting reuse tests/bench/procs.py. Its stdout (the audit) and stderr (the log) go to
+Starting, health-waiting and stopping reuse tests/support/processes.py. Its stdout (the audit) and stderr (the log) go to
 files in `workdir`, appended across restarts, so neither pipe can fill up and block the server.
 """
 
@@ -20,7 +20,8 @@ import threading
 from pathlib import Path
 from typing import IO, Any
 
-from tests.bench import procs
+from tests.support import processes
+from tests.support.ports import free_port
 
 
 class FilterProcess:
@@ -33,7 +34,7 @@ class FilterProcess:
         port: int | None = None,
         name: str = "filter",
     ) -> None:
-        self.port = port or procs.free_port()
+        self.port = port or free_port()
         self.config = config
         self.env = env or {}
         self.audit_path = workdir / f"{name}.audit.jsonl"
@@ -59,7 +60,7 @@ class FilterProcess:
         assert not self.alive(), "filter already running"
         args = ["--config", str(self.config)] if self.config else []
         with self.audit_path.open("ab") as audit:
-            proc = procs.start_filter(self.port, *args, env=self.env, stdout=audit)  # type: ignore[arg-type]
+            proc = processes.start_filter(self.port, *args, env=self.env, stdout=audit)  # type: ignore[arg-type]
         self._proc, self._paused = proc, False
         assert proc.stderr is not None
         self._drain = threading.Thread(target=_copy, args=(proc.stderr, self.log_path), daemon=True)
@@ -93,7 +94,7 @@ class FilterProcess:
         if self._paused and proc.poll() is None:
             os.kill(proc.pid, signal.SIGCONT)
         self._paused = False
-        procs.stop(proc)
+        processes.stop(proc)
         self._join_drain()
 
     def _join_drain(self) -> None:

@@ -14,7 +14,9 @@ from typing import Any
 import pytest
 import yaml
 
-from .envoy_harness import ENVOY_YAML, RENDER, EnvoyProcess, free_port, render_config, start_envoy, validate, write_jwks
+from tests.support.ports import free_port
+
+from .envoy_harness import ENVOY_YAML, RENDER, EnvoyProcess, render_config, start_envoy, validate, write_jwks
 from .fake_provider import FakeProvider
 
 pytestmark = pytest.mark.e2e

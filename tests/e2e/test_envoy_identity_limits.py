@@ -9,12 +9,13 @@ spend another workspace's limit, and it is not forwarded to the provider as one.
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.support.waiting import avoid_minute_edge
 
 from .envoy_harness import EnvoyProcess, start_envoy
 from .fake_provider import FakeProvider
@@ -26,13 +27,6 @@ RPM = 2
 BODY = json.dumps(
     {"model": "claude-x", "max_tokens": 16, "messages": [{"role": "user", "content": "Tidy the imports."}]}
 ).encode()
-
-
-def avoid_minute_edge(margin: float = 5.0) -> None:
-    """Per-minute windows: do not start a count that would straddle a window boundary."""
-    into = time.time() % 60
-    if into > 60 - margin:
-        time.sleep(60 - into + 0.5)
 
 
 def stack(workdir: Path, fake: FakeProvider, trust: bool) -> tuple[FilterProcess, EnvoyProcess]:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -23,7 +22,10 @@ from pathlib import Path
 
 import pytest
 
-from .envoy_harness import EnvoyProcess, free_port, render_config
+from tests.support.ports import free_port, listening_socket
+from tests.support.processes import peak_rss
+
+from .envoy_harness import EnvoyProcess, render_config
 from .fake_provider import FakeProvider
 
 pytestmark = pytest.mark.e2e
@@ -47,20 +49,8 @@ class Outcome:
 @pytest.fixture
 def stalled_filter() -> Iterator[str]:
     """An address that accepts TCP connections (kernel backlog) and never answers: a hung filter."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        s.listen(1024)
+    with listening_socket(backlog=1024) as s:
         yield f"127.0.0.1:{s.getsockname()[1]}"
-
-
-def rss(pid: int) -> tuple[int, int]:
-    """(current, peak) resident set size of a process, bytes."""
-    values = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        key, _, value = line.partition(":")
-        if key in ("VmRSS", "VmHWM"):
-            values[key] = int(value.split()[0]) * 1024
-    return values["VmRSS"], values["VmHWM"]
 
 
 def anthropic_body(size: int) -> bytes:
@@ -115,7 +105,7 @@ def flood(
             time.sleep(0.02)
         for t in threads:
             t.join()
-        _, peak = rss(envoy.pid)
+        peak = peak_rss(envoy.pid)
     finally:
         envoy.stop()
     assert probe is not None, "Envoy never shed load"

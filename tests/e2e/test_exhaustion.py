@@ -9,20 +9,19 @@ it is busy), keep serving the clean ones, and stay far below the pod's 2 GiB mem
 from __future__ import annotations
 
 import json
-import os
 import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 
 import grpc
 import pytest
 from envoy.service.auth.v3 import external_auth_pb2_grpc
 
-from tests.server.conftest import make_check_request
+from tests.support.envelopes import make_check_request
+from tests.support.processes import cpu_seconds, peak_rss
 
 from .envoy_harness import EnvoyProcess, start_envoy
 from .fake_provider import FakeProvider
@@ -48,14 +47,6 @@ def long_prompt(target_bytes: int) -> bytes:
     text = line * (target_bytes // len(line) // 8)
     messages = [{"role": "user" if i % 2 == 0 else "assistant", "content": text} for i in range(8)]
     return json.dumps({"model": "gpt-4o", "messages": messages}).encode()
-
-
-def peak_rss(pid: int) -> int:
-    """The process's peak resident memory (VmHWM), in bytes."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) * 1024
-    raise AssertionError("no VmHWM")
 
 
 @dataclass(frozen=True)
@@ -165,12 +156,6 @@ def test_hostile_bodies_are_refused_while_clean_traffic_flows_and_memory_stays_b
     # (a) far below the pod's 2 GiB limit.
     assert peak < 1 * GIB, summary
     assert not any(r.body in (hostile, big) for r in fake_provider.requests)  # nothing refused went through
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time the process has used so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def test_body_of_key_shaped_strings_stops_at_the_deadline_instead_of_burning_minutes(

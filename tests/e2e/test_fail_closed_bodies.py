@@ -15,7 +15,9 @@ from typing import Any
 
 import pytest
 
-from .envoy_harness import EnvoyProcess, free_port, start_envoy
+from tests.support.ports import free_port
+
+from .envoy_harness import EnvoyProcess, start_envoy
 from .fake_provider import FakeProvider
 from .filter_harness import FilterProcess
 

@@ -27,6 +27,7 @@ from typing import Any
 import pytest
 
 from filter.rules import SHIPPED_PACKS, Fingerprinter, load_ruleset
+from tests.support.waiting import avoid_minute_edge, wait_until
 
 from .envoy_harness import EnvoyProcess, make_jwt, start_envoy, write_jwks
 from .fake_provider import FakeProvider
@@ -110,22 +111,6 @@ def assert_denied(api: Api, status: int, headers: dict[str, str], body: bytes, e
     assert details["decision_id"] == decision_id
     assert decision_id in message
     return {"message": message, "llm_filter": details}
-
-
-def poll(what: str, attempt: Callable[[], bool], timeout: float = 20.0, interval: float = 0.1) -> None:
-    """Retry `attempt` until it returns True; fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while not attempt():
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what}: not within {timeout}s")
-        time.sleep(interval)
-
-
-def avoid_minute_edge(margin: float = 6.0) -> None:
-    """Rate limits count in fixed one-minute windows: start a short burst well inside one."""
-    into = time.time() % 60
-    if into > 60 - margin:
-        time.sleep(60 - into + 0.05)
 
 
 def longest_word(text: str) -> str:
@@ -592,7 +577,7 @@ def healthy_small(
     small_filter.resume()
     if not small_filter.alive():
         small_filter.start()
-    poll("small stack serves", lambda: send(small_gateway, OPENAI, "hi")[0] == 200)
+    wait_until("small stack serves", lambda: send(small_gateway, OPENAI, "hi")[0] == 200)
     fake_provider.clear()
     yield small_gateway, small_filter
     small_filter.resume()
@@ -645,7 +630,7 @@ def test_stalled_filter_fails_closed_within_the_timeout(
     assert status == 503
     assert elapsed < 5  # the 1 s ext_authz / 0.5 s rate-limit timeout, not the stalled filter, ended it
     # Once the filter runs again it may still finish the abandoned check: nothing may leave late either.
-    poll("filter answers again", lambda: send(envoy, ANTHROPIC)[0] == 200)
+    wait_until("filter answers again", lambda: send(envoy, ANTHROPIC)[0] == 200)
     assert fake_provider.requests
     assert not [r for r in fake_provider.requests if b"stalled-request" in r.body]
 
@@ -669,7 +654,7 @@ def test_restarted_filter_serves_again(
     flt.kill()
     assert send(envoy, ANTHROPIC)[0] == 503
     flt.start()  # a new process on the same port
-    poll("traffic flows after the restart", lambda: send(envoy, ANTHROPIC)[0] == 200)
+    wait_until("traffic flows after the restart", lambda: send(envoy, ANTHROPIC)[0] == 200)
     assert all(r.headers["x-llm-filter-decision"] == "allow" for r in fake_provider.requests)
     status, headers, body = send(envoy, OPENAI, samples["secret"].text)
     assert_denied(OPENAI, status, headers, body, 400)  # and it still enforces
@@ -747,7 +732,7 @@ class Traffic:
 
     def wait_for(self, more: int) -> None:
         target = len(self.results) + more
-        poll(f"{more} more background requests", lambda: len(self.results) >= target, timeout=30)
+        wait_until(f"{more} more background requests", lambda: len(self.results) >= target, timeout=30)
 
     def failures(self) -> list[tuple[str, int, bytes]]:
         expected = {"clean": 200, "canary-1": 400}
@@ -775,12 +760,12 @@ def test_pack_change_applies_while_requests_flow(
 ) -> None:
     envoy, _, pack = reload_stack
     set_pack(pack, extra_pack(1))
-    poll("canary 1 blocked", lambda: _blocked_by(envoy, "e2e-canary-1", f"token {CANARY[1]}"))
+    wait_until("canary 1 blocked", lambda: _blocked_by(envoy, "e2e-canary-1", f"token {CANARY[1]}"))
     assert send(envoy, ANTHROPIC, f"token {CANARY[2]}")[0] == 200  # not a rule yet
     with Traffic(envoy) as traffic:
         traffic.wait_for(10)
         replace_file(pack, extra_pack(1, 2))
-        poll("the new rule applies", lambda: _blocked_by(envoy, "e2e-canary-2", f"token {CANARY[2]}"))
+        wait_until("the new rule applies", lambda: _blocked_by(envoy, "e2e-canary-2", f"token {CANARY[2]}"))
         traffic.wait_for(10)
     assert traffic.failures() == []
     status, headers, body = send(envoy, OPENAI, f"token {CANARY[2]}")
@@ -793,13 +778,13 @@ def test_broken_pack_change_keeps_the_last_good_rules(
 ) -> None:
     envoy, flt, pack = reload_stack
     set_pack(pack, extra_pack(1, 2))
-    poll("both canaries blocked", lambda: _blocked_by(envoy, "e2e-canary-2", f"token {CANARY[2]}"))
+    wait_until("both canaries blocked", lambda: _blocked_by(envoy, "e2e-canary-2", f"token {CANARY[2]}"))
     failed_reloads = flt.log().count("reload failed")
     broken = extra_pack(1, 2).replace(f"match: ['{CANARY[2]}']", "match: ['this example does not match']")
     with Traffic(envoy) as traffic:
         traffic.wait_for(10)
         replace_file(pack, broken)
-        poll("the broken change is refused", lambda: flt.log().count("reload failed") > failed_reloads)
+        wait_until("the broken change is refused", lambda: flt.log().count("reload failed") > failed_reloads)
         traffic.wait_for(10)
     assert traffic.failures() == []
     assert f"{pack}:" in flt.log() and "e2e-canary-2" in flt.log()  # file:line: rule-id: message
@@ -807,7 +792,7 @@ def test_broken_pack_change_keeps_the_last_good_rules(
     assert _blocked_by(envoy, "e2e-canary-2", f"token {CANARY[2]}")
     assert send(envoy, ANTHROPIC)[0] == 200
     replace_file(pack, extra_pack(1))  # a good change after a bad one is picked up again
-    poll("canary 2 no longer a rule", lambda: send(envoy, ANTHROPIC, f"token {CANARY[2]}")[0] == 200)
+    wait_until("canary 2 no longer a rule", lambda: send(envoy, ANTHROPIC, f"token {CANARY[2]}")[0] == 200)
 
 
 # --- JWT identity: jwt_gateway -------------------------------------------------------------------

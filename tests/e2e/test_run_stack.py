@@ -15,7 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from .envoy_harness import REPO, free_port
+from tests.support.ports import free_port
+
+from .envoy_harness import REPO
 from .fake_provider import FakeProvider
 
 pytestmark = pytest.mark.e2e

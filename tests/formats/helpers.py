@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from filter.formats import DecodeLimits, parse
 from filter.model import Envelope, ParsedRequest, is_road
+from tests.support.envelopes import make_envelope
 
 
 def envelope(
     path: str, body: bytes | str | Any, headers: dict[str, str] | None = None, method: str = "POST"
 ) -> Envelope:
-    if not isinstance(body, bytes | str):
-        body = json.dumps(body)
-    if isinstance(body, str):
-        body = body.encode()
-    return Envelope(method, path, {"content-type": "application/json", **(headers or {})}, body)
+    """make_envelope with the path first: the format tests are about paths."""
+    return make_envelope(body, path, headers, method)
 
 
 def parsed(

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from filter.model import Envelope
+from tests.support.envelopes import make_envelope
 
 APIS = ("openai.chat", "anthropic", "gemini", "bedrock", "openai.responses", "azure", "bedrock.invoke")
 PATHS = {
@@ -260,7 +261,7 @@ def envelope(api: str, text: str, encoding: str = "") -> Envelope:
     elif encoding == "deflate":
         data = zlib.compress(data)
         headers["content-encoding"] = "deflate"
-    return Envelope("POST", PATHS[api], headers, data)
+    return make_envelope(data, PATHS[api], headers)
 
 
 def serialise(body: dict[str, Any]) -> str:

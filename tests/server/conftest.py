@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import io
-import json
-from typing import Any
 
 import pytest
-from envoy.service.auth.v3 import attribute_context_pb2, external_auth_pb2, external_auth_pb2_grpc
+from envoy.service.auth.v3 import external_auth_pb2_grpc
 
 from filter.audit import AuditLog
 from filter.runtime import Runtime
@@ -15,22 +13,7 @@ from filter.server.authz import AuthorizationServicer
 from filter.settings import load_settings
 from filter.telemetry import Telemetry
 from filter.tokens import TokenCounter, load_encoding
-
-
-def make_check_request(body: bytes | str | dict[str, Any], path: str = "/v1/chat/completions",
-                       headers: dict[str, str] | None = None, method: str = "POST") -> external_auth_pb2.CheckRequest:
-    """A CheckRequest as Envoy builds it with with_request_body + pack_as_bytes."""
-    if isinstance(body, dict):
-        body = json.dumps(body)
-    if isinstance(body, str):
-        body = body.encode()
-    http = attribute_context_pb2.AttributeContext.HttpRequest(
-        method=method, path=path, host="gateway", scheme="http", protocol="HTTP/1.1",
-        headers={"content-type": "application/json", **(headers or {})}, raw_body=body, size=len(body),
-    )
-    return external_auth_pb2.CheckRequest(
-        attributes=attribute_context_pb2.AttributeContext(request=attribute_context_pb2.AttributeContext.Request(http=http))
-    )
+from tests.support.envelopes import make_check_request as make_check_request  # re-exported: tests import it from here
 
 
 class Servicer(AuthorizationServicer):

@@ -7,7 +7,6 @@ import json
 import signal
 import subprocess
 import threading
-import time
 from pathlib import Path
 
 import grpc
@@ -21,8 +20,10 @@ from filter.runtime import Runtime
 from filter.server.app import build_server
 from filter.settings import load_settings
 from filter.telemetry import Telemetry
-from tests.bench.procs import free_port, free_port_pair, start_filter, stop
-from tests.server.conftest import make_check_request
+from tests.support.envelopes import make_check_request
+from tests.support.ports import free_port, free_ports
+from tests.support.processes import cpu_seconds, start_filter, stop, wait_grpc_ready
+from tests.support.waiting import wait_until
 
 BIG = 64 * 1024 * 1024
 
@@ -105,17 +106,14 @@ rules:
         assert "internal-token-v1" in _check(port, body).denied_response.body  # type: ignore[attr-defined]
         pack.write_text(rule.format(id="internal-token-v2"))
         proc.send_signal(signal.SIGHUP)
-        deadline = time.monotonic() + 20
-        while "internal-token-v2" not in _check(port, body).denied_response.body:  # type: ignore[attr-defined]
-            assert time.monotonic() < deadline, "SIGHUP did not reload"
-            time.sleep(0.1)
+        wait_until("SIGHUP reloads", lambda: "internal-token-v2" in _check(port, body).denied_response.body)  # type: ignore[attr-defined]
     finally:
         stop(proc)
 
 
 def test_sigterm_drains_an_in_flight_check() -> None:
     port = free_port()
-    # Counting every token of a 12 MB prompt takes the server a second or more: long enough to be in flight.
+    # A 12 MB prompt: the server works on it for a few tenths of a second, long enough to catch it in flight.
     proc = start_filter(port, env={"MAX_PROMPT_TOKENS": "100000000"})
     result: dict[str, object] = {}
 
@@ -125,9 +123,13 @@ def test_sigterm_drains_an_in_flight_check() -> None:
         except grpc.RpcError as e:
             result["error"] = e
 
+    idle = cpu_seconds(proc.pid)
     thread = threading.Thread(target=call)
     thread.start()
-    time.sleep(0.7)
+    # In flight: the otherwise idle server has spent 50 ms of CPU on the request (its headers came first, so
+    # the call is open; the whole check takes a few times that).
+    wait_until("the Check in flight", lambda: cpu_seconds(proc.pid) > idle + 0.05 or not thread.is_alive(),
+               timeout=60, interval=0.01)
     proc.send_signal(signal.SIGTERM)
     thread.join(60)
     try:
@@ -141,9 +143,7 @@ def test_sigterm_drains_an_in_flight_check() -> None:
 
 
 def test_workers_listen_on_consecutive_ports_and_stop_together() -> None:
-    from tests.bench.procs import wait_grpc_ready
-
-    port = free_port_pair()
+    port = free_ports(2)
     proc = start_filter(port, "--workers", "2")
     try:
         wait_grpc_ready(f"127.0.0.1:{port + 1}")

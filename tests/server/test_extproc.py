@@ -33,7 +33,8 @@ from filter.server.extproc import (
 from filter.tokens import TokenCounter, load_encoding
 from filter.usage import Usage
 from filter.usage.estimate import CountText
-from tests.e2e.envoy_harness import EnvoyProcess, free_port
+from tests.e2e.envoy_harness import EnvoyProcess
+from tests.support.ports import free_port
 from tests.usage import samples
 
 WAIT = 10.0  # seconds a test waits for an answer before failing (never reached when things work)

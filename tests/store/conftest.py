@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from filter.store import Store
-from tests.store.stores import RedisServer, StoreFactory, free_port, make_store
+from tests.store.stores import RedisServer, StoreFactory, make_store
+from tests.support.ports import free_port
 
 
 def redis_server_binary() -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Callable
@@ -34,12 +33,6 @@ class Clock:
 
 def local(tz: str, *parts: int, fold: int = 0) -> datetime:
     return datetime(*parts, tzinfo=ZoneInfo(tz), fold=fold)  # type: ignore[misc]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class RedisServer:

@@ -12,7 +12,8 @@ import pytest
 
 from filter.store import Budget, SqliteStore, Store, StoreError, Window, open_store
 from filter.store.redis_store import RedisStore
-from tests.store.stores import Clock, RedisServer, StoreFactory, free_port, local
+from tests.store.stores import Clock, RedisServer, StoreFactory, local
+from tests.support.ports import free_port
 
 TZ = "Europe/Berlin"
 DAY = Budget("agent:a1", Window.DAY, 1000)

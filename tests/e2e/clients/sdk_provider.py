@@ -23,11 +23,12 @@ from __future__ import annotations
 
 import json
 import struct
-import threading
 import zlib
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Self
+from http.server import BaseHTTPRequestHandler
+from typing import Any
+
+from tests.support.recording import OwnedServer, RecordingServer
 
 from ..fake_provider import RecordedRequest
 
@@ -185,7 +186,7 @@ class ProviderHandler(BaseHTTPRequestHandler):
     """Records the request, then writes what `self.server.owner.answer` returns."""
 
     protocol_version = "HTTP/1.1"  # keep-alive and chunked streams, as Envoy's upstream pool expects
-    server: _Server
+    server: OwnedServer
 
     def _handle(self) -> None:
         length = int(self.headers.get("content-length") or 0)
@@ -218,52 +219,17 @@ class ProviderHandler(BaseHTTPRequestHandler):
         pass
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    owner: SdkProvider
-
-
-class SdkProvider:
+class SdkProvider(RecordingServer[RecordedRequest]):
     """Threaded HTTP server on 127.0.0.1 (a free port) that records requests. Use as a context manager.
 
     Subclasses change the answers by overriding `answer` (tests/agent/ scripts whole conversations).
     """
 
+    thread_name = "sdk-provider"
+
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
-        self._lock = threading.Lock()
-        self._requests: list[RecordedRequest] = []
-        self._server = _Server((host, port), ProviderHandler)
-        self._server.owner = self
-        self._thread: threading.Thread | None = None
-
-    @property
-    def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
-
-    @property
-    def requests(self) -> list[RecordedRequest]:
-        with self._lock:
-            return list(self._requests)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._requests.clear()
-
-    def record(self, request: RecordedRequest) -> None:
-        with self._lock:
-            self._requests.append(request)
+        super().__init__(ProviderHandler, host, port)
 
     def answer(self, request: RecordedRequest) -> tuple[str, dict[str, Any] | Iterator[bytes]]:
         return answer(request.path, request.body)
 
-    def __enter__(self) -> Self:
-        self._thread = threading.Thread(target=self._server.serve_forever, name="sdk-provider", daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)

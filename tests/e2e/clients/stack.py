@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import secrets
 import string
-import time
 import uuid
 from dataclasses import dataclass
 
@@ -20,13 +19,6 @@ def base_url(envoy: EnvoyProcess, prefix: str = "") -> str:
 
 def new_workspace() -> str:
     return f"ws-sdk-{uuid.uuid4().hex[:10]}"
-
-
-def avoid_minute_edge(margin: float = 6.0) -> None:
-    """The rate limit counts in fixed one-minute windows: start a short burst well inside one."""
-    into = time.time() % 60
-    if into > 60 - margin:
-        time.sleep(60 - into + 0.05)
 
 
 @dataclass(frozen=True)

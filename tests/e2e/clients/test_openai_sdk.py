@@ -10,10 +10,12 @@ from __future__ import annotations
 import openai
 import pytest
 
+from tests.support.waiting import avoid_minute_edge
+
 from ..envoy_harness import EnvoyProcess
 from .expect import assert_blocked_message, assert_rate_limit_message, assert_unavailable_message
 from .sdk_provider import REPLY, SdkProvider
-from .stack import CLEAN_PROMPT, WORKSPACE_RPM, Leak, avoid_minute_edge, base_url, new_workspace
+from .stack import CLEAN_PROMPT, WORKSPACE_RPM, Leak, base_url, new_workspace
 
 pytestmark = pytest.mark.e2e
 
