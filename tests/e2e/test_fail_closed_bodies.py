@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from tests.support.ports import free_port
+from tests.support.waiting import wait_until
 
 from .envoy_harness import EnvoyProcess, start_envoy
 from .fake_provider import FakeProvider
@@ -143,10 +144,9 @@ def test_the_filters_own_answers_pass_unchanged(
     """Only Envoy's own fail-closed answers are rewritten: a filter deny keeps its status, body and headers."""
     envoy, _ = stallable
     # The filter may still be working off checks abandoned while it was stalled: wait until it answers.
-    deadline = time.monotonic() + 20
-    while envoy.request("POST", "/anthropic/v1/messages", json.dumps(ANTHROPIC).encode())[0] != 200:
-        assert time.monotonic() < deadline, "the filter did not answer again"
-        time.sleep(0.2)
+    wait_until("the filter answers again",
+               lambda: envoy.request("POST", "/anthropic/v1/messages", json.dumps(ANTHROPIC).encode())[0] == 200,
+               timeout=20, interval=0.2)
     fake_provider.clear()
     # A private key block is a secret in any rule pack.
     secret = "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEAu1SU1LfVLPHCozMxH2Mo4lgOEePzNm0tRgeLezV6ffAt0gun\n"
