@@ -111,7 +111,7 @@ _SCHEMA: dict[str, Any] = {
 
 @dataclass(frozen=True, slots=True)
 class Policy:
-    """What is enforced. One global scope for now; per-team scopes come with the policy file."""
+    """What is enforced for every request; a policy file (filter/scopes.py) narrows it per team, project, workspace, agent."""
 
     trust_identity_headers: bool = True
     block_secrets: bool = True

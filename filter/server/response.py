@@ -48,7 +48,8 @@ def error_body(decision: Decision) -> tuple[dict[str, Any], dict[str, str]]:
     if provider == "bedrock":
         error_type = _BEDROCK_TYPES.get(status, "ValidationException")
         return {"message": message, "llm_filter": details}, {headers.AMZN_ERROR_TYPE: error_type}
-    error_type = "invalid_request_error" if status < 500 else "server_error"  # as OpenAI types its own errors
+    # as OpenAI types its own errors: a 429 (token budget) must read as a rate limit, not a bad request
+    error_type = "rate_limit_exceeded" if status == 429 else "invalid_request_error" if status < 500 else "server_error"
     return {"error": {"message": message, "type": error_type, "code": details["reason"], "param": None,
                       "llm_filter": details}}, {}
 

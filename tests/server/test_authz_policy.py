@@ -103,6 +103,7 @@ def test_an_exhausted_budget_is_a_429_in_each_provider_shape_and_reserves_nothin
     assert status == 429 and body["error"]["status"] == "RESOURCE_EXHAUSTED"
     status, _, body = deny(check(grpc_stub, {**GPT, "max_tokens": 150}, "/v1/chat/completions", "tiny"))
     assert status == 429 and body["error"]["code"] == "budget_exceeded"
+    assert body["error"]["type"] == "rate_limit_exceeded"  # what OpenAI calls its own 429s
     assert store.usage([Budget("agent:tiny", Window.DAY, 200)])[0].reserved == held
 
 
