@@ -10,7 +10,6 @@ admitted request keeps its full reservation and the count is exact.
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 import time
@@ -30,6 +29,7 @@ from filter.store import Budget, Window, open_store
 from filter.tokens import TokenCounter, load_encoding
 from tests.e2e.envoy_harness import REPO, EnvoyProcess
 from tests.e2e.fake_provider import FakeProvider
+from tests.support.ports import free_ports
 
 pytestmark = pytest.mark.e2e
 
@@ -48,22 +48,6 @@ agents:
 """
 
 
-def consecutive_free_ports(count: int) -> int:
-    for _ in range(100):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            base = int(s.getsockname()[1])
-        try:
-            for i in range(1, count):
-                with socket.socket() as s:
-                    s.bind(("127.0.0.1", base + i))
-        except OSError:
-            continue
-        if base + count <= 65535:
-            return base
-    raise RuntimeError("no free consecutive ports")
-
-
 def cost(config: Path) -> int:
     """What the filter reserves for BODY: its prompt tokens (counted as the filter counts them) + max_tokens."""
     runtime = Runtime(str(config), load_settings(str(config), env={}), warn_random_key=False)
@@ -76,7 +60,7 @@ def cost(config: Path) -> int:
 @pytest.fixture()
 def filter_workers(tmp_path: Path) -> Iterator[tuple[int, Path, int]]:
     """`serve --workers 2` on ports P and P+1 sharing one SQLite store; yields (P, store file, cost of BODY)."""
-    port, db = consecutive_free_ports(2), tmp_path / "store.db"
+    port, db = free_ports(2), tmp_path / "store.db"
     policy, config = tmp_path / "policy.yaml", tmp_path / "filter.yaml"
     policy.write_text(POLICY.format(limit=1))
     config.write_text(f'listen: 127.0.0.1:{port}\nworkers: 2\nmetrics_port: 0\npolicy_file: policy.yaml\n'

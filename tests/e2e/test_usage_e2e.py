@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -35,6 +34,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from filter.store import Budget, Store, Window, open_store
 from tests.e2e.envoy_harness import REPO, EnvoyProcess, render_config
 from tests.store.stores import RedisServer
+from tests.support.ports import free_ports
+from tests.support.waiting import wait_until
 from tests.usage import samples
 
 pytestmark = pytest.mark.e2e
@@ -46,32 +47,6 @@ JSON_TOTAL = 2095 + 100 + 2000 + 503  # samples.ANTHROPIC_JSON: input (cache wri
 SSE_TOTAL = 472 + 1800 + 89  # samples.anthropic_sse(): message_start input + cache read, message_delta output
 RATE_LIMIT = 4
 WAIT = 30.0
-
-
-def free_ports(count: int) -> int:
-    """P such that P..P+count-1 are free now (the filter's workers listen on consecutive ports)."""
-    for _ in range(100):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            base = int(s.getsockname()[1])
-        if base + count > 65535:
-            continue
-        try:
-            for i in range(1, count):
-                with socket.socket() as s:
-                    s.bind(("127.0.0.1", base + i))
-        except OSError:
-            continue
-        return base
-    raise RuntimeError("no free consecutive ports")
-
-
-def wait_until(what: str, ready: object, timeout: float = WAIT) -> None:
-    deadline = time.monotonic() + timeout
-    while not ready():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout:.0f} s: {what}")
-        time.sleep(0.05)
 
 
 class FakeAnthropic:
@@ -237,7 +212,7 @@ def test_reservation_is_reconciled_to_the_reported_usage(stack: Stack, stream: b
     assert answer == (samples.anthropic_sse() if stream else samples.ANTHROPIC_JSON)  # passed on unchanged
     decision_id = stack.provider.decision_ids[-1]
     assert decision_id, "the filter names the decision in x-llm-filter-id"
-    wait_until("the reservation is settled", lambda: stack.settled()[1] == 0)
+    wait_until("the reservation is settled", lambda: stack.settled()[1] == 0, timeout=WAIT, interval=0.05)
     assert stack.settled()[0] - used_before == (SSE_TOTAL if stream else JSON_TOTAL)
     assert not stack.store.release(decision_id), "settled once: nothing open under that id any more"
 
@@ -249,7 +224,7 @@ def test_the_filters_own_budget_reservation_is_reconciled(stack: Stack, stream: 
     used_before, _ = stack.settled(POLICY_BUDGET)
     code, _ = stack.ask(stack.envoys[0], stream=stream, workspace=f"ws-budget-{stream}", team="budgeted")
     assert code == 200
-    wait_until("the budget's reservation is settled", lambda: stack.settled(POLICY_BUDGET)[1] == 0)
+    wait_until("the budget's reservation is settled", lambda: stack.settled(POLICY_BUDGET)[1] == 0, timeout=WAIT, interval=0.05)
     assert stack.settled(POLICY_BUDGET)[0] - used_before == (SSE_TOTAL if stream else JSON_TOTAL)
 
 
@@ -257,7 +232,7 @@ def test_an_error_answer_releases_the_filters_own_reservation(stack: Stack) -> N
     used_before, _ = stack.settled(POLICY_BUDGET)
     code, _ = stack.ask(stack.envoys[0], workspace="ws-budget-error", team="budgeted", status=500)
     assert code == 500
-    wait_until("the budget's reservation is released", lambda: stack.settled(POLICY_BUDGET)[1] == 0)
+    wait_until("the budget's reservation is released", lambda: stack.settled(POLICY_BUDGET)[1] == 0, timeout=WAIT, interval=0.05)
     assert stack.settled(POLICY_BUDGET)[0] == used_before, "an error answer costs nothing"
 
 
@@ -265,7 +240,7 @@ def test_an_error_answer_releases_the_reservation(stack: Stack) -> None:
     used_before, _ = stack.settled()
     code, answer = stack.ask(stack.envoys[0], workspace="ws-error", status=529)
     assert code == 529 and b"overloaded_error" in answer
-    wait_until("the reservation is released", lambda: stack.settled()[1] == 0)
+    wait_until("the reservation is released", lambda: stack.settled()[1] == 0, timeout=WAIT, interval=0.05)
     assert stack.settled()[0] == used_before, "an error answer costs nothing"
 
 
