@@ -36,12 +36,15 @@ def count_nodes(data: bytes, enough: int) -> int:
     """Strings (keys included), objects and arrays in JSON text, counted before parsing with C-speed byte
     operations, so a body of millions of tiny strings is refused before json.loads allocates them.
 
-    For valid JSON the count is exact whenever it is near `enough`; far below it, brackets inside strings may
-    be counted too (a cheap upper bound), far above it, the count is not refined.
+    For valid JSON the count is exact whenever it is near `enough`; below it, escaped quotes and brackets inside
+    strings may be counted too (a cheap upper bound), far above it, the count is not refined.
     """
+    brackets = data.count(b"{") + data.count(b"[")  # an upper bound: brackets inside strings count too
+    loose = data.count(b'"') // 2 + brackets  # escaped quotes counted too: an upper bound, and the common answer
+    if loose <= enough:
+        return loose
     unescaped = data.replace(b"\\\\", b"") if b"\\\\" in data else data
     strings = (unescaped.count(b'"') - unescaped.count(b'\\"')) // 2
-    brackets = data.count(b"{") + data.count(b"[")  # an upper bound: brackets inside strings count too
     if strings > enough or strings + brackets <= enough:
         return strings + brackets
     return strings + len(_skeleton(data)) // 2
