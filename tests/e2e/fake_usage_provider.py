@@ -72,6 +72,7 @@ class FakeUsageProvider:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # headers and body go out in separate writes
 
             def do_POST(self) -> None:  # noqa: N802 (http.server name)
                 raw = self.rfile.read(int(self.headers.get("content-length", "0")))
