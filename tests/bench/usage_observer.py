@@ -9,7 +9,7 @@ the order rotated every round, so the noise of this shared machine hits them ali
                  request: Check reserves, the observer reconciles (ext_proc on)
 
 1. A streamed answer (Anthropic SSE, STREAM_EVENTS events, sent in one chunk per event): time to the first body
-   byte and total time at the agent, observer vs no_usage.
+   byte and total time at the agent, observer vs no_usage; requests back to back and paced (see GAPS).
 2. A JSON chat request of 1 KB and 32 KB: end-to-end time, budgets (SQLite) vs observer (no budgets).
 
 Sequential requests on one keep-alive connection per Envoy; medians (and p90) per scenario over all rounds.
@@ -37,6 +37,10 @@ from tests.support.processes import ROOT, stop, wait_grpc_ready
 from tests.usage import samples
 
 STREAM_EVENTS = 200
+# Requests back to back, and paced: the observer parses the previous answer after the agent has it, in the process
+# that also answers the next Check; a pause between requests shows the cost without that overlap.
+GAPS = (0.0, 0.05)
+GAP_NAMES = {0.0: "back-to-back", 0.05: "paced 50 ms"}
 BUDGET = Budget("team:bench", Window.DAY, 10**12)
 IDENTITY = {"x-workspace-id": "ws-bench", "x-team-id": "bench"}
 ANTHROPIC = {"x-api-key": "placeholder-credential", "anthropic-version": "2023-06-01",
@@ -170,8 +174,9 @@ def run(quick: bool = False, rounds: int | None = None) -> bool:
         envoys["budgets"] = start_envoy(workdir, "budgets", *up, "--filter", f"127.0.0.1:{budget_port}",
                                         "--usage", f"127.0.0.1:{budget_usage}")
         conns = {name: http.client.HTTPConnection("127.0.0.1", e.listen_port, timeout=30) for name, e in envoys.items()}
-        ttfb: dict[str, list[float]] = {"observer": [], "no_usage": []}
-        total: dict[str, list[float]] = {"observer": [], "no_usage": []}
+        streams = [(name, gap) for gap in GAPS for name in ("no_usage", "observer")]
+        ttfb: dict[tuple[str, float], list[float]] = {k: [] for k in streams}
+        total: dict[tuple[str, float], list[float]] = {k: [] for k in streams}
         e2e: dict[tuple[str, str], list[float]] = {(s, b): [] for s in ("observer", "budgets") for b in bodies}
         stream_headers = {**ANTHROPIC, **IDENTITY}
         chat_headers = {"content-type": "application/json", "authorization": "Bearer placeholder", **IDENTITY}
@@ -179,12 +184,12 @@ def run(quick: bool = False, rounds: int | None = None) -> bool:
             for _ in range(5):
                 timed(conns[name], "/anthropic/v1/messages", stream_request, stream_headers)
         for r in range(rounds):
-            order = ["observer", "no_usage"] if r % 2 == 0 else ["no_usage", "observer"]
-            for name in order:
+            for name, gap in streams if r % 2 == 0 else streams[::-1]:
                 for _ in range(per_round):
                     first, last = timed(conns[name], "/anthropic/v1/messages", stream_request, stream_headers)
-                    ttfb[name].append(first)
-                    total[name].append(last)
+                    ttfb[(name, gap)].append(first)
+                    total[(name, gap)].append(last)
+                    time.sleep(gap)
             for label, body in bodies.items():
                 for name in (["observer", "budgets"] if r % 2 == 0 else ["budgets", "observer"]):
                     for _ in range(per_round):
@@ -194,11 +199,14 @@ def run(quick: bool = False, rounds: int | None = None) -> bool:
               "sequential, medians)")
         print(f"   streamed answer: Anthropic SSE, {STREAM_EVENTS + 3} events, "
               f"{sum(len(e) for e in stream_body()) // 1024} KB")
-        for name in ("no_usage", "observer"):
-            print(f"   {name:9} time to first byte {_summary(ttfb[name])} | total {_summary(total[name])}")
-        for what, values in (("first byte", ttfb), ("total", total)):
-            added = statistics.median(values["observer"]) - statistics.median(values["no_usage"])
-            print(f"   observer adds {added:+.2f} ms to the {what} (median)")
+        for name, gap in streams:
+            print(f"   {name:9} {GAP_NAMES[gap]:13} first byte {_summary(ttfb[(name, gap)])} | "
+                  f"total {_summary(total[(name, gap)])}")
+        for gap in GAPS:
+            added = [statistics.median(v[("observer", gap)]) - statistics.median(v[("no_usage", gap)])
+                     for v in (ttfb, total)]
+            print(f"   observer adds {added[0]:+.2f} ms to the first byte, {added[1]:+.2f} ms to the total "
+                  f"({GAP_NAMES[gap]}, medians)")
         for label in bodies:
             on, off = e2e[("budgets", label)], e2e[("observer", label)]
             print(f"   {label:6} request, JSON answer: budgets off {_summary(off)} | budgets on (SQLite) "
