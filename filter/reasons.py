@@ -20,6 +20,7 @@ class Reason(StrEnum):
     # the gateway policy file: the request is outside its scope (403) or over a token budget (429)
     PROVIDER_NOT_ALLOWED = "provider_not_allowed"
     MODEL_NOT_ALLOWED = "model_not_allowed"
+    MODEL_NOT_PRICED = "model_not_priced"  # a USD budget applies and the policy file has no price for the model
     PATH_NOT_ALLOWED = "path_not_allowed"
     BUDGET_EXCEEDED = "budget_exceeded"
     # the request itself is at fault (4xx)

@@ -2,8 +2,10 @@
 
 Scopes go from broad to specific: default -> team -> project -> workspace -> agent. Each field is inherited
 field by field (a team that only sets `models` keeps the default's providers); the most specific scope that
-sets a field wins. `rules` overrides merge rule by rule. Token budgets are not inherited: every scope that sets
-`budgets` has its own, and a request is charged against each one that applies to it.
+sets a field wins. `rules` overrides and `prices` merge entry by entry. Budgets (tokens and USD) are not
+inherited: every scope that sets `budgets` has its own, and a request is charged against each one that applies to
+it. `requests_per_minute` is counted under the key of the scope that set it (an agent's limit counts that agent,
+a team's limit counts all requests of the team).
 
 `load_policy` reads and checks a file (plain YAML, JSON schema, problems with their line); `resolve` is a pure
 function of the policy and the verified identity.
@@ -12,6 +14,7 @@ function of the policy and the verified identity.
 from __future__ import annotations
 
 import fnmatch
+import math
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -35,6 +38,16 @@ RULE_ACTIONS = ("block", "log", "shadow")
 STORE_ERROR_CHOICES = ("deny", "allow")
 DEFAULT_MAX_OUTPUT_TOKENS = 4096
 _BUDGET_WINDOWS = {"daily_tokens": Window.DAY, "monthly_tokens": Window.MONTH}
+_USD_WINDOWS = {"daily_usd": Window.DAY, "monthly_usd": Window.MONTH}
+MICRO = 1_000_000  # USD budgets are counted in integer micro-dollars
+USD_SUFFIX = ":usd"  # a scope's USD budgets are counted under `<scope key>:usd` (`team:payments:usd`)
+_PRICE: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["input_per_mtok", "output_per_mtok"],
+    "properties": {"input_per_mtok": {"type": "number", "minimum": 0, "maximum": 1_000_000},
+                   "output_per_mtok": {"type": "number", "minimum": 0, "maximum": 1_000_000}},
+}
 
 _SCOPE: dict[str, Any] = {
     "type": "object",
@@ -48,10 +61,12 @@ _SCOPE: dict[str, Any] = {
         "block_pii": {"type": "boolean"},
         "rules": {"type": "object", "additionalProperties": {"enum": list(RULE_ACTIONS)}},
         "requests_per_minute": {"type": "integer", "minimum": 0},
+        "prices": {"type": "object", "additionalProperties": _PRICE},  # model glob -> USD per million tokens
         "budgets": {
             "type": "object",
             "additionalProperties": False,
-            "properties": {name: {"type": "integer", "minimum": 0} for name in _BUDGET_WINDOWS},
+            "properties": {**{name: {"type": "integer", "minimum": 0} for name in _BUDGET_WINDOWS},
+                           **{name: {"type": "number", "minimum": 0, "maximum": 1_000_000} for name in _USD_WINDOWS}},
         },
     },
 }
@@ -77,6 +92,18 @@ class PolicyFileError(ConfigError):
 
 
 @dataclass(frozen=True, slots=True)
+class Price:
+    """USD per million tokens of one model; `cost` is in micro-dollars (USD per Mtok = micro-USD per token)."""
+
+    input_per_mtok: float
+    output_per_mtok: float
+
+    def cost(self, input_tokens: int, output_tokens: int) -> int:
+        # rounded up: a fraction of a micro-dollar is charged, never given away
+        return math.ceil(input_tokens * self.input_per_mtok + output_tokens * self.output_per_mtok)
+
+
+@dataclass(frozen=True, slots=True)
 class ScopeSpec:
     """One scope as written in the file; None (or an empty mapping) means "inherit"."""
 
@@ -89,6 +116,8 @@ class ScopeSpec:
     rules: Mapping[str, str] = field(default_factory=dict)
     requests_per_minute: int | None = None
     budgets: Mapping[Window, int] = field(default_factory=dict)  # this scope's own token budgets
+    usd_budgets: Mapping[Window, int] = field(default_factory=dict)  # its own USD budgets, in micro-dollars
+    prices: Mapping[str, Price] = field(default_factory=dict)  # model glob -> price, in file order
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,8 +143,17 @@ class ResolvedScope:
     block_pii: bool | None = None
     rules: Mapping[str, str] = field(default_factory=dict)
     requests_per_minute: int | None = None
+    rate_key: str | None = None  # the key requests_per_minute counts under: that of the scope that set it
     budgets: tuple[Budget, ...] = ()
+    usd_budgets: tuple[Budget, ...] = ()  # keys `<scope key>:usd`, limits in micro-dollars
+    prices: tuple[tuple[str, Price], ...] = ()  # (model glob, price), the most specific scope's entries first
     origin: Mapping[str, str] = field(default_factory=dict)
+
+    def price(self, model: str | None) -> Price | None:
+        """The price of `model`: the first glob that matches it, most specific scope first; None if none does."""
+        if not model:
+            return None
+        return next((p for glob, p in self.prices if fnmatch.fnmatchcase(model, glob)), None)
 
     def refusal(self, provider: str, model: str | None, path: str) -> tuple[Reason, str] | None:
         """(reason, message) when the request is outside this scope's providers, models or API paths."""
@@ -179,15 +217,23 @@ def resolve(policy: PolicyFile, identity: Identity) -> ResolvedScope:
     origin: dict[str, str] = {}
     rules: dict[str, str] = {}
     budgets: dict[tuple[str, Window], int] = {}  # an exact entry's budget replaces its glob's, window by window
+    usd: dict[tuple[str, Window], int] = {}
+    rate_key: str | None = None
     for label, key, spec in chain:
         for name in _FIELDS:
             if (value := getattr(spec, name)) is not None:
                 values[name], origin[name] = value, label
+        if spec.requests_per_minute is not None:
+            rate_key = key
         rules.update(spec.rules)
         budgets.update({(key, window): limit for window, limit in spec.budgets.items()})
+        usd.update({(key + USD_SUFFIX, window): limit for window, limit in spec.usd_budgets.items()})
+    prices = tuple(entry for _, _, spec in reversed(chain) for entry in spec.prices.items())
     # Most specific first: a refusal names the narrowest budget that is out.
     ordered = tuple(Budget(key, window, limit) for (key, window), limit in reversed(budgets.items()))
-    return ResolvedScope(name=chain[-1][0], rules=rules, budgets=ordered, origin=origin, **values)
+    usd_ordered = tuple(Budget(key, window, limit) for (key, window), limit in reversed(usd.items()))
+    return ResolvedScope(name=chain[-1][0], rules=rules, budgets=ordered, usd_budgets=usd_ordered, prices=prices,
+                         rate_key=rate_key, origin=origin, **values)
 
 
 # -- loading and linting ------------------------------------------------------------------------------------
@@ -202,7 +248,10 @@ def _spec(raw: Mapping[str, Any]) -> ScopeSpec:
         max_prompt_tokens=raw.get("max_prompt_tokens"), block_secrets=raw.get("block_secrets"),
         block_pii=raw.get("block_pii"), rules=dict(raw.get("rules", {})),
         requests_per_minute=raw.get("requests_per_minute"),
-        budgets={_BUDGET_WINDOWS[k]: v for k, v in raw.get("budgets", {}).items()},
+        budgets={_BUDGET_WINDOWS[k]: v for k, v in raw.get("budgets", {}).items() if k in _BUDGET_WINDOWS},
+        usd_budgets={_USD_WINDOWS[k]: round(v * MICRO) for k, v in raw.get("budgets", {}).items() if k in _USD_WINDOWS},
+        prices={glob: Price(float(p["input_per_mtok"]), float(p["output_per_mtok"]))
+                for glob, p in raw.get("prices", {}).items()},
     )  # fmt: skip
 
 
