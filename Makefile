@@ -11,6 +11,8 @@ CONFIG ?=
 install: $(STAMP)
 	@command -v redis-server >/dev/null || { echo "redis-server missing (the Redis store's tests): installing it"; \
 	  apt-get update -qq && apt-get install -y -qq redis-server; }
+	@command -v prometheus >/dev/null || { echo "prometheus missing (the dashboard and alert queries' test): installing it"; \
+	  apt-get update -qq && apt-get install -y -qq prometheus; }
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV) || { \

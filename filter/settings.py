@@ -32,6 +32,14 @@ _SCHEMA: dict[str, Any] = {
         "listen": {"type": "string", "pattern": r"^[^:]+:\d+$"},
         "workers": {"type": "integer", "minimum": 1, "maximum": 64},
         "metrics_port": {"type": "integer", "minimum": 0, "maximum": 65535},
+        "telemetry": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "max_identity_values": {"type": "integer", "minimum": 0},
+                "models": {"type": "array", "items": {"type": "string", "minLength": 1}},
+            },
+        },
         "packs": {"type": "array", "items": {"type": "string"}, "minItems": 1},
         "reload_interval_seconds": {"type": "number", "exclusiveMinimum": 0},
         "fingerprint_key_file": {"type": ["string", "null"]},
@@ -145,6 +153,8 @@ class Settings:
     listen: str = "127.0.0.1:9001"
     workers: int = 1
     metrics_port: int = 9464
+    max_identity_values: int = 200  # telemetry.max_identity_values: spelled identity values per metric level
+    metric_models: tuple[str, ...] = ()  # telemetry.models: model names spelled as metric labels
     packs: tuple[str, ...] = (str(SHIPPED_PACKS),)
     reload_interval_seconds: float = 1.0
     fingerprint_key_file: str | None = None
@@ -243,6 +253,8 @@ def load_settings(path: str | None = None, env: Mapping[str, str] | None = None)
         listen=raw.get("listen", "127.0.0.1:9001"),
         workers=raw.get("workers", 1),
         metrics_port=raw.get("metrics_port", 9464),
+        max_identity_values=raw.get("telemetry", {}).get("max_identity_values", 200),
+        metric_models=tuple(raw.get("telemetry", {}).get("models", ())),
         packs=packs,
         reload_interval_seconds=float(raw.get("reload_interval_seconds", 1.0)),
         fingerprint_key_file=rel(raw.get("fingerprint_key_file")),

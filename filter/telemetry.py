@@ -1,14 +1,20 @@
 """Metrics through the OpenTelemetry SDK, exported for Prometheus. Every instrument is named here (docs/metrics.md).
 
 Label values come only from closed sets the filter defines (verdicts, reason codes, providers, reload results,
-rate-limit descriptor keys, store operations) or from the operator's own packs (rule ids): never from client text, so a secret
-in a request field can never become a label and the number of series stays bounded. Counters start at zero
-for every label set known at start, so `rate()` and alerts see the first event.
+rate-limit descriptor keys, store operations) or from the operator's own packs and policy file (rule ids, budget
+scopes, model globs): never from client text, so a secret in a request field can never become a label and the
+number of series stays bounded. The one exception is verified identity: a value the policy file names exactly, or
+one from a verified JWT (at most `telemetry.max_identity_values` of those per level, later ones count as `other`);
+an identity header alone can be any client text, so it counts as `other`.
+Counters start at zero for every label set known at start, so `rate()` and alerts see the first event.
 """
 
 from __future__ import annotations
 
 import errno
+import fnmatch
+import threading
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from importlib import metadata
 from typing import TYPE_CHECKING
@@ -21,11 +27,13 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.util.types import Attributes
 
 from filter.formats.routes import PROVIDERS as _API_PROVIDERS
-from filter.model import Decision, Verdict
+from filter.model import Decision, Identity, Verdict
 from filter.reasons import Reason
+from filter.store import Budget, StoreError
 
 if TYPE_CHECKING:
     from filter.runtime import Runtime
+    from filter.store import Store
     from filter.usage import Usage
 
 SERVICE_NAME = "llm-content-filter"
@@ -42,6 +50,14 @@ STORE_OPERATIONS = ("reserve", "reconcile", "release", "hit", "usage", "expire",
 # Store call latency in milliseconds: a local SQLite write (~0.1 ms) to a Redis call at its timeout (0.5 s+).
 STORE_BUCKETS_MS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0)
 OTHER = "other"
+UNKNOWN = "unknown"
+# Identity levels of the per-scope token counter, and the scope levels a budget can belong to ("default": `all`).
+IDENTITY_LEVELS = ("workspace", "team", "project", "agent")
+BUDGET_SCOPES = ("default", "team", "project", "workspace", "agent")
+BUDGET_STATES = ("limit", "used", "reserved")
+DEFAULT_MAX_IDENTITY_VALUES = 200  # spelled identity values per level; later ones fold into `other`
+REMEMBERED_DECISIONS = 50_000  # allowed decisions whose identity waits for the usage observer (bounded, LRU)
+BUDGET_HEADER = "x-llm-filter-budget"  # filter.budgets.BUDGET: the refused budget's name on a 429
 
 
 def _version() -> str:
@@ -72,8 +88,36 @@ class _BoundedCounter:
         self._counter.add(amount, clean)  # type: ignore[attr-defined]
 
 
+def budget_scope(budget_key: str) -> tuple[str, str]:
+    """(scope level, id) of a budget key: `team:payments` -> (team, payments); `all` -> (default, all)."""
+    level, _, value = budget_key.partition(":")
+    return (level, value) if value and level in BUDGET_SCOPES else ("default", "all")
+
+
+class _Folding:
+    """Admits the first `cap` values of each label; later values map to `other` (bounded series)."""
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self._seen: dict[str, set[str]] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, level: str, value: str | None) -> str:
+        if not value:
+            return UNKNOWN
+        with self._lock:
+            seen = self._seen.setdefault(level, set())
+            if value in seen:
+                return value
+            if len(seen) < self.cap and value not in (OTHER, UNKNOWN):
+                seen.add(value)
+                return value
+        return OTHER
+
+
 class Telemetry:
-    def __init__(self, readers: Sequence[MetricReader] = ()) -> None:
+    def __init__(self, readers: Sequence[MetricReader] = (), max_identity_values: int = DEFAULT_MAX_IDENTITY_VALUES,
+                 models: Sequence[str] = ()) -> None:
         resource = Resource.create({"service.name": SERVICE_NAME, "service.version": _version()})
         views = [View(instrument_name="llm_filter_check_duration",
                       aggregation=ExplicitBucketHistogramAggregation(boundaries=LATENCY_BUCKETS_MS)),
@@ -82,6 +126,11 @@ class Telemetry:
         self.provider = MeterProvider(metric_readers=list(readers), resource=resource, views=views)
         meter = self.provider.get_meter("llm_content_filter")
         self._runtime: Runtime | None = None
+        self._store: Store | None = None
+        self._fold = _Folding(max_identity_values)
+        self._models = frozenset(models)  # telemetry.models: model names spelled as labels
+        self._decisions: OrderedDict[str, tuple[Identity, str | None]] = OrderedDict()
+        self._decisions_lock = threading.Lock()
         self.decisions = meter.create_counter(
             "llm_filter_decisions", description="Check decisions by verdict, reason code and provider")
         self.findings = meter.create_counter(
@@ -104,6 +153,19 @@ class Telemetry:
         self.store_errors = _BoundedCounter(
             meter.create_counter("llm_filter_store_errors", description="Failed store calls by operation"),
             {"operation": STORE_OPERATIONS})
+        self.scope_tokens = meter.create_counter(
+            "llm_filter_scope_tokens",
+            description="Tokens providers' responses used, by verified identity level and value, provider, kind, source")
+        self.model_tokens = meter.create_counter(
+            "llm_filter_model_tokens",
+            description="Tokens providers' responses used, by provider and model (bounded: configured models only)")
+        self.budget_refusals = _BoundedCounter(
+            meter.create_counter("llm_filter_budget_refusals",
+                                 description="Requests refused over a token budget, by the budget's scope level"),
+            {"scope": BUDGET_SCOPES})
+        meter.create_observable_gauge("llm_filter_budget_tokens", [self._budget_tokens],
+                                      description="Configured token budgets: limit, used and reserved in the "
+                                                  "current window, read from the store at scrape time")
         self.store_latency = meter.create_histogram(
             "llm_filter_store_duration", unit="ms", description="Store call latency by operation")
         meter.create_observable_gauge("llm_filter_rules_loaded", [self._rules_loaded],
@@ -132,6 +194,86 @@ class Telemetry:
             self.usage_streams.add(0, {"result": result})
         for operation in STORE_OPERATIONS:
             self.store_errors.add(0, {"operation": operation})
+        for scope in BUDGET_SCOPES:
+            self.budget_refusals.add(0, {"scope": scope})
+        for provider in PROVIDERS:
+            for kind in USAGE_KINDS:
+                for source in USAGE_SOURCES:
+                    for level in IDENTITY_LEVELS:
+                        self.scope_tokens.add(0, {"scope": level, "id": UNKNOWN, "provider": provider,
+                                                  "kind": kind, "source": source})
+                    self.model_tokens.add(0, {"provider": provider, "model": OTHER, "kind": kind, "source": source})
+
+    def track_store(self, store: Store | None) -> None:
+        """Report the configured budgets' use from `store` (llm_filter_budget_tokens); None: no budget gauges."""
+        self._store = store
+
+    def _configured_budgets(self) -> list[Budget]:
+        """The policy file's budgets that name one scope: the default's and exact (non-glob) entries'. A glob's
+        budgets apply per matching identity, an open set, so they have no gauge."""
+        policy = self._runtime.current.policy if self._runtime is not None else None
+        if policy is None:
+            return []
+        found = [Budget("all", window, limit) for window, limit in policy.default.budgets.items()]
+        for level, section in (("team", "teams"), ("project", "projects"), ("workspace", "workspaces"),
+                               ("agent", "agents")):
+            for name, spec in policy.scopes.get(section, {}).items():
+                if not any(c in name for c in "*?["):
+                    found += [Budget(f"{level}:{name}", window, limit) for window, limit in spec.budgets.items()]
+        return found
+
+    def _budget_tokens(self, _options: CallbackOptions) -> Iterable[Observation]:
+        budgets = self._configured_budgets()
+        if self._store is None or not budgets:
+            return
+        try:
+            usages = self._store.usage(budgets)
+        except StoreError:  # counted as a store error (operation `usage`); the gauges skip this scrape
+            return
+        for budget, used in zip(budgets, usages, strict=False):
+            level, ident = budget_scope(budget.key)
+            labels = {"scope": level, "id": ident, "window": budget.window.value}
+            yield Observation(budget.limit, {**labels, "state": "limit"})
+            yield Observation(used.used, {**labels, "state": "used"})
+            yield Observation(used.reserved, {**labels, "state": "reserved"})
+
+    def _model_label(self, model: str | None) -> str:
+        """The model as a label only when the operator named it: in `telemetry.models`, or as the policy file's
+        model glob it matches (the glob, not the client's text); else `other`."""
+        if not model:
+            return OTHER
+        if model in self._models:
+            return model
+        policy = self._runtime.current.policy if self._runtime is not None else None
+        if policy is not None:
+            specs = [policy.default, *(s for entries in policy.scopes.values() for s in entries.values())]
+            for spec in specs:
+                for glob in spec.models or ():
+                    if fnmatch.fnmatchcase(model, glob):
+                        return glob
+        return OTHER
+
+    def _identity_label(self, identity: Identity, level: str) -> str:
+        """A value the policy file names exactly (a bounded set the operator wrote); else a JWT-verified value up
+        to the cap; else `other` (an identity header alone is client text) or `unknown` (none)."""
+        value = getattr(identity, level)
+        policy = self._runtime.current.policy if self._runtime is not None else None
+        if value and policy is not None and value in policy.scopes.get(f"{level}s", {}):
+            return str(value)
+        if value and identity.source != "jwt":
+            return OTHER
+        return self._fold(level, value)
+
+    def _remember(self, decision: Decision) -> None:
+        with self._decisions_lock:
+            self._decisions[decision.decision_id] = (decision.identity, decision.model)
+            while len(self._decisions) > REMEMBERED_DECISIONS:
+                self._decisions.popitem(last=False)
+
+    def _recall(self, decision_id: str | None) -> tuple[Identity, str | None]:
+        with self._decisions_lock:
+            found = self._decisions.pop(decision_id, None) if decision_id else None
+        return found if found is not None else (Identity(), None)
 
     def track(self, runtime: Runtime) -> None:
         """Report the live rule set of `runtime` (gauges), and start every loaded rule's finding count at zero."""
@@ -163,18 +305,30 @@ class Telemetry:
             self.findings.add(1, {"rule": f.rule_id, "category": f.category.value, "mode": f.mode.value})
         if decision.allowed and decision.prompt_tokens is not None:
             self.prompt_tokens.add(decision.prompt_tokens, {"provider": provider})
+        if decision.allowed:
+            self._remember(decision)
+        elif reason == Reason.BUDGET_EXCEEDED.value:
+            self.budget_refusals.add(1, {"scope": budget_scope(decision.headers.get(BUDGET_HEADER, "").split("/")[0])[0]})
         self.check_latency.record(latency_ms, {"verdict": verdict})
 
-    def usage(self, provider: str, usage: Usage | None, status: int) -> None:
-        """One observed provider response: its tokens (no model label: the model name is client text)."""
+    def usage(self, provider: str, usage: Usage | None, status: int, decision_id: str | None = None,
+              model: str | None = None) -> None:
+        """One observed provider response: its tokens, by provider, by the verified identity its Check had (this
+        worker's Check of `decision_id`; else `unknown`) and by model when the operator named it."""
+        identity, asked = self._recall(decision_id)
         if usage is None:
             self.usage_streams.add(1, {"result": "error" if status >= 400 else "no_response"})
             return
         source = "estimated" if usage.estimated else "reported"
         provider = _bounded(provider, PROVIDERS, "unknown")
+        model_label = self._model_label(model or asked)
         self.usage_streams.add(1, {"result": source})
-        self.usage_tokens.add(usage.input_tokens, {"provider": provider, "kind": "input", "source": source})
-        self.usage_tokens.add(usage.output_tokens, {"provider": provider, "kind": "output", "source": source})
+        for kind, tokens in (("input", usage.input_tokens), ("output", usage.output_tokens)):
+            self.usage_tokens.add(tokens, {"provider": provider, "kind": kind, "source": source})
+            self.model_tokens.add(tokens, {"provider": provider, "model": model_label, "kind": kind, "source": source})
+            for level in IDENTITY_LEVELS:
+                self.scope_tokens.add(tokens, {"scope": level, "id": self._identity_label(identity, level),
+                                               "provider": provider, "kind": kind, "source": source})
 
     def store_call(self, operation: str, latency_ms: float, ok: bool = True) -> None:
         """One store call: its latency, and an error count when it failed."""
@@ -189,10 +343,11 @@ class Telemetry:
             self._zero_findings(self._runtime)
 
 
-def prometheus_telemetry(port: int, host: str = "127.0.0.1") -> Telemetry:
+def prometheus_telemetry(port: int, host: str = "127.0.0.1", max_identity_values: int = DEFAULT_MAX_IDENTITY_VALUES,
+                         models: Sequence[str] = ()) -> Telemetry:
     """Telemetry whose metrics are served at http://host:port/metrics (port 0: not served)."""
     if port == 0:
-        return Telemetry()
+        return Telemetry(max_identity_values=max_identity_values, models=models)
     from opentelemetry.exporter.prometheus import PrometheusMetricReader
     from prometheus_client import start_http_server
 
@@ -202,4 +357,4 @@ def prometheus_telemetry(port: int, host: str = "127.0.0.1") -> Telemetry:
         busy = "the port is in use by another process" if e.errno == errno.EADDRINUSE else (e.strerror or str(e))
         raise OSError(e.errno, f"cannot listen on {host}:{port} (--metrics-port): {busy}") from None
     # No otel_scope_* labels on every series; the resource (service.name) is in target_info.
-    return Telemetry([PrometheusMetricReader(scope_info_enabled=False)])
+    return Telemetry([PrometheusMetricReader(scope_info_enabled=False)], max_identity_values, models)

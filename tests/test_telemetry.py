@@ -103,7 +103,7 @@ def test_no_label_carries_client_text_and_no_scope_noise(runtime: Runtime) -> No
     assert 'llm_filter_usage_tokens_total{kind="input",provider="unknown",source="reported"} 12.0' in text
     assert 'llm_filter_store_errors_total{operation="other"} 1.0' in text
     assert labels == {"verdict", "reason", "provider", "rule", "category", "mode", "key", "result", "digest", "le",
-                      "kind", "source", "operation"}
+                      "kind", "source", "operation", "scope", "id", "model"}
 
 
 def test_a_denied_request_is_counted_with_its_rule(runtime: Runtime) -> None:

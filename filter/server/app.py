@@ -77,11 +77,13 @@ def build_server(runtime: Runtime, telemetry: Telemetry, audit: AuditLog, listen
 def serve_one(config_file: str | None, settings: Settings) -> int:
     """Run one worker in this process until SIGTERM/SIGINT; in-flight checks are drained."""
     # Metrics are served on the gRPC listen host: loopback locally, the pod address where the filter listens on it.
-    telemetry = prometheus_telemetry(settings.metrics_port, settings.listen.rsplit(":", 1)[0])
+    telemetry = prometheus_telemetry(settings.metrics_port, settings.listen.rsplit(":", 1)[0],
+                                     settings.max_identity_values, settings.metric_models)
     runtime = Runtime(config_file, settings, on_reload=lambda result, _detail: telemetry.reload(result))
     telemetry.track(runtime)  # gauges of the live rule set (filter.telemetry)
     audit = AuditLog(settings.audit_path, settings.log_prompts)
     store = _open_store(settings, telemetry)
+    telemetry.track_store(store)  # budget gauges read the store at scrape time
     counter = TokenCounter(load_encoding(settings.token_encoding_file))
     server, health_servicer, port = build_server(runtime, telemetry, audit, settings.listen, store=store,
                                                  counter=counter)
