@@ -5,7 +5,8 @@ event loop. A store call can block (a Redis round trip, a SQLite lock wait), so 
 settlement; one thread per worker applies it:
 
 - usage reported or estimated, status < 400: reconcile(decision id, input + output tokens);
-- an error status (>= 400) or no response at all: release(decision id), nothing is charged.
+- an error status (>= 400) or no response at all: release(decision id), nothing is charged;
+- the same for `<decision id>:usd` at the real cost, when this worker reserved USD for it (filter.budgets).
 
 A decision without a reservation (no budget applied) answers False from the store: nothing to do. A store
 error is logged and counted (llm_filter_store_errors), never raised; the reservation then stays open and the
@@ -21,9 +22,11 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
+from filter import budgets
 from filter.server.extproc import log_usage
 from filter.store import Budget, RateHit, Reservation, Store, StoreError
 from filter.store import Usage as BudgetUsage
+from filter.store.model import MAX_AMOUNT
 from filter.telemetry import Telemetry
 from filter.usage import Usage
 
@@ -90,16 +93,21 @@ class UsageSink:
         self._telemetry.usage(provider, usage, status, decision_id, model)
         if self._store is None or decision_id is None:
             return
+        price = budgets.settled_price(decision_id)  # a USD reservation this worker made: settled beside the tokens
         if usage is not None and status < 400:
-            item = ("reconcile", decision_id, usage.total_tokens)
+            items = [("reconcile", decision_id, usage.total_tokens)]
+            if price is not None:
+                items.append(("reconcile", budgets.usd_id(decision_id),
+                              min(price.cost(usage.input_tokens, usage.output_tokens), MAX_AMOUNT)))
         else:
-            item = ("release", decision_id, 0)
-        try:
-            self._queue.put_nowait(item)
-        except queue.Full:  # the store is far behind: this reservation expires (charged in full) instead
-            log.error("usage of decision %s not settled: %d settlements already waiting", decision_id,
-                      self._queue.maxsize)
-            self._telemetry.store_errors.add(1, {"operation": item[0]})
+            items = [("release", decision_id, 0)] + ([("release", budgets.usd_id(decision_id), 0)] if price else [])
+        for item in items:
+            try:
+                self._queue.put_nowait(item)
+            except queue.Full:  # the store is far behind: this reservation expires (charged in full) instead
+                log.error("usage of decision %s not settled: %d settlements already waiting", decision_id,
+                          self._queue.maxsize)
+                self._telemetry.store_errors.add(1, {"operation": item[0]})
 
     def _run(self) -> None:
         while True:
