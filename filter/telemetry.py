@@ -29,6 +29,7 @@ from opentelemetry.util.types import Attributes
 from filter.formats.routes import PROVIDERS as _API_PROVIDERS
 from filter.model import Decision, Identity, Verdict
 from filter.reasons import Reason
+from filter.scopes import MICRO, USD_SUFFIX
 from filter.store import Budget, StoreError
 
 if TYPE_CHECKING:
@@ -89,8 +90,9 @@ class _BoundedCounter:
 
 
 def budget_scope(budget_key: str) -> tuple[str, str]:
-    """(scope level, id) of a budget key: `team:payments` -> (team, payments); `all` -> (default, all)."""
-    level, _, value = budget_key.partition(":")
+    """(scope level, id) of a budget key: `team:payments` (or its USD budget's `team:payments:usd`) -> (team,
+    payments); `all` -> (default, all)."""
+    level, _, value = budget_key.removesuffix(USD_SUFFIX).partition(":")
     return (level, value) if value and level in BUDGET_SCOPES else ("default", "all")
 
 
@@ -166,6 +168,9 @@ class Telemetry:
         meter.create_observable_gauge("llm_filter_budget_tokens", [self._budget_tokens],
                                       description="Configured token budgets: limit, used and reserved in the "
                                                   "current window, read from the store at scrape time")
+        meter.create_observable_gauge("llm_filter_budget_usd", [self._budget_usd],
+                                      description="Configured USD budgets: limit, used and reserved in the "
+                                                  "current window, read from the store at scrape time")
         self.store_latency = meter.create_histogram(
             "llm_filter_store_duration", unit="ms", description="Store call latency by operation")
         meter.create_observable_gauge("llm_filter_rules_loaded", [self._rules_loaded],
@@ -208,34 +213,42 @@ class Telemetry:
         """Report the configured budgets' use from `store` (llm_filter_budget_tokens); None: no budget gauges."""
         self._store = store
 
-    def _configured_budgets(self) -> list[Budget]:
-        """The policy file's budgets that name one scope: the default's and exact (non-glob) entries'. A glob's
-        budgets apply per matching identity, an open set, so they have no gauge."""
+    def _configured_budgets(self, usd: bool = False) -> list[Budget]:
+        """The policy file's token (or USD) budgets that name one scope: the default's and exact (non-glob)
+        entries'. A glob's budgets apply per matching identity, an open set, so they have no gauge."""
         policy = self._runtime.current.policy if self._runtime is not None else None
         if policy is None:
             return []
-        found = [Budget("all", window, limit) for window, limit in policy.default.budgets.items()]
+        suffix = USD_SUFFIX if usd else ""
+        scopes = [("all", policy.default)]
         for level, section in (("team", "teams"), ("project", "projects"), ("workspace", "workspaces"),
                                ("agent", "agents")):
-            for name, spec in policy.scopes.get(section, {}).items():
-                if not any(c in name for c in "*?["):
-                    found += [Budget(f"{level}:{name}", window, limit) for window, limit in spec.budgets.items()]
-        return found
+            scopes += [(f"{level}:{name}", spec) for name, spec in policy.scopes.get(section, {}).items()
+                       if not any(c in name for c in "*?[")]
+        return [Budget(key + suffix, window, limit) for key, spec in scopes
+                for window, limit in (spec.usd_budgets if usd else spec.budgets).items()]
 
-    def _budget_tokens(self, _options: CallbackOptions) -> Iterable[Observation]:
-        budgets = self._configured_budgets()
+    def _budget_states(self, usd: bool) -> Iterable[Observation]:
+        budgets = self._configured_budgets(usd)
         if self._store is None or not budgets:
             return
         try:
             usages = self._store.usage(budgets)
         except StoreError:  # counted as a store error (operation `usage`); the gauges skip this scrape
             return
+        scale = MICRO if usd else 1  # USD budgets are counted in micro-dollars
         for budget, used in zip(budgets, usages, strict=False):
             level, ident = budget_scope(budget.key)
             labels = {"scope": level, "id": ident, "window": budget.window.value}
-            yield Observation(budget.limit, {**labels, "state": "limit"})
-            yield Observation(used.used, {**labels, "state": "used"})
-            yield Observation(used.reserved, {**labels, "state": "reserved"})
+            yield Observation(budget.limit / scale, {**labels, "state": "limit"})
+            yield Observation(used.used / scale, {**labels, "state": "used"})
+            yield Observation(used.reserved / scale, {**labels, "state": "reserved"})
+
+    def _budget_tokens(self, _options: CallbackOptions) -> Iterable[Observation]:
+        return self._budget_states(usd=False)
+
+    def _budget_usd(self, _options: CallbackOptions) -> Iterable[Observation]:
+        return self._budget_states(usd=True)
 
     def _model_label(self, model: str | None) -> str:
         """The model as a label only when the operator named it: in `telemetry.models`, or as the policy file's

@@ -27,8 +27,9 @@ POLICY = """\
 default:
   models: ["gpt-4o*", "claude-*"]
   budgets: {daily_tokens: 100000}
+  prices: {"gpt-4o*": {input_per_mtok: 2.5, output_per_mtok: 10}}
 teams:
-  payments: {budgets: {daily_tokens: 5000}}
+  payments: {budgets: {daily_tokens: 5000, monthly_usd: 25}}
   tiny: {budgets: {daily_tokens: 1}}
   "ops-*": {budgets: {daily_tokens: 9000}}
 """
@@ -111,17 +112,22 @@ def test_budget_refusals_by_scope_and_budget_gauges_from_the_store(setup: Setup,
     text = generate_latest(registry).decode()
     assert value(text, "llm_filter_budget_refusals_total", scope="team") == 1
     assert value(text, "llm_filter_budget_refusals_total", scope="default") == 0
-    gauges = {}
+    gauges: dict[tuple[str, ...], float] = {}
+    usd: dict[tuple[str, ...], float] = {}
     for line in text.splitlines():
-        if line.startswith("llm_filter_budget_tokens{"):
+        if line.startswith(("llm_filter_budget_tokens{", "llm_filter_budget_usd{")):
             labels = dict(re.findall(r'(\w+)="([^"]*)"', line))
-            gauges[labels["scope"], labels["id"], labels["state"]] = float(line.rsplit(" ", 1)[1])
+            into = usd if line.startswith("llm_filter_budget_usd{") else gauges
+            into[labels["scope"], labels["id"], labels["window"], labels["state"]] = float(line.rsplit(" ", 1)[1])
     # One series per configured budget of the default and the exact entries; the glob `ops-*` has none.
-    assert {k for k in gauges if k[2] == "limit"} == {("default", "all", "limit"), ("team", "payments", "limit"),
-                                                     ("team", "tiny", "limit")}
-    assert gauges[("team", "payments", "limit")] == 5000
-    held = gauges[("team", "payments", "reserved")]
-    assert held > 0 and gauges[("team", "payments", "used")] == 0
-    assert gauges[("team", "tiny", "reserved")] == 0  # refused: nothing reserved
+    assert {k[:3] for k in gauges if k[3] == "limit"} == {("default", "all", "day"), ("team", "payments", "day"),
+                                                         ("team", "tiny", "day")}
+    assert gauges[("team", "payments", "day", "limit")] == 5000
+    assert gauges[("team", "payments", "day", "reserved")] > 0 and gauges[("team", "payments", "day", "used")] == 0
+    assert gauges[("team", "tiny", "day", "reserved")] == 0  # refused: nothing reserved
+    # The USD budget in dollars (counted in micro-dollars): what the reservation may cost at the model's price.
+    assert usd[("team", "payments", "month", "limit")] == 25
+    assert 0 < usd[("team", "payments", "month", "reserved")] < 0.1
+    assert set(usd) == {("team", "payments", "month", s) for s in ("limit", "used", "reserved")}
     sink.stop()
     store.close()

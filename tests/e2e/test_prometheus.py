@@ -34,8 +34,9 @@ ALERTS = ROOT / "k8s" / "prometheus" / "alerts.yaml"
 POLICY = """\
 default:
   budgets: {daily_tokens: 1000000}
+  prices: {"gpt-4o*": {input_per_mtok: 2.5, output_per_mtok: 10}}
 teams:
-  payments: {budgets: {daily_tokens: 500000}}
+  payments: {budgets: {daily_tokens: 500000, monthly_usd: 50}}
   tiny: {budgets: {daily_tokens: 1}}
 """
 CLEAN = {"model": "gpt-4o", "messages": [{"role": "user", "content": "Rename this variable, please."}]}
@@ -124,6 +125,8 @@ def test_every_dashboard_and_alert_expression_is_valid_promql(prometheus: str) -
     'histogram_quantile(0.99, sum by (le) (rate(llm_filter_check_duration_milliseconds_bucket[5m])))',
     'max by (scope, id, window) (llm_filter_budget_tokens{state="used"}) '
     '/ max by (scope, id, window) (llm_filter_budget_tokens{state="limit"} > 0)',
+    'max by (scope, id, window) (llm_filter_budget_usd{state="used"}) '
+    '/ max by (scope, id, window) (llm_filter_budget_usd{state="limit"} > 0)',
 ])
 def test_the_panels_with_something_to_show_show_it(prometheus: str, expr: str) -> None:
     dashboard = set(expressions(json.loads(DASHBOARD.read_text())))
@@ -142,6 +145,7 @@ def test_budget_gauges_and_refusals_as_the_store_and_the_checks_have_them(promet
     reserved = value('llm_filter_budget_tokens{state="reserved"}')
     assert reserved["team/payments/day"] > 0  # two allowed requests hold reservations (no usage observer here)
     assert reserved["team/tiny/day"] == 0  # the refused one reserved nothing
+    assert value('llm_filter_budget_usd{state="limit"}') == {"team/payments/month": 50}
     refusals = value("llm_filter_budget_refusals_total")
     assert refusals["team"] == 1 and refusals["default"] == 0 and refusals["agent"] == 0
 
