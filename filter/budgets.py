@@ -17,8 +17,9 @@ audited).
 USD budgets: the same, in integer micro-dollars, under a second reservation id `<decision id>:usd` against the
 scope's `<key>:usd` budgets: prompt tokens x input price + output tokens x output price of the request's model.
 A scope with a USD budget refuses a model it has no price for (403 `model_not_priced`): an unpriced model would
-spend outside the budget. The price is remembered per decision id in this process (bounded) for the usage
-observer to reconcile the real cost (`settle_usd`).
+spend outside the budget. The price goes with the allow (the decision's `usd_price`, in the CheckResponse
+metadata Envoy forwards to the usage observer, which may run in another worker); it is also remembered per
+decision id in this process (bounded), for a response whose metadata did not arrive (`settled_price`).
 """
 
 from __future__ import annotations
@@ -73,6 +74,12 @@ def settled_price(decision_id: str) -> Price | None:
     when this process made none (no USD budget applied, or another worker made it)."""
     with _prices_lock:
         return _prices.pop(decision_id, None)
+
+
+def _with_price(decision: Decision, price: Price) -> Decision:
+    """The price travels with the allow (CheckResponse metadata) so whichever worker observes the response can
+    settle the USD reservation at the real cost."""
+    return replace(decision, usd_price=(price.input_per_mtok, price.output_per_mtok))
 
 
 def usd(amount: int) -> str:
@@ -186,9 +193,12 @@ def reserve(decision: Decision, parsed: ParsedRequest | None, scope: ResolvedSco
                 if scope.budgets:  # all or nothing: the tokens held for this refused request are given back
                     store.release(decision.decision_id)
                 return refused(decision, reservation.denial, prompt, output, cost)
+            return _with_price(decision, price)
     except StoreError as e:
         log.error("budget store: counting %s failed: %s", decision.decision_id, e)
         answer = store_unavailable(decision, policy)
+        if answer.allowed and price is not None and usd_id(decision.decision_id) in reserved:
+            return _with_price(answer, price)  # the reservation may have been made: settled like any other
         if not answer.allowed:  # the calls may still have been applied: nobody uses them, so they must not be charged
             settled_price(decision.decision_id)
             for reservation_id in reserved:

@@ -204,6 +204,8 @@ class Decision:
     pack_digest: str = ""
     identity: Identity = field(default_factory=Identity)
     headers: Mapping[str, str] = field(default_factory=dict)  # extra response/request headers
+    # USD per million tokens (input, output) of the USD reservation made for it; None: none was made
+    usd_price: tuple[float, float] | None = None
 
     @property
     def allowed(self) -> bool:

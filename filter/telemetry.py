@@ -325,10 +325,14 @@ class Telemetry:
         self.check_latency.record(latency_ms, {"verdict": verdict})
 
     def usage(self, provider: str, usage: Usage | None, status: int, decision_id: str | None = None,
-              model: str | None = None) -> None:
-        """One observed provider response: its tokens, by provider, by the verified identity its Check had (this
-        worker's Check of `decision_id`; else `unknown`) and by model when the operator named it."""
-        identity, asked = self._recall(decision_id)
+              model: str | None = None, identity: Identity | None = None, asked: str | None = None) -> None:
+        """One observed provider response: its tokens, by provider, by the verified identity its Check had
+        (`identity`, read from the request's own metadata, as the Check may have run in another worker; else this
+        worker's Check of `decision_id`; else `unknown`) and by model when the operator named it (`model` from the
+        response, else `asked`, the request's model, else the remembered one)."""
+        remembered, remembered_model = self._recall(decision_id)  # always: this worker forgets it either way
+        identity = identity if identity is not None else remembered
+        asked = asked or remembered_model
         if usage is None:
             self.usage_streams.add(1, {"result": "error" if status >= 400 else "no_response"})
             return

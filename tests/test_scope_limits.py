@@ -12,15 +12,17 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from opentelemetry.exporter.prometheus import PrometheusMetricReader
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, generate_latest
 
+from filter import budgets
 from filter.budgets import reserve
 from filter.model import Decision, Envelope, Identity
 from filter.pipeline import Evaluation, evaluate
 from filter.rules import SHIPPED_PACKS, Fingerprinter, load_ruleset
 from filter.runtime import Snapshot
 from filter.scopes import Price, check_text, load_policy, resolve
-from filter.server.response import error_body
+from filter.server.extproc import read_info
+from filter.server.response import error_body, to_check_response
 from filter.server.usage_sink import UsageSink
 from filter.settings import Settings
 from filter.store import Budget, SqliteStore, Window
@@ -218,3 +220,43 @@ def test_the_usage_observer_settles_the_usd_reservation_at_the_real_cost(
     sink.stop()
     assert used(store, "team:t1:usd") == (1000 * 3 + 200 * 15, 0)
     assert used(store, "team:t1") == (1200, 0)
+
+
+def test_another_worker_settles_the_usd_reservation_from_the_requests_metadata(
+        tmp_path: Path, store: SqliteStore) -> None:
+    """With `serve --workers N` the response may be observed by a worker that did not run the Check: it has
+    only what Envoy forwards from the CheckResponse's metadata."""
+    snapshot = snapshot_of(tmp_path, SPEND)
+    observed, unread = request(snapshot, "a1"), request(snapshot, "a2")
+    decisions = [charge(observed, snapshot, store), charge(unread, snapshot, store)]
+    assert all(d.allowed for d in decisions)
+    prompt = decisions[0].prompt_tokens or 0
+    metadata = to_check_response(decisions[0], "/v1/messages").dynamic_metadata
+    assert (metadata["usd_in"], metadata["usd_out"], metadata["source"]) == (3.0, 15.0, "jwt")
+    assert metadata["model"] == "claude-sonnet-4-5" and metadata["team_id"] == "t1"
+    for d in decisions:  # the other worker never saw these Checks: nothing remembered there
+        assert budgets.settled_price(d.decision_id) is not None
+    registry = CollectorRegistry()
+    sink = UsageSink(store, Telemetry([PrometheusMetricReader(scope_info_enabled=False, registry=registry)]))
+    sink.on_usage(decisions[0].decision_id, "anthropic", None, Usage(1000, 200), 200, info=read_info(metadata))
+    sink.on_usage(decisions[1].decision_id, "anthropic", None, Usage(1000, 200), 200)  # no metadata arrived
+    sink.stop()
+    # the first at its real cost; the second's USD reservation stays open (charged in full at expiry)
+    assert used(store, "team:t1:usd") == (1000 * 3 + 200 * 15, prompt * 3 + 300 * 15)
+    assert used(store, "team:t1") == (2400, 0)  # tokens settle by decision id alone
+    text = generate_latest(registry).decode()
+    # attributed to the verified identity the metadata carried, not `unknown`
+    assert ('llm_filter_scope_tokens_total{id="a1",kind="input",provider="anthropic",scope="agent",'
+            'source="reported"} 1000.0') in text
+    assert ('llm_filter_scope_tokens_total{id="unknown",kind="input",provider="anthropic",scope="agent",'
+            'source="reported"} 1000.0') in text  # the second: no metadata, not remembered here
+
+
+def test_an_allow_without_a_usd_reservation_carries_no_price(tmp_path: Path, store: SqliteStore) -> None:
+    snapshot = snapshot_of(tmp_path, "default: {budgets: {daily_tokens: 100000}}\n")
+    decision = charge(request(snapshot, "a1"), snapshot, store)
+    metadata = to_check_response(decision, "/v1/messages").dynamic_metadata
+    assert decision.allowed and "usd_in" not in metadata and "usd_out" not in metadata
+    assert read_info(metadata).usd_price is None
+    long_model = charge(request(snapshot, "a1", model="x" * 10_000), snapshot, store)
+    assert long_model.allowed and "model" not in to_check_response(long_model, "/").dynamic_metadata  # not forwarded

@@ -6,17 +6,23 @@ body chunk by chunk. Nothing is ever changed: each message is answered at once w
 response, or not at all when Envoy runs the filter in observability mode (it then waits for no answer). When
 the response ends, or the exchange is cut off, `on_usage(decision_id, provider, model, usage, status)` is
 called once: `usage` is None for an error status (>= 400) or when no response arrived (status 0), and
-`estimated` when the response carried no usage. Malformed input is logged and read past, never raised.
+`estimated` when the response carried no usage. A callback that takes an `info` keyword also gets the
+`UsageInfo` of the allow the filter's Check answered (ext_authz's dynamic metadata, which Envoy forwards here):
+the Check may have run in another worker, so this is what the request itself says about its identity and price.
+Malformed input is logged and read past, never raised.
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
+import math
 import re
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
@@ -24,24 +30,78 @@ from envoy.config.core.v3 import base_pb2
 from envoy.extensions.filters.http.ext_proc.v3 import processing_mode_pb2
 from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
 from envoy.service.ext_proc.v3 import external_processor_pb2_grpc
+from google.protobuf import struct_pb2
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from filter import headers as hdr
 from filter.formats.routes import PROVIDERS, route
+from filter.model import Identity
+from filter.scopes import Price
 from filter.usage import Usage, UsageParser
 from filter.usage.estimate import CountText
 
 log = logging.getLogger("llm_content_filter")
 
 SERVICE_NAME = "envoy.service.ext_proc.v3.ExternalProcessor"
-OnUsage = Callable[[str | None, str, str | None, Usage | None, int], None]
+OnUsage = Callable[..., None]  # (decision_id, provider, model, usage, status[, info=UsageInfo | None])
 EXT_AUTHZ_NAMESPACE = "envoy.filters.http.ext_authz"  # its dynamic metadata carries decision_id too
+_DECISION_ID_MAX = 64
 _DECISION_ID = re.compile(r"[A-Za-z0-9_.:-]{1,64}")  # the filter's ids; anything else is not one of them
+_SOURCES = frozenset({"jwt", "headers", "none"})
+_MAX_PRICE = 1e9  # USD per million tokens; anything above is not a price the filter set
+_MAX_VALUE = 4096  # a longer identity value or model name is not one the filter forwarded
 _MAX_MESSAGE_BYTES = 8 * 1024 * 1024  # a streamed body chunk is one of Envoy's buffer slices, far smaller
 _SKIP_BODY = processing_mode_pb2.ProcessingMode(
     response_body_mode=processing_mode_pb2.ProcessingMode.NONE,
     response_trailer_mode=processing_mode_pb2.ProcessingMode.SKIP,
 )
+
+
+@dataclass(frozen=True, slots=True)
+class UsageInfo:
+    """What the filter's Check put in ext_authz's dynamic metadata for this request: the verified identity (its
+    `source` says whether the values came from a verified JWT or from trusted headers), the request's model, and
+    the USD price of its USD budget reservation (None: no reservation to settle in USD)."""
+
+    identity: Identity
+    model: str | None = None
+    usd_price: Price | None = None
+
+
+def read_info(fields: struct_pb2.Struct) -> UsageInfo:
+    """The usage info in ext_authz's metadata; a field of the wrong type or out of range is left out."""
+    def text(name: str, limit: int = _DECISION_ID_MAX) -> str | None:
+        value = fields.fields.get(name)
+        if value is None or value.WhichOneof("kind") != "string_value" or not value.string_value:
+            return None
+        return value.string_value if len(value.string_value) <= limit else None
+
+    def number(name: str) -> float | None:
+        value = fields.fields.get(name)
+        if value is None or value.WhichOneof("kind") != "number_value":
+            return None
+        found = value.number_value
+        return found if math.isfinite(found) and 0 <= found <= _MAX_PRICE else None
+
+    source = text("source")
+    identity = Identity(
+        workspace=text("workspace_id", _MAX_VALUE), team=text("team_id", _MAX_VALUE),
+        project=text("project_id", _MAX_VALUE), agent=text("agent_id", _MAX_VALUE),
+        # an older filter wrote no source: its values count as header values (labels only if the policy names them)
+        source=source if source in _SOURCES else "headers",
+    )
+    usd_in, usd_out = number("usd_in"), number("usd_out")
+    price = Price(usd_in, usd_out) if usd_in is not None and usd_out is not None else None
+    return UsageInfo(identity, text("model", _MAX_VALUE), price)
+
+
+def _takes_info(on_usage: Callable[..., None]) -> bool:
+    """Whether a usage callback accepts the `info` keyword (older callbacks take the five values only)."""
+    try:
+        parameters = inspect.signature(on_usage).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(p.name == "info" or p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
 
 
 def header_map(message: base_pb2.HeaderMap) -> dict[str, str]:
@@ -67,9 +127,11 @@ class _Exchange:
     """State of one HTTP exchange; `finish` runs once, from the stream's thread or grpc's cancel callback.
     `lock` is held around every message and `finish`, so a cancel never finishes a parser mid-feed."""
 
-    def __init__(self, on_usage: OnUsage, count_text: CountText | None) -> None:
+    def __init__(self, on_usage: OnUsage, count_text: CountText | None, takes_info: bool = False) -> None:
         self._on_usage = on_usage
         self._count_text = count_text
+        self._takes_info = takes_info
+        self.info: UsageInfo | None = None
         self.lock = threading.RLock()
         self._done = False
         self.seen = False  # any message arrived
@@ -96,18 +158,19 @@ class _Exchange:
         self.api, self.path_model = where.api, where.model
         bare = path.split("?", 1)[0].rstrip("/")
         self.count_only = bare.endswith("/count_tokens") or bare.endswith(":countTokens")
-        decision_id = found.get(hdr.DECISION_ID) or self._metadata_decision_id(request)
+        metadata = self._metadata(request)
+        authz_id = metadata.fields["decision_id"].string_value if metadata and "decision_id" in metadata.fields else ""
+        decision_id = found.get(hdr.DECISION_ID) or authz_id
         self.decision_id = decision_id if _DECISION_ID.fullmatch(decision_id) else None
+        if metadata is not None and self.decision_id is not None and authz_id == self.decision_id:
+            self.info = read_info(metadata)  # the metadata of this very decision, not of another one
         prompt = found.get(hdr.PROMPT_TOKENS, "").strip()
         self.prompt_tokens = int(prompt) if prompt.isdigit() else None
 
     @staticmethod
-    def _metadata_decision_id(request: ep.ProcessingRequest) -> str:
+    def _metadata(request: ep.ProcessingRequest) -> struct_pb2.Struct | None:
         meta = request.metadata_context.filter_metadata
-        if EXT_AUTHZ_NAMESPACE not in meta:
-            return ""
-        value = meta[EXT_AUTHZ_NAMESPACE].fields.get("decision_id")
-        return value.string_value if value is not None else ""
+        return meta.get(EXT_AUTHZ_NAMESPACE)
 
     def on_response_headers(self, message: ep.HttpHeaders) -> None:
         found = header_map(message.headers)
@@ -141,7 +204,10 @@ class _Exchange:
                 usage = self.parser.finish(complete=complete)
                 model = self.parser.model or model
             try:
-                self._on_usage(self.decision_id, self.provider, model, usage, self.status)
+                if self._takes_info:
+                    self._on_usage(self.decision_id, self.provider, model, usage, self.status, info=self.info)
+                else:
+                    self._on_usage(self.decision_id, self.provider, model, usage, self.status)
             except Exception:
                 log.exception("usage callback failed for decision %s", self.decision_id)
 
@@ -152,9 +218,10 @@ class _Observer:
     def __init__(self, on_usage: OnUsage = log_usage, count_text: CountText | None = None) -> None:
         self._on_usage = on_usage
         self._count_text = count_text  # e.g. TokenCounter(load_encoding()).count_text
+        self._takes_info = _takes_info(on_usage)
 
     def _exchange(self) -> _Exchange:
-        return _Exchange(self._on_usage, self._count_text)
+        return _Exchange(self._on_usage, self._count_text, self._takes_info)
 
     @staticmethod
     def _handle(exchange: _Exchange, request: ep.ProcessingRequest) -> ep.ProcessingResponse | None:

@@ -71,14 +71,28 @@ def _header(key: str, value: str) -> base_pb2.HeaderValueOption:
     return base_pb2.HeaderValueOption(header=base_pb2.HeaderValue(key=key, value=value), append_action=_OVERWRITE)
 
 
+MAX_METADATA_MODEL = 256  # a longer model name is left out of the metadata (the usage observer reads it instead)
+
+
 def dynamic_metadata(decision: Decision, path: str) -> struct_pb2.Struct:
     """What Envoy's rate limit descriptors and access log read (namespace envoy.filters.http.ext_authz): verified
-    identity only (a field is left out when unknown), the masked path without query, the decision id and reason."""
+    identity only (a field is left out when unknown), the masked path without query, the decision id and reason.
+
+    On allow also what the usage observer needs, as Envoy forwards this namespace to it and its stream may reach
+    another worker than the Check did: the identity's `source` (jwt | headers | none: which values may become
+    metric labels), the request's `model`, and `usd_in`/`usd_out` (USD per million tokens) when a USD budget
+    reservation was made, so it is settled at the real cost there."""
     metadata = struct_pb2.Struct()
-    values: dict[str, str] = {"decision_id": decision.decision_id, "reason": decision.reason, "path": path}
+    values: dict[str, str | float] = {"decision_id": decision.decision_id, "reason": decision.reason, "path": path}
     for name, value in headers.identity_values(decision.identity).items():
         if value:
             values[f"{name}_id"] = value
+    if decision.allowed:
+        values["source"] = decision.identity.source
+        if decision.model and len(decision.model) <= MAX_METADATA_MODEL:
+            values["model"] = decision.model
+        if decision.usd_price is not None:
+            values["usd_in"], values["usd_out"] = decision.usd_price
     metadata.update(values)
     return metadata
 

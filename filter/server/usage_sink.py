@@ -6,7 +6,12 @@ settlement; one thread per worker applies it:
 
 - usage reported or estimated, status < 400: reconcile(decision id, input + output tokens);
 - an error status (>= 400) or no response at all: release(decision id), nothing is charged;
-- the same for `<decision id>:usd` at the real cost, when this worker reserved USD for it (filter.budgets).
+- the same for `<decision id>:usd` at the real cost, when a USD reservation was made for it (filter.budgets):
+  at the price the request's own metadata carries (`UsageInfo.usd_price`: the Check may have run in another
+  worker), else at the price this worker remembers from its own Check.
+
+Metrics attribute the tokens to the verified identity in the request's metadata the same way (else to what
+this worker's Check remembered, else `unknown`).
 
 A decision without a reservation (no budget applied) answers False from the store: nothing to do. A store
 error is logged and counted (llm_filter_store_errors), never raised; the reservation then stays open and the
@@ -23,7 +28,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from filter import budgets
-from filter.server.extproc import log_usage
+from filter.server.extproc import UsageInfo, log_usage
 from filter.store import Budget, RateHit, Reservation, Store, StoreError
 from filter.store import Usage as BudgetUsage
 from filter.store.model import MAX_AMOUNT
@@ -88,12 +93,16 @@ class UsageSink:
             self._thread.start()
 
     def on_usage(self, decision_id: str | None, provider: str, model: str | None, usage: Usage | None,
-                 status: int) -> None:
+                 status: int, info: UsageInfo | None = None) -> None:
         log_usage(decision_id, provider, model, usage, status)
-        self._telemetry.usage(provider, usage, status, decision_id, model)
+        self._telemetry.usage(provider, usage, status, decision_id, model,
+                              identity=info.identity if info is not None else None,
+                              asked=info.model if info is not None else None)
         if self._store is None or decision_id is None:
             return
-        price = budgets.settled_price(decision_id)  # a USD reservation this worker made: settled beside the tokens
+        remembered = budgets.settled_price(decision_id)  # always asked: this worker forgets it either way
+        # a USD reservation made for it, by any worker (its metadata) or by this one: settled beside the tokens
+        price = info.usd_price if info is not None and info.usd_price is not None else remembered
         if usage is not None and status < 400:
             items = [("reconcile", decision_id, usage.total_tokens)]
             if price is not None:

@@ -6,7 +6,9 @@ cannot be called from tests).
   decision id: reconciled to the usage the provider reported (JSON and SSE), released when the provider answers an
   error; both for the reservation the filter makes itself (a token budget in the policy file) and for one made
   directly in the store;
-- request rate limits counted in the shared store are exact across workers: N allowed, then 429.
+- request rate limits counted in the shared store are exact across workers: N allowed, then 429;
+- a USD budget reservation made by one worker's Check is settled at the real cost by the other worker's usage
+  observer, from the price the request's own metadata carries (Envoy forwards ext_authz's metadata to ext_proc).
 
 For requests outside any budget the fake provider makes the reservation itself, in the shared store, for the
 decision id it receives in `x-llm-filter-id` (the id the filter gave the request), before it answers: the
@@ -42,6 +44,9 @@ pytestmark = pytest.mark.e2e
 
 BUDGET = Budget("team:usage-e2e", Window.DAY, 10_000_000)  # reserved by the fake provider
 POLICY_BUDGET = Budget("team:budgeted", Window.DAY, 5_000_000)  # the policy file's: reserved by the filter
+USD_BUDGET = Budget("team:spender:usd", Window.DAY, 100_000_000)  # USD 100 a day, in micro-dollars
+USD_PRICE = (3, 15)  # the policy file's USD per million tokens (input, output) for claude-*
+JSON_COST = 4195 * USD_PRICE[0] + 503 * USD_PRICE[1]  # samples.ANTHROPIC_JSON: input 4195, output 503; micro-USD
 RESERVED = 50_000  # what the provider reserves for each request: far above what any answer below uses
 JSON_TOTAL = 2095 + 100 + 2000 + 503  # samples.ANTHROPIC_JSON: input (cache writes and reads added back) + output
 SSE_TOTAL = 472 + 1800 + 89  # samples.anthropic_sse(): message_start input + cache read, message_delta output
@@ -96,7 +101,7 @@ class FakeAnthropic:
 class Stack:
     store: Store
     provider: FakeAnthropic
-    envoys: list[EnvoyProcess]  # [both workers], [worker 1 only], [worker 2 only]
+    envoys: list[EnvoyProcess]  # [both workers], [worker 1 only], [worker 2 only], [Check 1, usage 2]
 
     def ask(self, envoy: EnvoyProcess, stream: bool = False, workspace: str = "ws-usage",
             status: int | None = None, team: str = "usage-e2e") -> tuple[int, bytes]:
@@ -173,7 +178,10 @@ def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
     else:
         url = f"sqlite:///{workdir / 'store.db'}"
     port, usage = free_ports(2), free_ports(2)
-    (workdir / "policy.yaml").write_text(f"teams:\n  budgeted: {{budgets: {{daily_tokens: {POLICY_BUDGET.limit}}}}}\n")
+    (workdir / "policy.yaml").write_text(
+        f"teams:\n  budgeted: {{budgets: {{daily_tokens: {POLICY_BUDGET.limit}}}}}\n"
+        f"  spender:\n    prices: {{'claude-*': {{input_per_mtok: {USD_PRICE[0]}, output_per_mtok: {USD_PRICE[1]}}}}}\n"
+        f"    budgets: {{daily_usd: {USD_BUDGET.limit // 1_000_000}}}\n")
     config = workdir / "filter.yaml"
     config.write_text(f"""
 listen: 127.0.0.1:{port}
@@ -193,6 +201,7 @@ rate_limits: {{workspace_requests_per_minute: {RATE_LIMIT}}}
         envoys.append(start_envoy(workdir, "both", provider.port, [port, port + 1], [usage, usage + 1]))
         envoys.append(start_envoy(workdir, "first", provider.port, [port], [usage]))
         envoys.append(start_envoy(workdir, "second", provider.port, [port + 1], [usage + 1]))
+        envoys.append(start_envoy(workdir, "cross", provider.port, [port], [usage + 1]))
         yield Stack(store, provider, envoys)
     finally:
         for envoy in envoys:
@@ -255,3 +264,13 @@ def test_rate_limit_is_one_limit_across_workers(stack: Stack) -> None:
     code, answer = stack.ask(first, workspace="ws-limited")
     assert code == 429 and json.loads(answer)["error"]["type"] == "rate_limit_error"
     assert stack.ask(second, workspace="ws-other")[0] == 200  # another workspace is not held back
+
+
+def test_a_usd_reservation_is_settled_by_the_other_worker_at_the_real_cost(stack: Stack) -> None:
+    """Check runs in worker 1, which reserves the request's maximum cost under `<decision id>:usd`; the response
+    is observed by worker 2, which never saw that Check: it settles at the reported usage's cost all the same."""
+    used_before, _ = stack.settled(USD_BUDGET)
+    code, _ = stack.ask(stack.envoys[3], workspace="ws-spend", team="spender")
+    assert code == 200
+    wait_until("the USD reservation is settled", lambda: stack.settled(USD_BUDGET)[1] == 0, timeout=WAIT, interval=0.05)
+    assert stack.settled(USD_BUDGET)[0] - used_before == JSON_COST

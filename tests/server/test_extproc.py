@@ -23,10 +23,13 @@ from envoy.service.ext_proc.v3 import external_processor_pb2_grpc
 from google.protobuf import struct_pb2
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from filter.model import Identity
+from filter.scopes import Price
 from filter.server.extproc import (
     SERVICE_NAME,
     AsyncUsageServer,
     ExternalProcessorServicer,
+    UsageInfo,
     build_server,
     header_map,
 )
@@ -256,6 +259,72 @@ def test_decision_id_from_ext_authz_metadata(stub: external_processor_pb2_grpc.E
     stream.send(body(samples.OPENAI_CHAT_JSON, end=True))
     assert recorder.one() == Reported("d-meta", "openai", "gpt-4.1-2025-04-14", Usage(19, 10), 200)
     stream.close()
+
+
+class InfoRecorder(Recorder):
+    """A callback that takes the `info` keyword: gets what the Check's metadata said about the request."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.infos: list[UsageInfo | None] = []
+
+    def __call__(self, decision_id: str | None, provider: str, model: str | None, usage: Usage | None,
+                 status: int, info: UsageInfo | None = None) -> None:
+        self.infos.append(info)
+        super().__call__(decision_id, provider, model, usage, status)
+
+
+def with_authz_metadata(header_id: str, values: dict[str, str | float]) -> ep.ProcessingRequest:
+    """Request headers as Envoy sends them with ext_authz's dynamic metadata forwarded."""
+    first = request_headers("/v1/chat/completions", decision_id=header_id)
+    meta = struct_pb2.Struct()
+    meta.update(values)
+    first.metadata_context.filter_metadata["envoy.filters.http.ext_authz"].CopyFrom(meta)
+    return first
+
+
+@pytest.mark.parametrize("asyncio", [False, True])
+def test_the_checks_metadata_reaches_a_callback_that_takes_info(asyncio: bool, counter: TokenCounter) -> None:
+    recorder = InfoRecorder()
+    if asyncio:
+        aio = AsyncUsageServer("127.0.0.1:0", recorder, counter.count_text)
+        port, stop = aio.start(), functools.partial(aio.stop, None)
+    else:
+        server, port = build_server("127.0.0.1:0", recorder, counter.count_text, max_streams=4)
+        server.start()
+        stop = functools.partial(server.stop, None)
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    try:
+        stub = external_processor_pb2_grpc.ExternalProcessorStub(channel)
+        sent: list[tuple[str, dict[str, str | float]]] = [
+            # the allow of a worker that reserved USD: verified JWT identity, model, price per million tokens
+            ("d-usd", {"decision_id": "d-usd", "reason": "allowed", "path": "/v1/chat/completions",
+                       "team_id": "payments", "agent_id": "ci-bot", "source": "jwt", "model": "gpt-4.1",
+                       "usd_in": 2.5, "usd_out": 10.0}),
+            # no USD reservation; an older filter wrote no source: its values never count as JWT-verified
+            ("d-plain", {"decision_id": "d-plain", "team_id": "t1"}),
+            # metadata of another decision than the header names, and prices of the wrong type: not used
+            ("d-header", {"decision_id": "d-other", "source": "jwt", "team_id": "t9"}),
+            ("d-typed", {"decision_id": "d-typed", "source": "jwt", "usd_in": "2.5", "usd_out": 10.0}),
+        ]
+        for header_id, values in sent:
+            recorder.called.clear()
+            stream = EnvoyStream(stub)
+            stream.send(with_authz_metadata(header_id, values))
+            stream.send(response_headers(200, "application/json", extra={"content-encoding": "identity"}))
+            stream.send(body(samples.OPENAI_CHAT_JSON, end=True))
+            assert recorder.called.wait(WAIT)
+            stream.close()
+    finally:
+        channel.close()
+        stop()
+    assert [c.decision_id for c in recorder.calls] == ["d-usd", "d-plain", "d-header", "d-typed"]
+    assert recorder.infos == [
+        UsageInfo(Identity(team="payments", agent="ci-bot", source="jwt"), "gpt-4.1", Price(2.5, 10.0)),
+        UsageInfo(Identity(team="t1", source="headers"), None, None),
+        None,
+        UsageInfo(Identity(source="jwt"), None, None),  # a price must be a number, both directions
+    ]
 
 
 def test_upstream_gone_before_response_reports_status_zero(stub: external_processor_pb2_grpc.ExternalProcessorStub,

@@ -12,6 +12,9 @@ from opentelemetry.exporter.prometheus import PrometheusMetricReader
 from prometheus_client import CollectorRegistry, generate_latest
 
 from filter.errors import SettingsError
+from filter.model import Identity
+from filter.scopes import Price
+from filter.server.extproc import UsageInfo
 from filter.server.usage_sink import InstrumentedStore, UsageSink
 from filter.settings import load_settings
 from filter.store import Budget, Store, Window, open_store
@@ -65,6 +68,23 @@ def test_usage_reconciles_and_errors_release(store: Store) -> None:
     assert value(text, 'llm_filter_usage_streams_total{result="no_response"}') == 1
     assert value(text, 'llm_filter_store_errors_total{operation="reconcile"}') == 0
     assert 'llm_filter_store_duration_milliseconds_count{operation="release"} 2.0' in text
+
+
+def test_usd_is_settled_at_the_price_the_requests_metadata_carries(store: Store) -> None:
+    """The Check ran in another worker (nothing remembered here): the price comes with the request."""
+    usd_day = Budget("team:t1:usd", Window.DAY, 10_000_000)
+    for decision_id in ("d-a", "d-b"):
+        assert store.reserve(decision_id, 10_000, [DAY]).granted
+        assert store.reserve(f"{decision_id}:usd", 1_000_000, [usd_day]).granted
+    tel, _ = telemetry()
+    sink = UsageSink(store, tel)
+    info = UsageInfo(Identity(team="t1", source="jwt"), "claude-x", Price(3.0, 15.0))
+    sink.on_usage("d-a", "anthropic", None, Usage(1000, 200), 200, info=info)
+    sink.on_usage("d-b", "anthropic", None, None, 500, info=info)  # an error: both given back
+    sink.stop()
+    (usd,) = store.usage([usd_day])
+    assert (usd.used, usd.reserved) == (1000 * 3 + 200 * 15, 0)
+    assert used_reserved(store) == (1200, 0)
 
 
 def test_a_store_that_cannot_answer_is_counted_never_raised() -> None:
