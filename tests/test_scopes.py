@@ -262,3 +262,10 @@ def test_lint_with_a_config_checks_rule_ids_against_its_packs(tmp_path: Path,
     capsys.readouterr()
     assert main(["policy", "lint", str(policy), "--config", str(cfg)]) == 1
     assert "agents.a.rules: no loaded pack has a rule 'email-adress'" in capsys.readouterr().out
+
+
+def test_the_local_stack_budget_example_lints_clean(capsys: pytest.CaptureFixture[str]) -> None:
+    """`FILTER_CONFIG=envoy/local-budgets.yaml make run` (README) must keep loading as the server loads it."""
+    envoy = Path(__file__).resolve().parents[1] / "envoy"
+    code = main(["policy", "lint", str(envoy / "local-policy.yaml"), "--config", str(envoy / "local-budgets.yaml")])
+    assert code == 0, capsys.readouterr()
