@@ -1,5 +1,6 @@
 """Token budgets and scope refusals end to end: real Envoy (rendered from envoy/envoy.yaml) -> the real filter with
-two worker processes sharing one SQLite store -> the fake provider (real providers cannot be called from tests).
+two worker processes sharing one store (a SQLite file, or a real redis-server) -> the fake provider (real providers
+cannot be called from tests).
 
 50 requests at once against an agent budget that holds a few of them: the workers together admit exactly as many
 as the budget holds (each reservation is atomic in the shared store), never one more, and answer the rest with a
@@ -10,6 +11,7 @@ admitted request keeps its full reservation and the count is exact.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -29,6 +31,7 @@ from filter.store import Budget, Window, open_store
 from filter.tokens import TokenCounter, load_encoding
 from tests.e2e.envoy_harness import REPO, EnvoyProcess
 from tests.e2e.fake_provider import FakeProvider
+from tests.store.stores import RedisServer
 from tests.support.ports import free_ports
 
 pytestmark = pytest.mark.e2e
@@ -58,13 +61,30 @@ def cost(config: Path) -> int:
 
 
 @pytest.fixture()
-def filter_workers(tmp_path: Path) -> Iterator[tuple[int, Path, int]]:
-    """`serve --workers 2` on ports P and P+1 sharing one SQLite store; yields (P, store file, cost of BODY)."""
-    port, db = free_ports(2), tmp_path / "store.db"
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """The shared store: a SQLite file (default), or a real redis-server when parametrized with "redis"."""
+    if getattr(request, "param", "sqlite") == "sqlite":
+        yield f"sqlite:///{tmp_path / 'store.db'}"
+        return
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("redis-server is not installed: run `make install` (it installs Debian's redis-server)")
+    server = RedisServer(binary, free_ports(1))
+    server.start()
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+@pytest.fixture()
+def filter_workers(tmp_path: Path, store_url: str) -> Iterator[tuple[int, str, int]]:
+    """`serve --workers 2` on ports P and P+1 sharing one store; yields (P, store url, cost of BODY)."""
+    port = free_ports(2)
     policy, config = tmp_path / "policy.yaml", tmp_path / "filter.yaml"
     policy.write_text(POLICY.format(limit=1))
     config.write_text(f'listen: 127.0.0.1:{port}\nworkers: 2\nmetrics_port: 0\npolicy_file: policy.yaml\n'
-                      f'store: {{url: "sqlite:///{db}", timeout_seconds: 2}}\n')
+                      f'store: {{url: "{store_url}", timeout_seconds: 2}}\n')
     each = cost(config)
     policy.write_text(POLICY.format(limit=FITS * each + each // 2))  # room for FITS and half of one more
     log = (tmp_path / "filter.log").open("ab")
@@ -86,7 +106,7 @@ def filter_workers(tmp_path: Path) -> Iterator[tuple[int, Path, int]]:
                     except grpc.RpcError:
                         pass
                     time.sleep(0.2)
-        yield port, db, each
+        yield port, store_url, each
     finally:
         proc.terminate()
         try:
@@ -96,10 +116,11 @@ def filter_workers(tmp_path: Path) -> Iterator[tuple[int, Path, int]]:
             proc.wait()
 
 
+@pytest.mark.parametrize("store_url", ["sqlite", "redis"], indirect=True)
 def test_two_workers_sharing_a_store_never_admit_more_than_the_budget_holds(
-        filter_workers: tuple[int, Path, int], fake_provider: FakeProvider,
+        filter_workers: tuple[int, str, int], fake_provider: FakeProvider,
         envoy_factory: Callable[..., EnvoyProcess]) -> None:
-    port, db, each = filter_workers
+    port, url, each = filter_workers
     envoy = envoy_factory("--upstream", fake_provider.url, "--filter", f"127.0.0.1:{port},127.0.0.1:{port + 1}")
     headers = {"x-llm-provider": "anthropic", "x-agent-id": "busy-bot", "x-api-key": "sk-ant-test-not-a-key",
                "anthropic-version": "2023-06-01"}
@@ -124,13 +145,16 @@ def test_two_workers_sharing_a_store_never_admit_more_than_the_budget_holds(
     prefixes = {h["x-llm-filter-id"][:12] for _, h, _ in answers if "x-llm-filter-id" in h}
     prefixes |= {r.headers["x-llm-filter-id"][:12] for r in fake_provider.requests}
     assert len(prefixes) == 2
-    store = open_store(f"sqlite:///{db}")
-    (usage,) = store.usage([Budget("agent:busy-bot", Window.DAY, FITS * each + each // 2)])
+    store = open_store(url)
+    try:
+        (usage,) = store.usage([Budget("agent:busy-bot", Window.DAY, FITS * each + each // 2)])
+    finally:
+        store.close()
     assert usage.used + usage.reserved == FITS * each <= usage.budget.limit
 
 
 def test_scope_refusals_through_envoy_see_the_path_as_the_client_sent_it(
-        filter_workers: tuple[int, Path, int], fake_provider: FakeProvider,
+        filter_workers: tuple[int, str, int], fake_provider: FakeProvider,
         envoy_factory: Callable[..., EnvoyProcess]) -> None:
     port, _, _ = filter_workers
     envoy = envoy_factory("--upstream", fake_provider.url, "--filter", f"127.0.0.1:{port},127.0.0.1:{port + 1}")
