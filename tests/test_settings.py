@@ -1,4 +1,4 @@
-"""Config file + the seed's environment switches."""
+"""Config file + the environment switches (BLOCK_SECRETS, BLOCK_PII, MAX_PROMPT_TOKENS, LOG_PROMPTS)."""
 
 from __future__ import annotations
 

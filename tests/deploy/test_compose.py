@@ -131,7 +131,7 @@ def test_filter_service(services: dict[str, Any], filter_settings: Any) -> None:
     assert str(port) in [str(p) for p in svc["expose"]]
     assert published(svc) == {filter_settings.metrics_port: ("127.0.0.1", filter_settings.metrics_port)}
     assert filter_settings.policy.trust_identity_headers is True, "the local stack takes identity from headers"
-    # The seed's switches reach the process, and the fingerprint key can be given.
+    # The environment switches reach the process, and the fingerprint key can be given.
     assert set(svc["environment"]) == SEED_ENV | {"LLM_FILTER_FINGERPRINT_KEY"}
     # The health check asks the filter's own gRPC health service on its port.
     check = " ".join(svc["healthcheck"]["test"])

@@ -46,8 +46,8 @@ K8S_VERSIONS = ["1.30", kubernetes_validate.utils.latest_version()]
 ISTIO_KINDS = {"PeerAuthentication", "AuthorizationPolicy"}
 NS = "coder-system"
 POD_LABELS = {"app": "llm-gateway"}
-# The seed's environment switches and values (cde-network-security, the llm-gateway Deployment).
-SEED_ENV = {"BLOCK_SECRETS": "true", "BLOCK_PII": "true", "MAX_PROMPT_TOKENS": "128000", "LOG_PROMPTS": "metadata_only"}
+# The environment switches of the llm-gateway Deployment and their production values.
+SWITCHES = {"BLOCK_SECRETS": "true", "BLOCK_PII": "true", "MAX_PROMPT_TOKENS": "128000", "LOG_PROMPTS": "metadata_only"}
 AI_AGENT_PODS = {"coder.com/workspace": "true", "workspace-type": "ai-agent"}
 DRAIN_SECONDS = 10  # the filter drains in-flight checks this long on SIGTERM (filter/server/app.py)
 JWT_AUTHN = "envoy.filters.http.jwt_authn"
@@ -307,7 +307,7 @@ def test_filter_container(pod: dict[str, Any], containers: dict[str, dict[str, A
 
 def test_filter_env_is_the_seeds_and_key_comes_from_a_secret(containers: dict[str, dict[str, Any]]) -> None:
     env = {e["name"]: e for e in containers["filter"]["env"]}
-    for name, value in SEED_ENV.items():
+    for name, value in SWITCHES.items():
         assert env[name].get("value") == value, name
     key = env["LLM_FILTER_FINGERPRINT_KEY"]
     assert "value" not in key
@@ -531,8 +531,8 @@ def test_filter_config_loads_with_the_products_loader(filter_cfg: dict[str, Any]
     settings = load_settings(str(K8S / "config" / "config.yaml"), env=env)
     assert settings.policy.trust_identity_headers is False, "in the cluster identity comes from verified JWTs"
     assert settings.policy.block_secrets and settings.policy.block_pii
-    assert settings.policy.max_prompt_tokens == int(SEED_ENV["MAX_PROMPT_TOKENS"])
-    assert settings.log_prompts == SEED_ENV["LOG_PROMPTS"]
+    assert settings.policy.max_prompt_tokens == int(SWITCHES["MAX_PROMPT_TOKENS"])
+    assert settings.log_prompts == SWITCHES["LOG_PROMPTS"]
     assert settings.audit_path == "-"
     # Packs: the image's shipped packs and the mounted ConfigMap.
     packs = [p.rstrip("/") for p in settings.packs]
@@ -615,7 +615,7 @@ def test_gateway_policies(objects: list[dict[str, Any]], workspace_objects: list
     assert ports(listener_rule) == {("TCP", 10000)}
     (peer,) = listener_rule["from"]
     assert peer["namespaceSelector"] == {"matchLabels": {"kubernetes.io/metadata.name": "workspaces"}}
-    # Exactly the pods the seed's allow-llm-gateway lets out.
+    # Exactly the pods the workspaces' allow-llm-gateway policy lets out.
     seed = by_kind(workspace_objects, "NetworkPolicy")["allow-llm-gateway"]["spec"]["podSelector"]
     assert peer["podSelector"] == seed == {"matchLabels": AI_AGENT_PODS}
     for rule in ingress["ingress"]:
