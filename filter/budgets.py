@@ -102,25 +102,24 @@ def _who(budget_key: str) -> str:
 def refused(decision: Decision, denial: Denial, prompt: int, output: int, cost: int | None = None) -> Decision:
     budget = denial.budget
     if cost is not None:  # a USD budget: the amounts are micro-dollars, spelled in USD
+        limit, remaining = usd(budget.limit), usd(denial.remaining)
         message = (
             f"Spend budget exhausted: the gateway policy for {_who(budget.key.removesuffix(USD_SUFFIX))} allows "
-            f"USD {usd(budget.limit)} per {_PER[budget.window]} (budget {budget.name}); USD {usd(denial.remaining)} "
+            f"USD {limit} per {_PER[budget.window]} (budget {budget.name}); USD {remaining} "
             f"remain, and this request may cost up to USD {usd(cost)} ({prompt} prompt + up to {output} output "
-            f"tokens of {decision.model}). It resets in {denial.reset_seconds} s "
-            f"({denial.resets_at.isoformat(timespec='seconds')}). Decision id {decision.decision_id}."
+            f"tokens of {decision.model})."
         )
-        headers = {RETRY_AFTER: str(denial.reset_seconds), BUDGET: budget.name, BUDGET_LIMIT: usd(budget.limit),
-                   BUDGET_REMAINING: usd(denial.remaining)}
-        return replace(decision, verdict=Verdict.DENY, http_status=BUDGET_STATUS, reason=Reason.BUDGET_EXCEEDED,
-                       message=message, headers=headers)
-    message = (
-        f"Token budget exhausted: the gateway policy for {_who(budget.key)} allows {budget.limit} tokens per "
-        f"{_PER[budget.window]} (budget {budget.name}); {denial.remaining} remain, and this request may use up to "
-        f"{prompt + output} ({prompt} prompt + up to {output} output). It resets in {denial.reset_seconds} s "
-        f"({denial.resets_at.isoformat(timespec='seconds')}). Decision id {decision.decision_id}."
-    )
-    headers = {RETRY_AFTER: str(denial.reset_seconds), BUDGET: budget.name, BUDGET_LIMIT: str(budget.limit),
-               BUDGET_REMAINING: str(denial.remaining)}
+    else:
+        limit, remaining = str(budget.limit), str(denial.remaining)
+        message = (
+            f"Token budget exhausted: the gateway policy for {_who(budget.key)} allows {limit} tokens per "
+            f"{_PER[budget.window]} (budget {budget.name}); {remaining} remain, and this request may use up to "
+            f"{prompt + output} ({prompt} prompt + up to {output} output)."
+        )
+    message += (f" It resets in {denial.reset_seconds} s ({denial.resets_at.isoformat(timespec='seconds')}). "
+                f"Decision id {decision.decision_id}.")
+    headers = {RETRY_AFTER: str(denial.reset_seconds), BUDGET: budget.name, BUDGET_LIMIT: limit,
+               BUDGET_REMAINING: remaining}
     return replace(decision, verdict=Verdict.DENY, http_status=BUDGET_STATUS, reason=Reason.BUDGET_EXCEEDED,
                    message=message, headers=headers)
 
