@@ -18,6 +18,7 @@ from tests.support.ports import free_port
 TZ = "Europe/Berlin"
 DAY = Budget("agent:a1", Window.DAY, 1000)
 HANG = 10.0  # seconds: far above every timeout below; only a hang takes this long
+NOON = local(TZ, 2026, 5, 12, 12).timestamp()  # a fixed clock: a real one can cross midnight mid-test
 
 
 def test_a_restarted_worker_sees_the_same_budgets_and_counts(make: StoreFactory) -> None:
@@ -51,7 +52,7 @@ def test_sqlite_file_survives_and_is_shared_by_path(tmp_path: Path) -> None:
 
 def test_sqlite_lock_held_too_long_is_a_store_error(tmp_path: Path) -> None:
     path = tmp_path / "budgets.db"
-    store = SqliteStore(path, tz=TZ, busy_timeout=0.2)
+    store = SqliteStore(path, tz=TZ, busy_timeout=0.2, clock=Clock(NOON))
     blocker = sqlite3.connect(path, isolation_level=None)
     blocker.execute("BEGIN IMMEDIATE")  # another process holding the write lock
     started = time.monotonic()
@@ -76,7 +77,7 @@ def every_call(store: Store) -> list[Callable[[], object]]:
 
 
 def test_redis_killed_mid_use_is_a_store_error_then_recovers_on_restart(own_redis: RedisServer) -> None:
-    store = RedisStore(own_redis.url, tz=TZ, timeout=0.3)
+    store = RedisStore(own_redis.url, tz=TZ, timeout=0.3, clock=Clock(NOON))
     assert store.reserve("a", 100, [DAY]).granted
     own_redis.kill()
     for call in every_call(store):
@@ -92,7 +93,7 @@ def test_redis_killed_mid_use_is_a_store_error_then_recovers_on_restart(own_redi
 
 
 def test_frozen_redis_times_out_as_a_store_error_and_state_is_intact_after(own_redis: RedisServer) -> None:
-    store = RedisStore(own_redis.url, tz=TZ, timeout=0.3)
+    store = RedisStore(own_redis.url, tz=TZ, timeout=0.3, clock=Clock(NOON))
     assert store.reserve("a", 100, [DAY]).granted
     own_redis.pause()  # the kernel still accepts connections, the server answers nothing: stuck or overloaded
     try:
