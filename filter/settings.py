@@ -88,7 +88,6 @@ _SCHEMA: dict[str, Any] = {
                 "timeout_seconds": {"type": "number", "exclusiveMinimum": 0},
                 "reservation_timeout_seconds": {"type": "number", "exclusiveMinimum": 0},
                 "timezone": {"type": "string", "minLength": 1},
-                "fail_open": {"type": "boolean"},
             },
         },
         "rate_limits": {
@@ -145,7 +144,6 @@ class StoreSettings:
     timeout_seconds: float = 0.5  # one store call, Redis round trip or SQLite lock wait
     reservation_timeout_seconds: float = 900.0  # an unsettled reservation is charged in full after this
     timezone: str = "UTC"  # budget days and months start at local midnight here
-    fail_open: bool = False  # store unreachable: False refuses (503 from Envoy), True lets requests through
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,6 +213,10 @@ def load_settings(path: str | None = None, env: Mapping[str, str] | None = None)
         except RecursionError:
             raise SettingsError(f"{path}: nested too deeply") from None
         raw = loaded if loaded is not None else {}
+        if isinstance(raw, dict) and isinstance(raw.get("store"), dict) and "fail_open" in raw["store"]:
+            raise SettingsError(f"{path}: store.fail_open is no longer read: what a request gets while the store "
+                                "cannot answer is the policy file's `on_store_error` (deny or allow), for rate "
+                                "limits and budgets alike")
         try:
             jsonschema.validate(raw, _SCHEMA)
         except jsonschema.ValidationError as e:
@@ -291,7 +293,6 @@ def load_settings(path: str | None = None, env: Mapping[str, str] | None = None)
             timeout_seconds=float(st.get("timeout_seconds", 0.5)),
             reservation_timeout_seconds=float(st.get("reservation_timeout_seconds", 900.0)),
             timezone=st.get("timezone", "UTC"),
-            fail_open=st.get("fail_open", False),
         ),
         usage_listen=usage_listen,
         config_file=path,

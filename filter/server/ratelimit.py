@@ -6,8 +6,8 @@ it), so each SDK shows the message and backs off (`retry-after` always set).
 Counts live in the shared store when one is configured (`store:` in the config: SQLite for the workers of one
 host, Redis for every replica), so all workers enforce one limit; without a store they live in this process
 (fixed one-minute windows), exact for one replica and one worker. A store that cannot answer fails the call
-(gRPC UNAVAILABLE): Envoy's ratelimit filter (failure_mode_deny) then answers its fail-closed 503, unless
-`store.fail_open` lets the request through uncounted.
+(gRPC UNAVAILABLE): Envoy's ratelimit filter (failure_mode_deny) then answers its fail-closed 503, unless the
+policy file says `on_store_error: allow` (as for budgets): then the request goes through uncounted.
 """
 
 from __future__ import annotations
@@ -102,9 +102,10 @@ class RateLimitServicer(rls_pb2_grpc.RateLimitServiceServicer):  # type: ignore[
                 try:
                     count, reset = self._hit(entry.key, entry.value, addend, rpm)
                 except StoreError as e:
-                    settings = self.runtime.current.settings
-                    if settings.store is not None and settings.store.fail_open:
-                        log.warning("rate limit store unavailable, %s not counted (fail_open): %s", entry.key, e)
+                    policy = self.runtime.current.policy
+                    if policy is not None and policy.on_store_error == "allow":
+                        log.warning("rate limit store unavailable, %s not counted (on_store_error: allow): %s",
+                                    entry.key, e)
                         continue
                     log.error("rate limit store unavailable: %s", e)
                     # Not OVER_LIMIT (that would be a 429 telling the client to slow down): an error, which

@@ -101,9 +101,9 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def store_servicer(limits: RateLimits, store: Store, fail_open: bool = False) -> RateLimitServicer:
-    settings = replace(load_settings(None, env={}), rate_limits=limits,
-                       store=StoreSettings(url="sqlite:///unused", fail_open=fail_open))
+def store_servicer(limits: RateLimits, store: Store, policy_file: Path | None = None) -> RateLimitServicer:
+    settings = replace(load_settings(None, env={}), rate_limits=limits, store=StoreSettings(url="sqlite:///unused"),
+                       policy_file=None if policy_file is None else str(policy_file))
     return RateLimitServicer(Runtime(None, settings), RequestCounter(), Telemetry(), store=store)
 
 
@@ -153,8 +153,28 @@ def test_unreachable_store_is_an_error_not_a_429() -> None:
         store.close()
 
 
-def test_unreachable_store_with_fail_open_lets_requests_through_uncounted() -> None:
+def test_unreachable_store_with_on_store_error_allow_lets_requests_through_uncounted(tmp_path: Path) -> None:
+    """One switch for the whole store: the policy file's `on_store_error` decides for rate limits as for budgets."""
     store = open_store(f"redis://127.0.0.1:{_free_port()}/0", timeout=0.2)
-    svc = store_servicer(RateLimits(workspace_requests_per_minute=1), store, fail_open=True)
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("on_store_error: allow\n")
+    svc = store_servicer(RateLimits(workspace_requests_per_minute=1), store, policy)
     assert [ask(svc, workspace_id="w").overall_code for _ in range(3)] == [OK, OK, OK]
+    policy.write_text("on_store_error: deny\n")
+    denying = store_servicer(RateLimits(workspace_requests_per_minute=1), store, policy)
+    request = rls_pb2.RateLimitRequest(domain="llm-gateway", descriptors=[ratelimit_pb2.RateLimitDescriptor(
+        entries=[ratelimit_pb2.RateLimitDescriptor.Entry(key="workspace_id", value="w")])])
+    with pytest.raises(Aborted, match="UNAVAILABLE"):
+        denying.ShouldRateLimit(request, AbortingContext())
     store.close()
+
+
+class Aborted(Exception):
+    pass
+
+
+class AbortingContext:
+    """What grpc's context.abort does for a servicer: end the call with an error status."""
+
+    def abort(self, code: grpc.StatusCode, details: str) -> None:
+        raise Aborted(f"{code.name}: {details}")

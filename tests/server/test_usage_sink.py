@@ -113,13 +113,16 @@ def test_without_a_store_usage_is_only_counted() -> None:
 def test_store_and_usage_listen_settings(tmp_path: Path) -> None:
     config = tmp_path / "config.yaml"
     config.write_text('usage_listen: 127.0.0.1:9101\nstore: {url: "redis://:pw@cache:6379/0", timezone: Europe/Berlin,'
-                      " timeout_seconds: 0.2, fail_open: true}\n")
+                      " timeout_seconds: 0.2}\n")
     settings = load_settings(str(config), env={})
     assert settings.usage_listen == "127.0.0.1:9101"
-    assert settings.store is not None and settings.store.timezone == "Europe/Berlin" and settings.store.fail_open
+    assert settings.store is not None and settings.store.timezone == "Europe/Berlin"
     assert "pw" not in repr(settings), "a Redis password is never printed"
     assert load_settings(str(config), env={"LLM_FILTER_USAGE_LISTEN": "127.0.0.1:9300"}).usage_listen == \
         "127.0.0.1:9300"
+    config.write_text('store: {url: "sqlite:///x", fail_open: true}\n')
+    with pytest.raises(SettingsError, match="store.fail_open is no longer read.*on_store_error"):
+        load_settings(str(config), env={})
     plain = load_settings(None, env={})
     assert plain.store is None and plain.usage_listen is None  # absent: today's behaviour
     for bad in ('store: {url: "mysql://x"}', "store: {timeout_seconds: 1}", 'store: {url: "sqlite:///x", timezone: Mars/Base}',
