@@ -130,6 +130,11 @@ class Telemetry:
         self._runtime: Runtime | None = None
         self._store: Store | None = None
         self._fold = _Folding(max_identity_values)
+        # Budgets of glob scopes (`agents: {"*": ...}`) as requests met them: (key, window) -> budget.
+        self._glob_budgets: dict[tuple[str, str], Budget] = {}
+        self._glob_fold = _Folding(max_identity_values)
+        self._glob_lock = threading.Lock()
+        self._named: tuple[object, frozenset[tuple[str, str]]] = (None, frozenset())  # (policy, its budgets)
         self._models = frozenset(models)  # telemetry.models: model names spelled as labels
         self._decisions: OrderedDict[str, tuple[Identity, str | None]] = OrderedDict()
         self._decisions_lock = threading.Lock()
@@ -228,8 +233,29 @@ class Telemetry:
         return [Budget(key + suffix, window, limit) for key, spec in scopes
                 for window, limit in (spec.usd_budgets if usd else spec.budgets).items()]
 
+    def saw_budgets(self, budgets: Iterable[Budget]) -> None:
+        """Budgets a request was held to. Those of glob scopes (one budget per matching identity) get gauges from
+        here on, for the first `max_identity_values` identities per level (later ones: none, the series stay
+        bounded); the configured ones have theirs already."""
+        policy = self._runtime.current.policy if self._runtime is not None else None
+        if policy is None:
+            return
+        if self._named[0] is not policy:  # once per policy (re)load, not per request
+            self._named = (policy, frozenset((b.key, b.window.value)
+                                             for usd in (False, True) for b in self._configured_budgets(usd)))
+        named = self._named[1]
+        for budget in budgets:
+            level, ident = budget_scope(budget.key)
+            if (budget.key, budget.window.value) not in named and self._glob_fold(level, ident) == ident:
+                with self._glob_lock:  # the latest limit: a reload may change the glob's
+                    self._glob_budgets[(budget.key, budget.window.value)] = budget
+
     def _budget_states(self, usd: bool) -> Iterable[Observation]:
-        budgets = self._configured_budgets(usd)
+        configured = self._configured_budgets(usd)
+        named = {(b.key, b.window.value) for b in configured}
+        with self._glob_lock:
+            met = [b for k, b in self._glob_budgets.items() if k not in named and b.key.endswith(USD_SUFFIX) == usd]
+        budgets = configured + met
         if self._store is None or not budgets:
             return
         try:
@@ -356,6 +382,10 @@ class Telemetry:
 
     def reload(self, result: str) -> None:
         self.reloads.add(1, {"result": _bounded(result, RELOAD_RESULTS, "error")})
+        if result == "ok":  # the policy may have dropped a glob: its budgets are met again before they are shown
+            with self._glob_lock:
+                self._glob_budgets.clear()
+            self._glob_fold = _Folding(self._glob_fold.cap)
         if result == "ok" and self._runtime is not None:
             self._zero_findings(self._runtime)
 

@@ -106,8 +106,10 @@ def test_budget_refusals_by_scope_and_budget_gauges_from_the_store(setup: Setup,
     for team in ("payments", "tiny", "ops-eu"):
         identity = Identity(team=team, source="jwt")
         decision = check(runtime, identity)
-        decision = budgets.reserve(decision, None, resolve(policy, identity), policy, store)
+        scope = resolve(policy, identity)
+        decision = budgets.reserve(decision, None, scope, policy, store)
         telemetry.observe(decision, 1.0)
+        telemetry.saw_budgets(scope.budgets)  # as the servicer does after each Check
     sink = UsageSink(store, telemetry)
     text = generate_latest(registry).decode()
     assert value(text, "llm_filter_budget_refusals_total", scope="team") == 1
@@ -119,9 +121,11 @@ def test_budget_refusals_by_scope_and_budget_gauges_from_the_store(setup: Setup,
             labels = dict(re.findall(r'(\w+)="([^"]*)"', line))
             into = usd if line.startswith("llm_filter_budget_usd{") else gauges
             into[labels["scope"], labels["id"], labels["window"], labels["state"]] = float(line.rsplit(" ", 1)[1])
-    # One series per configured budget of the default and the exact entries; the glob `ops-*` has none.
+    # One series per configured budget of the default and the exact entries, and one per identity a glob
+    # (`ops-*`) held so far.
     assert {k[:3] for k in gauges if k[3] == "limit"} == {("default", "all", "day"), ("team", "payments", "day"),
-                                                         ("team", "tiny", "day")}
+                                                         ("team", "tiny", "day"), ("team", "ops-eu", "day")}
+    assert gauges[("team", "ops-eu", "day", "limit")] == 9000 and gauges[("team", "ops-eu", "day", "reserved")] > 0
     assert gauges[("team", "payments", "day", "limit")] == 5000
     assert gauges[("team", "payments", "day", "reserved")] > 0 and gauges[("team", "payments", "day", "used")] == 0
     assert gauges[("team", "tiny", "day", "reserved")] == 0  # refused: nothing reserved
@@ -129,5 +133,11 @@ def test_budget_refusals_by_scope_and_budget_gauges_from_the_store(setup: Setup,
     assert usd[("team", "payments", "month", "limit")] == 25
     assert 0 < usd[("team", "payments", "month", "reserved")] < 0.1
     assert set(usd) == {("team", "payments", "month", s) for s in ("limit", "used", "reserved")}
+    # Glob identities beyond the cap (2 here) get no gauge: the series stay bounded.
+    for team in ("ops-us", "ops-ap", "ops-sa"):
+        telemetry.saw_budgets(resolve(policy, Identity(team=team, source="jwt")).budgets)
+    text = generate_latest(registry).decode()
+    held = set(re.findall(r'llm_filter_budget_tokens\{[^}]*id="(ops-[a-z]+)"[^}]*state="limit"', text))
+    assert held == {"ops-eu", "ops-us"}
     sink.stop()
     store.close()

@@ -105,6 +105,8 @@ class AuthorizationServicer(external_auth_pb2_grpc.AuthorizationServicer):  # ty
         try:
             self.audit.record(decision, outcome.parsed, latency_ms, path, envelope.method, redactor)
             self.telemetry.observe(decision, latency_ms)
+            if outcome.scope is not None:
+                self.telemetry.saw_budgets((*outcome.scope.budgets, *outcome.scope.usd_budgets))
         except Exception:
             log.exception("audit of %s failed", decision_id)
         return to_check_response(decision, path)
