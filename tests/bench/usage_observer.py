@@ -8,8 +8,15 @@ the order rotated every round, so the noise of this shared machine hits them ali
     budgets      ext_authz -> a second filter with a SQLite store and a policy file whose token budget covers the
                  request: Check reserves, the observer reconciles (ext_proc on)
 
+    no_usage_b   a second Envoy like no_usage: the difference between the two is this machine's noise floor
+    null         ext_proc on, but to a processor that reads the messages and does nothing (null_processor.py):
+                 what Envoy's ext_proc filter costs by itself
+
 1. A streamed answer (Anthropic SSE, STREAM_EVENTS events, sent in one chunk per event): time to the first body
-   byte and total time at the agent, observer vs no_usage; requests back to back and paced (see GAPS).
+   byte and total time at the agent, observer vs no_usage; requests back to back and 50 ms apart from a provider
+   that answers at once (the observer's work then competes for the same two cores as Envoy, the fake provider and
+   the client), and from a provider paced like a fast real one (first byte after FIRST_BYTE_S, EVENT_GAP_S between
+   events; still faster than a model writes).
 2. A JSON chat request of 1 KB and 32 KB: end-to-end time, budgets (SQLite) vs observer (no budgets).
 
 Sequential requests on one keep-alive connection per Envoy; medians (and p90) per scenario over all rounds.
@@ -19,6 +26,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import socket
 import statistics
 import subprocess
 import sys
@@ -40,7 +48,10 @@ STREAM_EVENTS = 200
 # Requests back to back, and paced: the observer parses the previous answer after the agent has it, in the process
 # that also answers the next Check; a pause between requests shows the cost without that overlap.
 GAPS = (0.0, 0.05)
-GAP_NAMES = {0.0: "back-to-back", 0.05: "paced 50 ms"}
+GAP_NAMES = {0.0: "back-to-back", 0.05: "50 ms apart"}
+FIRST_BYTE_S = 0.05  # a paced provider's time to its first byte, and its pause between events
+EVENT_GAP_S = 0.005
+PACED = "x-bench-paced"  # request header: the fake provider paces this answer
 BUDGET = Budget("team:bench", Window.DAY, 10**12)
 IDENTITY = {"x-workspace-id": "ws-bench", "x-team-id": "bench"}
 ANTHROPIC = {"x-api-key": "placeholder-credential", "anthropic-version": "2023-06-01",
@@ -79,9 +90,14 @@ class Provider:
                     self.send_header("content-type", "text/event-stream")
                     self.send_header("transfer-encoding", "chunked")
                     self.end_headers()
+                    paced = PACED in self.headers
+                    if paced:
+                        time.sleep(FIRST_BYTE_S)
                     for event in events:
                         self.wfile.write(b"%x\r\n%s\r\n" % (len(event), event))
                         self.wfile.flush()
+                        if paced:
+                            time.sleep(EVENT_GAP_S)
                     self.wfile.write(b"0\r\n\r\n")
                     return
                 self.send_header("content-type", "application/json")
@@ -117,6 +133,17 @@ def start_filter(workdir: Path, name: str, extra: str) -> tuple[subprocess.Popen
         proc.kill()
         raise RuntimeError(f"filter {name} did not start: {(workdir / f'{name}.log').read_text()[-2000:]}") from None
     return proc, port, usage
+
+
+def wait_port(port: int, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"nothing listens on {port}")
 
 
 def start_envoy(workdir: Path, name: str, *args: str) -> EnvoyProcess:
@@ -171,12 +198,22 @@ def run(quick: bool = False, rounds: int | None = None) -> bool:
                                          "--usage", f"127.0.0.1:{plain_usage}")
         envoys["no_usage"] = start_envoy(workdir, "no-usage", *up, "--filter", f"127.0.0.1:{plain_port}",
                                          "--no-usage")
+        null_port = free_port()
+        procs.append(subprocess.Popen([sys.executable, "-m", "tests.bench.null_processor", str(null_port)], cwd=ROOT))
+        wait_port(null_port)
+        envoys["null"] = start_envoy(workdir, "null", *up, "--filter", f"127.0.0.1:{plain_port}",
+                                     "--usage", f"127.0.0.1:{null_port}")
+        envoys["no_usage_b"] = start_envoy(workdir, "no-usage-b", *up, "--filter", f"127.0.0.1:{plain_port}",
+                                           "--no-usage")
         envoys["budgets"] = start_envoy(workdir, "budgets", *up, "--filter", f"127.0.0.1:{budget_port}",
                                         "--usage", f"127.0.0.1:{budget_usage}")
         conns = {name: http.client.HTTPConnection("127.0.0.1", e.listen_port, timeout=30) for name, e in envoys.items()}
-        streams = [(name, gap) for gap in GAPS for name in ("no_usage", "observer")]
-        ttfb: dict[tuple[str, float], list[float]] = {k: [] for k in streams}
-        total: dict[tuple[str, float], list[float]] = {k: [] for k in streams}
+        kinds = [*GAPS, "paced"]  # instant provider with each gap, then the paced provider back to back
+        names = ("no_usage", "no_usage_b", "null", "observer")
+        streams = [(name, kind) for kind in kinds for name in names]
+        ttfb: dict[tuple[str, float | str], list[float]] = {k: [] for k in streams}
+        total: dict[tuple[str, float | str], list[float]] = {k: [] for k in streams}
+        paced_headers = {**ANTHROPIC, **IDENTITY, PACED: "1"}
         e2e: dict[tuple[str, str], list[float]] = {(s, b): [] for s in ("observer", "budgets") for b in bodies}
         stream_headers = {**ANTHROPIC, **IDENTITY}
         chat_headers = {"content-type": "application/json", "authorization": "Bearer placeholder", **IDENTITY}
@@ -184,12 +221,14 @@ def run(quick: bool = False, rounds: int | None = None) -> bool:
             for _ in range(5):
                 timed(conns[name], "/anthropic/v1/messages", stream_request, stream_headers)
         for r in range(rounds):
-            for name, gap in streams if r % 2 == 0 else streams[::-1]:
-                for _ in range(per_round):
-                    first, last = timed(conns[name], "/anthropic/v1/messages", stream_request, stream_headers)
-                    ttfb[(name, gap)].append(first)
-                    total[(name, gap)].append(last)
-                    time.sleep(gap)
+            for name, kind in streams if r % 2 == 0 else streams[::-1]:
+                paced = kind == "paced"
+                for _ in range(per_round // 4 if paced else per_round):
+                    first, last = timed(conns[name], "/anthropic/v1/messages", stream_request,
+                                        paced_headers if paced else stream_headers)
+                    ttfb[(name, kind)].append(first)
+                    total[(name, kind)].append(last)
+                    time.sleep(0.0 if paced else float(kind))
             for label, body in bodies.items():
                 for name in (["observer", "budgets"] if r % 2 == 0 else ["budgets", "observer"]):
                     for _ in range(per_round):
@@ -199,14 +238,20 @@ def run(quick: bool = False, rounds: int | None = None) -> bool:
               "sequential, medians)")
         print(f"   streamed answer: Anthropic SSE, {STREAM_EVENTS + 3} events, "
               f"{sum(len(e) for e in stream_body()) // 1024} KB")
-        for name, gap in streams:
-            print(f"   {name:9} {GAP_NAMES[gap]:13} first byte {_summary(ttfb[(name, gap)])} | "
-                  f"total {_summary(total[(name, gap)])}")
-        for gap in GAPS:
-            added = [statistics.median(v[("observer", gap)]) - statistics.median(v[("no_usage", gap)])
-                     for v in (ttfb, total)]
-            print(f"   observer adds {added[0]:+.2f} ms to the first byte, {added[1]:+.2f} ms to the total "
-                  f"({GAP_NAMES[gap]}, medians)")
+        label = {**GAP_NAMES, "paced": f"paced provider ({FIRST_BYTE_S * 1000:.0f} ms to first byte, "
+                                               f"{EVENT_GAP_S * 1000:.0f} ms between events)"}
+        for name, kind in streams:
+            print(f"   {name:10} {str(kind)[:13]:13} first byte {_summary(ttfb[(name, kind)])} | "
+                  f"total {_summary(total[(name, kind)])}")
+        def added(v: dict[tuple[str, float | str], list[float]], kind: float | str, a: str) -> float:
+            return statistics.median(v[(a, kind)]) - statistics.median(v[("no_usage", kind)])
+
+        for kind in kinds:
+            print(f"   {label[kind]}: observer adds {added(ttfb, kind, 'observer'):+.2f} ms to the first byte, "
+                  f"{added(total, kind, 'observer'):+.2f} ms to the total; a do-nothing processor "
+                  f"{added(ttfb, kind, 'null'):+.2f} / {added(total, kind, 'null'):+.2f} ms; "
+                  "noise floor (no_usage_b vs no_usage) "
+                  f"{added(ttfb, kind, 'no_usage_b'):+.2f} / {added(total, kind, 'no_usage_b'):+.2f} ms (medians)")
         for label in bodies:
             on, off = e2e[("budgets", label)], e2e[("observer", label)]
             print(f"   {label:6} request, JSON answer: budgets off {_summary(off)} | budgets on (SQLite) "
