@@ -21,7 +21,7 @@ import re
 from collections.abc import Callable
 
 from filter.formats import anthropic, bedrock, connect, gemini, openai, raw, sagemaker
-from filter.formats.derive import derived
+from filter.formats.derive import derived, json_unescaped
 from filter.formats.encoding import decode_body
 from filter.formats.jsonload import JSONSyntaxError, has_lone_surrogates, load_json
 from filter.formats.limits import DecodeLimits
@@ -64,6 +64,7 @@ _BY_PROVIDER = {
 }
 _DEFAULT_LIMITS = DecodeLimits()
 _LOOKS_JSON = re.compile(rb'[ \t\r\n]*[\[{"]')
+_JSON_MEDIA = re.compile(r"\s*application/(?:[\w.+-]*\+)?json\s*(?:;|$)")
 
 
 class _NotJSON:
@@ -110,11 +111,15 @@ def parse(envelope: Envelope, limits: DecodeLimits = _DEFAULT_LIMITS) -> ParsedR
         return ParsedRequest(shown_provider, _CONNECT, path_route.model, segments, stream=stream)
 
     content_type = envelope.headers.get("content-type", "").lower()
-    # A SageMaker container takes any body: JSON only when it says so (else parsed if it parses, scanned as text if not).
-    json_api = bool(api) and (api != _SAGEMAKER or "json" in content_type)
+    # A SageMaker container takes any body: JSON only when it says so (else parsed if it parses, scanned as text if
+    # not: JSON Lines, CSV, ...).
+    json_api = bool(api) and (api != _SAGEMAKER or _JSON_MEDIA.match(content_type) is not None)
     doc = _load(body, limits, json_api, content_type)
     if isinstance(doc, _NotJSON):
         body_segments = raw.text_segments(body, content_type)
+        if api == _SAGEMAKER:  # JSON Lines and the like: their \u escapes undone too (`body$#decoded`)
+            unescaped = json_unescaped(body_segments[0])
+            body_segments = body_segments if unescaped is None else (*body_segments, unescaped)
         segments = (*body_segments, *roads, *derived((*body_segments, *roads)))
         shown_api = _SAGEMAKER if api == _SAGEMAKER else "raw"  # a text body is one of SageMaker's own formats
         return ParsedRequest(shown_provider, shown_api, path_route.model, segments, stream=path_route.stream)
