@@ -31,7 +31,7 @@ from collections.abc import Mapping
 from filter.errors import BodyTooLarge, MalformedRequest, UnsupportedEncoding
 from filter.formats.encoding import CODINGS, decompress
 from filter.formats.jsonload import load_json
-from filter.formats.limits import DecodeLimits, charge_decoded, charge_nodes
+from filter.formats.limits import DecodeLimits, charge_decoded, charge_nodes, too_many_nodes
 from filter.formats.walk import Walker
 
 MIN_RUN = 6  # shorter printable runs hold none of the credentials or PII the packs look for
@@ -42,6 +42,8 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _BASE64_CHUNK = re.compile(rb"[A-Za-z0-9+/]*={0,2}")
 _MAX_DEPTH = 32  # nested messages walked; deeper ones are scanned as printable runs
 _MAX_FIELD = (1 << 29) - 1
+_MAX_SPECULATIVE_BYTES = 4096
+_MAX_SPECULATIVE_FIELDS = 256
 _COMPRESSED = 0x01
 
 
@@ -145,11 +147,20 @@ def _varint(data: bytes, pos: int) -> tuple[int, int]:
     return 0, -1
 
 
-def _fields(data: bytes) -> list[tuple[int, int, int]] | None:
-    """(field number, start, end) of each length-delimited field; None when `data` is not a protobuf message."""
+def _fields(data: bytes, limits: DecodeLimits, loc: str, *, speculative: bool = False) -> list[tuple[int, int, int]] | None:
+    """(field number, start, end) of each length-delimited field; None when `data` is not a protobuf message.
+
+    Every field counts as a node of the Check's work budget (limits.py), as JSON values do. `speculative`: text
+    that might also be a message (small, see _payload): nothing is charged, and many fields mean it is not one
+    (plain text such as `xxxx` reads as one-byte number fields)."""
     out: list[tuple[int, int, int]] = []
-    pos, n = 0, len(data)
+    pos, n, count = 0, len(data), 0
     while pos < n:
+        count += 1
+        if speculative and count > _MAX_SPECULATIVE_FIELDS:
+            return None
+        if count > limits.max_json_nodes:
+            raise too_many_nodes(limits, f"protobuf message at {loc}")
         key, pos = _varint(data, pos)
         if pos < 0:
             return None
@@ -174,6 +185,8 @@ def _fields(data: bytes) -> list[tuple[int, int, int]] | None:
             return None
         if pos > n:
             return None
+    if not speculative:
+        charge_nodes(count + 1, limits, f"protobuf message at {loc}")
     return out
 
 
@@ -184,13 +197,14 @@ def _payload(w: Walker, loc: str, data: bytes, depth: int) -> None:
     text = _text(data)
     if text is not None:
         w.json_text(loc, text)
-    fields = _fields(data) if depth < _MAX_DEPTH else None
-    if fields is not None:
-        charge_nodes(len(fields) + 1, w.limits, f"protobuf message at {loc}")
-    if text is not None:
-        if fields and any(end > start for _, start, end in fields):
-            _message(w, loc, data, fields, depth)  # text that is also a message: its fields too
+        # Text that is also a message: its fields too, as a length byte read as text can run into a value. Only
+        # small ones: a message holding a string of 128 bytes or more has a length byte that is not text.
+        if len(data) <= _MAX_SPECULATIVE_BYTES and depth < _MAX_DEPTH:
+            fields = _fields(data, w.limits, loc, speculative=True)
+            if fields and any(end > start for _, start, end in fields):
+                _message(w, loc, data, fields, depth)
         return
+    fields = _fields(data, w.limits, loc) if depth < _MAX_DEPTH else None
     if fields is None:
         _runs(w, loc, data, 0, len(data))
     else:

@@ -204,3 +204,12 @@ def test_a_refused_body_is_a_4xx_decision() -> None:
     decision = decide(CURSOR, envelope(b"\x00" * 10, 1), {"content-type": "application/grpc", "grpc-encoding": "snappy"})
     assert decision.verdict is Verdict.DENY
     assert decision.http_status == 415
+
+
+def test_a_message_of_countless_tiny_fields_is_a_work_limit_not_a_long_wait() -> None:
+    from filter.errors import WorkLimitExceeded
+    from filter.formats import DecodeLimits
+
+    body = num(1, 1) * 2000
+    with pytest.raises(WorkLimitExceeded):
+        parsed(CURSOR, body, PROTO, DecodeLimits(max_json_nodes=1000))
