@@ -15,10 +15,11 @@ filter chain are the same in production, in `make run` and in the end-to-end tes
     # benchmark floor: Envoy alone, no ext_authz, no rate limit, no usage observer (no call to the filter at all)
     python envoy/render.py --upstream http://127.0.0.1:8080 --no-ext-authz --no-ratelimit -o floor.yaml
 
-    # production with JWT identity, a real Azure resource, Bedrock in eu-west-1 (TLS kept)
+    # production with JWT identity, a real Azure resource, Bedrock and SageMaker in eu-west-1, Vertex AI in
+    # europe-west4 (TLS kept)
     python envoy/render.py --jwt-jwks /etc/envoy/jwks.json --jwt-issuer https://idp.example.com \\
         --jwt-audience llm-gateway --provider-host azure=myco.openai.azure.com \\
-        --aws-region eu-west-1 -o envoy-jwt.yaml
+        --aws-region eu-west-1 --vertex-region europe-west4 -o envoy-jwt.yaml
 
     # a smaller pod: bound Envoy's heap to 384 MiB (give the container 384 + 768 MiB)
     python envoy/render.py --max-heap 384Mi -o envoy-small.yaml
@@ -74,6 +75,7 @@ DESCRIPTOR_CLAIMS = {"workspace_id": "workspace", "team_id": "team"}
 _DURATION = re.compile(r"^\d+(\.\d+)?s$")
 _SIZE = re.compile(r"^(\d+)(Mi|Gi)?$")
 _AWS_REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
+_GCP_REGION = re.compile(r"^([a-z]+-[a-z]+\d+|global)$")
 
 
 class RenderError(ValueError):
@@ -244,13 +246,42 @@ def set_aws_region(cfg: dict[str, Any], region: str) -> None:
     upstream_filter(bedrock, AWS_SIGNING)["region"] = region
 
 
+def set_sagemaker_region(cfg: dict[str, Any], region: str) -> None:
+    """SageMaker runtime in another region: its host (address, Host, SNI, SAN) and the SigV4 signing region."""
+    if not _AWS_REGION.match(region):
+        raise RenderError(f"--sagemaker-region wants a region like eu-west-1, got {region!r}")
+    sagemaker = provider_clusters(cfg)["sagemaker"]
+    set_provider_host(sagemaker, f"runtime.sagemaker.{region}.amazonaws.com")
+    upstream_filter(sagemaker, AWS_SIGNING)["region"] = region
+
+
+def set_vertex_region(cfg: dict[str, Any], region: str) -> None:
+    """Vertex AI in another region (`global`: the global endpoint): host, Host header, SNI and SAN."""
+    if not _GCP_REGION.match(region):
+        raise RenderError(f"--vertex-region wants a region like europe-west4 (or global), got {region!r}")
+    host = "aiplatform.googleapis.com" if region == "global" else f"{region}-aiplatform.googleapis.com"
+    set_provider_host(provider_clusters(cfg)["vertex"], host)
+
+
+def aws_signed_clusters(cfg: dict[str, Any]) -> list[dict[str, Any]]:
+    """Provider clusters that sign their requests with the gateway's AWS credentials (Bedrock, SageMaker)."""
+    out = []
+    for c in provider_clusters(cfg).values():
+        options = c.get("typed_extension_protocol_options", {}).get(HTTP_OPTIONS, {})
+        if any(f["name"] == AWS_SIGNING for f in options.get("http_filters", [])):
+            out.append(c)
+    return out
+
+
 def set_aws_credentials_file(cfg: dict[str, Any], path: str, profile: str | None) -> None:
-    """Sign Bedrock requests with the keys of a mounted AWS credentials file (and nothing else)."""
+    """Sign Bedrock and SageMaker requests with the keys of a mounted AWS credentials file (and nothing else)."""
     provider: dict[str, Any] = {"credentials_data_source": {"filename": path}}
     if profile:
         provider["profile"] = profile
-    signer = upstream_filter(provider_clusters(cfg)["bedrock"], AWS_SIGNING)
-    signer["credential_provider"] = {"custom_credential_provider_chain": True, "credentials_file_provider": provider}
+    for c in aws_signed_clusters(cfg):
+        signer = upstream_filter(c, AWS_SIGNING)
+        signer["credential_provider"] = {"custom_credential_provider_chain": True,
+                                         "credentials_file_provider": copy.deepcopy(provider)}
 
 
 def local_aws_credentials(bedrock: dict[str, Any]) -> None:
@@ -422,6 +453,12 @@ def render(cfg: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
     aws_region = getattr(args, "aws_region", None)
     if aws_region:  # before --provider-host, which may name a VPC endpoint in that region
         set_aws_region(cfg, aws_region)
+    sagemaker_region = getattr(args, "sagemaker_region", None) or (aws_region if "sagemaker" in providers else None)
+    if sagemaker_region:
+        set_sagemaker_region(cfg, sagemaker_region)
+    vertex_region = getattr(args, "vertex_region", None)
+    if vertex_region:
+        set_vertex_region(cfg, vertex_region)
 
     for item in args.provider_host or []:
         name, sep, host = item.partition("=")
@@ -442,7 +479,7 @@ def render(cfg: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
             raise RenderError(f"--upstream: unknown provider {name!r}; known: {sorted(providers)}")
         for c in targets:
             set_plain_upstream(c, host, port)
-            if c is providers.get("bedrock"):
+            if c in aws_signed_clusters(cfg):
                 local_aws_credentials(c)
 
     if args.filter:
@@ -519,7 +556,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jwt-issuer", default=JWT_DEFAULT_ISSUER, help="required iss (llm-gateway-test)")
     p.add_argument("--jwt-audience", action="append", help="accepted aud; repeatable (default: any)")
     p.add_argument("--jwt-header", default=JWT_DEFAULT_HEADER, help=f"header carrying the JWT ({JWT_DEFAULT_HEADER})")
-    p.add_argument("--aws-region", help="Bedrock region: host, TLS name and SigV4 signing region (us-east-1)")
+    p.add_argument("--aws-region",
+                   help="Bedrock (and SageMaker) region: host, TLS name and SigV4 signing region (us-east-1)")
+    p.add_argument("--sagemaker-region",
+                   help="SageMaker runtime region: host, TLS name and SigV4 signing region (--aws-region, else us-east-1)")
+    p.add_argument("--vertex-region",
+                   help="Vertex AI region, e.g. europe-west4, or global: host and TLS name (us-central1)")
     p.add_argument("--aws-credentials-file", metavar="FILE",
                    help="sign Bedrock requests with this AWS credentials file only (default: Envoy's AWS chain)")
     p.add_argument("--aws-profile", help="profile in --aws-credentials-file (default: default)")

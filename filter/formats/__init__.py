@@ -3,7 +3,8 @@
     decode_body      size checks, Content-Encoding (gzip, deflate, br, zstd, stacked) with caps
     detect_provider  `x-llm-provider` header, else the path
     parse            the decoder the path names (the header picks one only when the path names none);
-                     unknown paths and shapes fall back to a raw scan of every string
+                     unknown paths and shapes fall back to a raw scan of every string; protobuf APIs
+                     (Connect / gRPC / gRPC-web, connect.py) are walked by wire format
 
 Location scheme: decoders use the request's own field names and indices (`messages[3].content[1].text`);
 JSON found inside a string continues after `$` (`...function.arguments$.path`); the raw fallback roots at
@@ -19,8 +20,8 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-from filter.formats import anthropic, bedrock, gemini, openai, raw
-from filter.formats.derive import derived
+from filter.formats import anthropic, bedrock, connect, gemini, openai, raw, sagemaker
+from filter.formats.derive import derived, json_unescaped
 from filter.formats.encoding import decode_body
 from filter.formats.jsonload import JSONSyntaxError, has_lone_surrogates, load_json
 from filter.formats.limits import DecodeLimits
@@ -31,6 +32,9 @@ from filter.model import Envelope, ParsedRequest
 
 __all__ = ["DecodeLimits", "decode_body", "detect_provider", "parse"]
 
+_INVOKE = "bedrock.invoke"
+_SAGEMAKER = "sagemaker.invocations"
+_CONNECT = "connect"  # protobuf over Connect / gRPC / gRPC-web: not JSON (connect.py)
 _Decoder = Callable[[dict[str, JSON], Walker], bool]
 _DECODERS: dict[str, _Decoder] = {
     "openai.chat": openai.decode_chat,
@@ -41,8 +45,8 @@ _DECODERS: dict[str, _Decoder] = {
     "anthropic.messages": anthropic.decode,
     "gemini.generate_content": gemini.decode,
     "bedrock.converse": bedrock.decode_converse,
+    _SAGEMAKER: sagemaker.decode,
 }
-_INVOKE = "bedrock.invoke"
 # When the path names no API, the provider header chooses the format.
 _BY_PROVIDER = {
     "anthropic": "anthropic.messages",
@@ -52,9 +56,15 @@ _BY_PROVIDER = {
     "groq": "openai",
     "gemini": "gemini.generate_content",
     "bedrock": "bedrock.converse",
+    "sagemaker": _SAGEMAKER,
+    "copilot": "openai",
+    "copilot-proxy": "openai.completions",
+    "cursor": _CONNECT,
+    "codeium": _CONNECT,
 }
 _DEFAULT_LIMITS = DecodeLimits()
 _LOOKS_JSON = re.compile(rb'[ \t\r\n]*[\[{"]')
+_JSON_MEDIA = re.compile(r"\s*application/(?:[\w.+-]*\+)?json\s*(?:;|$)")
 
 
 class _NotJSON:
@@ -93,12 +103,26 @@ def parse(envelope: Envelope, limits: DecodeLimits = _DEFAULT_LIMITS) -> ParsedR
         segments = (*roads, *derived(roads))
         return ParsedRequest(shown_provider, api or "raw", path_route.model, segments, stream=path_route.stream)
 
+    if api == _CONNECT:
+        w = Walker(limits, raw=True)
+        stream = connect.decode(body, envelope.headers, w)
+        body_segments = w.result()
+        segments = (*body_segments, *roads, *derived((*body_segments, *roads), w.block_runs()))
+        return ParsedRequest(shown_provider, _CONNECT, path_route.model, segments, stream=stream)
+
     content_type = envelope.headers.get("content-type", "").lower()
-    doc = _load(body, limits, bool(api), content_type)
+    # A SageMaker container takes any body: JSON only when it says so (else parsed if it parses, scanned as text if
+    # not: JSON Lines, CSV, ...).
+    json_api = bool(api) and (api != _SAGEMAKER or _JSON_MEDIA.match(content_type) is not None)
+    doc = _load(body, limits, json_api, content_type)
     if isinstance(doc, _NotJSON):
         body_segments = raw.text_segments(body, content_type)
+        if api == _SAGEMAKER:  # JSON Lines and the like: their \u escapes undone too (`body$#decoded`)
+            unescaped = json_unescaped(body_segments[0])
+            body_segments = body_segments if unescaped is None else (*body_segments, unescaped)
         segments = (*body_segments, *roads, *derived((*body_segments, *roads)))
-        return ParsedRequest(shown_provider, "raw", path_route.model, segments, stream=path_route.stream)
+        shown_api = _SAGEMAKER if api == _SAGEMAKER else "raw"  # a text body is one of SageMaker's own formats
+        return ParsedRequest(shown_provider, shown_api, path_route.model, segments, stream=path_route.stream)
 
     w = Walker(limits, scrub_surrogates=has_lone_surrogates(body))
     api = _decode(doc, w, api, path_route)
@@ -129,7 +153,7 @@ def _decode(doc: JSON, w: Walker, api: str, path_route: Route) -> str:
         if decoder is not None and decoder(doc, w):
             return _api_name(api, doc)
     raw.walk_json(doc, w)
-    return "raw"
+    return _SAGEMAKER if api == _SAGEMAKER else "raw"  # any body is one of a SageMaker container's formats
 
 
 def _api_name(api: str, doc: dict[str, JSON]) -> str:

@@ -193,3 +193,17 @@ def decode_body(envelope: Envelope, limits: DecodeLimits) -> bytes:
             raise _corrupt(coding) from None
         body = sink.result()
     return body
+
+
+CODINGS = frozenset({"gzip", "deflate", "br", "zstd"})
+
+
+def decompress(data: bytes, coding: str, limits: DecodeLimits, name: str) -> bytes:
+    """One buffer compressed with `coding` (one of CODINGS) under the same caps as a Content-Encoding layer;
+    `name` says what it was in errors (e.g. "gRPC frame 2 (gzip)")."""
+    sink = _Sink(name, len(data), limits)
+    try:
+        _DECODERS[coding](data, sink)
+    except _CODEC_ERRORS:
+        raise _corrupt(name) from None
+    return sink.result()

@@ -7,8 +7,8 @@ are as sent, percent-escapes kept, so finding offsets point into what the client
 percent-decoded copies (`path#urldecoded`). These are scanned for every request, with or without a body.
 
 Not scanned: the credentials the provider itself reads (they are meant to reach it): `authorization` and the
-provider's key header (`x-api-key`, `api-key`, `x-goog-api-key`), SigV4's `x-amz-*` for Bedrock, Gemini's
-`key` query parameter; for a path that names no provider, all of them. Transport headers that carry no
+provider's key header (`x-api-key`, `api-key`, `x-goog-api-key`), SigV4's `x-amz-*` for Bedrock and SageMaker,
+Gemini's and Vertex AI's `key` query parameter; for a path that names no provider, all of them. Transport headers that carry no
 text for the model: host/`:authority` and other pseudo-headers, content-*, accept*, connection and hop-by-hop
 headers, `x-envoy-*`, `x-forwarded-*`, `x-request-id`, trace context, and `x-llm-gateway-token` (a JWT the
 gateway verifies).
@@ -30,10 +30,17 @@ _CREDENTIAL_HEADERS: dict[str, frozenset[str]] = {
     "azure": frozenset({"authorization", "api-key"}),
     "gemini": frozenset({"authorization", "x-goog-api-key"}),
     "bedrock": frozenset({"authorization"}),
+    "vertex": frozenset({"authorization", "x-goog-api-key"}),
+    "sagemaker": frozenset({"authorization"}),
+    "copilot": frozenset({"authorization"}),
+    "copilot-proxy": frozenset({"authorization"}),
+    "cursor": frozenset({"authorization"}),
+    "codeium": frozenset({"authorization"}),
 }
 _ANY_CREDENTIAL_HEADER = frozenset().union(*_CREDENTIAL_HEADERS.values())
-_SIGV4_PREFIX = "x-amz-"  # SigV4 signature, date, content hash and session token (Bedrock)
-_CREDENTIAL_PARAMS: dict[str, frozenset[str]] = {"gemini": frozenset({"key"})}
+_SIGV4_PREFIX = "x-amz-"  # SigV4 signature, date, content hash and session token (Bedrock, SageMaker)
+_SIGV4_PROVIDERS = frozenset({"bedrock", "sagemaker", "unknown"})
+_CREDENTIAL_PARAMS: dict[str, frozenset[str]] = {"gemini": frozenset({"key"}), "vertex": frozenset({"key"})}
 _ANY_CREDENTIAL_PARAM = frozenset({"key"})
 _TRANSPORT = frozenset(
     {
@@ -67,7 +74,7 @@ def road_segments(envelope: Envelope, path_route: Route) -> list[TextSegment]:
         skip = _CREDENTIAL_PARAMS.get(path_route.provider, frozenset()) if known else _ANY_CREDENTIAL_PARAM
         out.extend(_query(query.partition("#")[0], skip))
     credentials = _CREDENTIAL_HEADERS.get(path_route.provider, _ANY_CREDENTIAL_HEADER)
-    sigv4 = path_route.provider in ("bedrock", "unknown")
+    sigv4 = path_route.provider in _SIGV4_PROVIDERS
     for i, (name, value) in enumerate(envelope.headers.items()):
         if not value or name in credentials or name in _TRANSPORT or name.startswith(_TRANSPORT_PREFIXES):
             continue

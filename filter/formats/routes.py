@@ -1,10 +1,12 @@
 """Which API a request targets, from its path (any prefix before the API's own path is allowed).
 
 The gateway exposes each provider under a path prefix (`/openai/v1/...`, `/anthropic/...`, `/gemini/...`,
-`/mistral/v1/...`, `/groq/openai/v1/...`, `/azure/...`, `/bedrock/...`) and strips it before forwarding, so a
-leading known prefix names the provider; the rest of the path names the API as usual. Unprefixed paths
-keep the path guess (`/v1/messages` is Anthropic, `/openai/deployments/...` is Azure). An `x-llm-provider`
-header naming a known provider still wins over both (Groq's own path is `/openai/v1/...`).
+`/mistral/v1/...`, `/groq/openai/v1/...`, `/azure/...`, `/bedrock/...`, `/vertex/...`, `/sagemaker/...`,
+`/copilot/...`, `/copilot-proxy/...`, `/cursor/...`, `/codeium/...`) and strips it before forwarding, so a
+leading known prefix names the provider; the rest of the path names the API as usual (a provider's own paths,
+such as Copilot's `/chat/completions` without `/v1`, are read after its prefix first). Unprefixed paths keep
+the path guess (`/v1/messages` is Anthropic, `/openai/deployments/...` is Azure). An `x-llm-provider` header
+naming a known provider still wins over both (Groq's own path is `/openai/v1/...`).
 """
 
 from __future__ import annotations
@@ -15,8 +17,14 @@ from urllib.parse import unquote
 
 from filter.model import Envelope
 
-PROVIDERS = frozenset({"anthropic", "openai", "azure", "gemini", "bedrock", "mistral", "groq"})
-_STREAM_OPS = frozenset({"streamGenerateContent", "converse-stream", "invoke-with-response-stream"})
+PROVIDERS = frozenset({
+    "anthropic", "openai", "azure", "gemini", "bedrock", "mistral", "groq",
+    "vertex", "sagemaker", "copilot", "copilot-proxy", "cursor", "codeium",
+})  # fmt: skip
+_STREAM_OPS = frozenset({
+    "streamGenerateContent", "converse-stream", "invoke-with-response-stream", "streamRawPredict",
+    "invocations-response-stream",
+})  # fmt: skip
 _GEMINI = (
     r"/(?:v1|v1beta|v1alpha|v1beta1)/(?:projects/[^/]+/locations/[^/]+/publishers/[^/]+/)?"
     r"(?:models|tunedModels)/(?P<model>[^/:]+):(?P<op>generateContent|streamGenerateContent|countTokens)$"
@@ -36,8 +44,29 @@ _ROUTES: tuple[tuple[re.Pattern[str], str, str], ...] = tuple(
         (_GEMINI, "gemini", "gemini.generate_content"),
         (r"/model/(?P<model>[^/]+)/(?P<op>converse|converse-stream)$", "bedrock", "bedrock.converse"),
         (r"/model/(?P<model>[^/]+)/(?P<op>invoke|invoke-with-response-stream)$", "bedrock", "bedrock.invoke"),
+        # Claude on Vertex AI: an Anthropic Messages body (with `anthropic_version`), the model in the path.
+        (r"/(?:v1|v1beta1)/projects/[^/]+/locations/[^/]+/publishers/anthropic/models/(?P<model>[^/:]+)"
+         r":(?P<op>rawPredict|streamRawPredict)$", "vertex", "anthropic.messages"),
+        (r"/endpoints/(?P<model>[^/]+)/(?P<op>invocations|invocations-response-stream)$", "sagemaker",
+         "sagemaker.invocations"),
     )
 )
+# Paths only one provider uses, read after its gateway prefix (before the shared table above).
+_CONNECT = r"^/[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)+/[A-Za-z_][A-Za-z0-9_]*$"
+_OWN_ROUTES: dict[str, tuple[tuple[re.Pattern[str], str], ...]] = {
+    provider: tuple((re.compile(pattern), api) for pattern, api in table)
+    for provider, table in {
+        "copilot": (
+            (r"^/chat/completions$", "openai.chat"),
+            (r"^/responses$", "openai.responses"),
+            (r"^/embeddings$", "openai.embeddings"),
+        ),
+        "copilot-proxy": ((r"^/v1/engines/(?P<model>[^/]+)/completions$", "openai.completions"),),
+        # Connect / gRPC / gRPC-web: `/<package>.<Service>/<Method>`; the model is inside the protobuf: unknown.
+        "cursor": ((_CONNECT, "connect"),),
+        "codeium": ((_CONNECT, "connect"),),
+    }.items()
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +89,12 @@ _PREFIXES: tuple[tuple[str, str, str], ...] = (
     ("/groq/", "/groq", "groq"),
     ("/azure/", "/azure", "azure"),
     ("/bedrock/", "/bedrock", "bedrock"),
+    ("/vertex/", "/vertex", "vertex"),
+    ("/sagemaker/", "/sagemaker", "sagemaker"),
+    ("/copilot/", "/copilot", "copilot"),
+    ("/copilot-proxy/", "/copilot-proxy", "copilot-proxy"),
+    ("/cursor/", "/cursor", "cursor"),
+    ("/codeium/", "/codeium", "codeium"),
 )
 
 
@@ -80,9 +115,18 @@ def route(path: str) -> Route:
     prefixed = gateway_prefix(path)
     if prefixed is not None:
         provider, rest = prefixed
-        found = _match(rest)
+        found = _own_match(provider, rest) or _match(rest)
         return Route(provider, found.api, found.model, found.stream, prefixed=True)
     return _match(path)
+
+
+def _own_match(provider: str, path: str) -> Route | None:
+    for pattern, api in _OWN_ROUTES.get(provider, ()):
+        m = pattern.search(path)
+        if m is not None:
+            model = m.groupdict().get("model")
+            return Route(provider, api, unquote(model) if model else None)
+    return None
 
 
 def _match(path: str) -> Route:

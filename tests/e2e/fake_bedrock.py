@@ -48,16 +48,17 @@ class SignedRequest:
 
 
 def signature_problem(
-    method: str, path: str, headers: dict[str, str], body: bytes, credentials: Credentials, region: str
+    method: str, path: str, headers: dict[str, str], body: bytes, credentials: Credentials, region: str,
+    service: str = "bedrock",
 ) -> str:
-    """Why AWS would reject this request ("" when it would accept it)."""
+    """Why AWS would reject this request ("" when it would accept it); `service`: the SigV4 service name."""
     m = _AUTH.match(headers.get("authorization", ""))
     if not m:
         return "no SigV4 Authorization header"
     if m["key"] != credentials.access_key:
         return f"signed with key id {m['key']}, not the gateway's"
-    if (m["region"], m["service"]) != (region, "bedrock"):
-        return f"credential scope {m['region']}/{m['service']}, expected {region}/bedrock"
+    if (m["region"], m["service"]) != (region, service):
+        return f"credential scope {m['region']}/{m['service']}, expected {region}/{service}"
     amz_date = headers.get("x-amz-date", "")
     if not amz_date.startswith(m["date"]):
         return "x-amz-date does not match the credential scope date"
@@ -80,7 +81,7 @@ def signature_problem(
         headers={n: headers[n] for n in names},
     )
     request.context["timestamp"] = amz_date
-    signer = SigV4Auth(credentials, "bedrock", region)
+    signer = SigV4Auth(credentials, service, region)
     expected = signer.signature(signer.string_to_sign(request, signer.canonical_request(request)), request)
     if not hmac.compare_digest(expected, signed):
         return "signature does not match"

@@ -29,7 +29,15 @@ PROVIDER_HOSTS = {
     "groq": "api.groq.com",
     "bedrock": "bedrock-runtime.us-east-1.amazonaws.com",
     "azure": "example-resource.openai.azure.com",
+    "vertex": "us-central1-aiplatform.googleapis.com",
+    "sagemaker": "runtime.sagemaker.us-east-1.amazonaws.com",
+    "copilot": "api.githubcopilot.com",
+    "copilot-proxy": "copilot-proxy.githubusercontent.com",
+    "cursor": "api2.cursor.sh",
+    "codeium": "server.codeium.com",
 }
+# Providers also reachable with an x-llm-provider header on their own paths; the others by prefix only.
+HEADER_ROUTED = {"anthropic", "openai", "gemini", "mistral", "groq", "bedrock", "azure"}
 SIXTEEN_MIB = 16 * 1024 * 1024
 
 
@@ -140,9 +148,35 @@ def test_bedrock_signer_follows_the_bedrock_host(tmp_path: Path) -> None:
         assert_valid(out)
 
 
+def test_regional_providers_follow_their_region_options(tmp_path: Path) -> None:
+    """SageMaker signs for its own region (by default --aws-region's); Vertex AI's host is per region."""
+    for args, sagemaker_region, vertex_host in [
+        ([], "us-east-1", "us-central1-aiplatform.googleapis.com"),
+        (["--aws-region", "eu-west-1", "--vertex-region", "europe-west4"], "eu-west-1",
+         "europe-west4-aiplatform.googleapis.com"),
+        (["--aws-region", "eu-west-1", "--sagemaker-region", "eu-central-1", "--vertex-region", "global"],
+         "eu-central-1", "aiplatform.googleapis.com"),
+    ]:  # fmt: skip
+        out = render_config(tmp_path / "r.yaml", *args)
+        clusters = {c["name"]: c for c in load(out)["static_resources"]["clusters"]}
+        sagemaker = clusters["sagemaker"]
+        options = sagemaker["typed_extension_protocol_options"]["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"]
+        signer = options["http_filters"][0]["typed_config"]
+        host = f"runtime.sagemaker.{sagemaker_region}.amazonaws.com"
+        assert (signer["service_name"], signer["region"], signer["host_rewrite"]) == ("sagemaker", sagemaker_region, host)
+        assert signer["use_unsigned_payload"] is False
+        assert sagemaker["transport_socket"]["typed_config"]["sni"] == host
+        vertex = clusters["vertex"]
+        assert vertex["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["hostname"] == vertex_host
+        assert vertex["transport_socket"]["typed_config"]["sni"] == vertex_host
+        assert_valid(out)
+
+
 @pytest.mark.parametrize(
     "args",
     [
+        ["--vertex-region", "mars"],
+        ["--sagemaker-region", "moon-1"],
         ["--upstream", "https://127.0.0.1:8443"],
         ["--upstream", "nosuch=http://127.0.0.1:8080"],
         ["--filter", "127.0.0.1"],
@@ -214,6 +248,7 @@ def test_usage_observer_only_observes_and_sees_no_credentials() -> None:
 def test_every_forwarding_route_runs_both_filters_and_every_local_answer_skips_them() -> None:
     forwarding = 0
     prefixed = set()
+    by_header = set()
     for route in routes(load(ENVOY_YAML)):
         per_filter = route.get("typed_per_filter_config", {})
         if "route" in route:
@@ -225,6 +260,8 @@ def test_every_forwarding_route_runs_both_filters_and_every_local_answer_skips_t
             methods = [h for h in route["match"]["headers"] if h["name"] == ":method"]
             assert methods == [{"name": ":method", "string_match": {"exact": "POST"}}], route["name"]
             assert "prefix" not in route["match"], f"{route['name']}: allowlist paths must be exact or regex"
+            if route["metadata"]["filter_metadata"]["llm_gateway"]["provider_source"] == "header":
+                by_header.add(provider)
             if route["metadata"]["filter_metadata"]["llm_gateway"]["provider_source"] == "prefix":
                 rewrite = route["route"]["regex_rewrite"]
                 assert rewrite == {"pattern": {"regex": f"^/{provider}"}, "substitution": ""}
@@ -237,8 +274,9 @@ def test_every_forwarding_route_runs_both_filters_and_every_local_answer_skips_t
             assert per_filter["envoy.filters.http.ext_authz"]["disabled"] is True
             assert per_filter["envoy.filters.http.ratelimit"]["disabled"] is True
             assert per_filter["envoy.filters.http.ext_proc"]["disabled"] is True
-    assert forwarding >= 2 * len(PROVIDER_HOSTS)
+    assert forwarding >= len(PROVIDER_HOSTS) + len(HEADER_ROUTED)
     assert prefixed == set(PROVIDER_HOSTS)
+    assert by_header == HEADER_ROUTED
     assert routes(load(ENVOY_YAML))[-1]["direct_response"]["status"] == 404
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
+import random
 from typing import Any
 
 from filter.formats import DecodeLimits, parse
-from filter.model import Envelope, ParsedRequest, is_road
+from filter.model import Decision, Envelope, ParsedRequest, is_road
 from tests.support.envelopes import make_envelope
 
 
@@ -68,3 +70,26 @@ def pdf_with_text(*pages: str) -> bytes:
     out += "".join(f"{o:010d} 00000 n \n" for o in offsets).encode()
     out += f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode()
     return out
+
+
+@functools.cache
+def _pipeline() -> tuple[Any, Any]:
+    from filter.runtime import Runtime
+    from filter.settings import load_settings
+    from filter.tokens import TokenCounter, load_encoding
+
+    return Runtime(None, load_settings(None, env={})), TokenCounter(load_encoding())
+
+
+def decide(path: str, body: Any, headers: dict[str, str] | None = None) -> Decision:
+    """The filter's decision on one request with the shipped rule packs (filter.pipeline.evaluate)."""
+    from filter.pipeline import evaluate
+
+    runtime, counter = _pipeline()
+    return evaluate(envelope(path, body, headers), runtime.current, counter).decision
+
+
+def aws_key_id(seed: int = 7) -> str:
+    """An AWS access key id the shipped secrets pack reports (aws-access-key-id), new for each seed."""
+    rng = random.Random(seed)
+    return "AKIA" + "".join(rng.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567") for _ in range(16))

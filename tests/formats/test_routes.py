@@ -21,6 +21,13 @@ from tests.formats.helpers import envelope, parsed
         ("/groq/openai/v1/chat/completions", "groq", "openai.chat", None),
         ("/azure/openai/deployments/gpt4o/chat/completions?api-version=2024-10-21", "azure", "openai.chat", "gpt4o"),
         ("/bedrock/model/anthropic.claude-3-haiku/converse", "bedrock", "bedrock.converse", "anthropic.claude-3-haiku"),
+        ("/vertex/v1/projects/p/locations/europe-west4/publishers/google/models/gemini-2.5-flash:generateContent",
+         "vertex", "gemini.generate_content", "gemini-2.5-flash"),
+        ("/vertex/v1/projects/p/locations/us-east5/publishers/anthropic/models/claude-opus-4@20250514:rawPredict",
+         "vertex", "anthropic.messages", "claude-opus-4@20250514"),
+        ("/sagemaker/endpoints/my-llm/invocations", "sagemaker", "sagemaker.invocations", "my-llm"),
+        ("/copilot/chat/completions", "copilot", "openai.chat", None),
+        ("/copilot-proxy/v1/engines/copilot-codex/completions", "copilot-proxy", "openai.completions", "copilot-codex"),
         # without a prefix, the path still tells
         ("/openai/deployments/gpt4o/chat/completions", "azure", "openai.chat", "gpt4o"),
         ("/openai/v1beta/models/x", "raw", "raw", None),
@@ -51,3 +58,17 @@ def test_prefix_names_the_provider_and_the_provider_header_still_wins() -> None:
 def test_prefixed_path_of_no_known_api_is_decoded_by_the_provider_format() -> None:
     result = parsed("/anthropic/v1/messages/batches", {"messages": [{"role": "user", "content": "hi"}]})
     assert (result.provider, result.api) == ("anthropic", "anthropic.messages")
+
+
+@pytest.mark.parametrize(
+    ("path", "provider", "api"),
+    [
+        ("/cursor/aiserver.v1.ChatService/StreamUnifiedChatWithTools", "cursor", "connect"),
+        ("/codeium/exa.api_server_pb.ApiServerService/GetCompletions", "codeium", "connect"),
+        ("/cursor/not-a-method", "cursor", "connect"),  # the provider has one format (and no gateway route here)
+        ("/chat/completions", "raw", "raw"),  # Copilot's own path names no provider without its prefix
+    ],
+)
+def test_connect_paths_under_their_prefix(path: str, provider: str, api: str) -> None:
+    result = parsed(path, b"\x0a\x05hello", {"content-type": "application/proto"})
+    assert (result.provider, result.api, result.model) == (provider, api, None)
