@@ -10,17 +10,26 @@ pick the upstream itself.
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
-from tests.e2e.envoy_harness import EnvoyProcess, start_envoy
+from tests.e2e.envoy_harness import ENVOY_YAML, RENDER, EnvoyProcess, render_config, start_envoy, validate
 from tests.e2e.fake_provider import FakeProvider
 from tests.e2e.filter_harness import FilterProcess
 
 pytestmark = pytest.mark.e2e
+_spec = importlib.util.spec_from_file_location("envoy_render", RENDER)
+assert _spec is not None and _spec.loader is not None
+render = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(render)
 
 POLICY = """\
 region_sets:
@@ -153,3 +162,52 @@ def test_without_a_policy_file_a_client_header_cannot_pick_the_upstream_either(t
             envoy.stop()
     assert status == 200, body
     assert eu.requests == [] and len(us.requests) == 1
+
+
+# --- the Envoy config ---------------------------------------------------------------------------------------
+
+
+def http_filter(cfg: dict[str, Any]) -> dict[str, Any]:
+    return render.http_filter(cfg, render.EXT_AUTHZ)  # type: ignore[no-any-return]
+
+
+def _routes(cfg: dict[str, Any]) -> list[dict[str, Any]]:
+    return render.hcm(cfg)["route_config"]["virtual_hosts"][0]["routes"]
+
+
+def test_every_provider_has_the_regional_route_render_would_make() -> None:
+    cfg = render.load(ENVOY_YAML)
+    routes = {r["name"]: r for r in _routes(cfg)}
+    for provider in render.provider_clusters(cfg):
+        assert routes[f"{provider}-regional"] == render.regional_route(cfg, provider), provider
+    # before every other forwarding route: the route picked again after the filter's answer is the regional one
+    forwarding = [r["name"] for r in _routes(cfg) if "route" in r]
+    assert all(name.endswith("-regional") for name in forwarding[: len(render.provider_clusters(cfg))])
+    assert http_filter(cfg)["clear_route_cache"] is True
+    assert {"remove_on_match": {"key_matcher": {"prefix": "x-llm-upstream-"}}} in render._early_mutations(cfg)
+
+
+def test_regional_upstreams_render_validate_and_stay_on_loopback(tmp_path: Path) -> None:
+    out = render_config(tmp_path / "regions.yaml", "--upstream", "http://127.0.0.1:9", "--regional-upstream",
+                        "bedrock@eu-west-1", "--regional-upstream", "azure@westeurope=myco-weu.openai.azure.com",
+                        "--upstream", "bedrock-eu-west-1=http://127.0.0.1:10")
+    result = validate(out)
+    assert result.returncode == 0, result.stderr[-3000:]
+    cfg = yaml.safe_load(out.read_text())
+    added = {c["name"]: c for c in cfg["static_resources"]["clusters"]}
+    signer = render.upstream_filter(added["bedrock-eu-west-1"], render.AWS_SIGNING)
+    assert (signer["region"], signer["host_rewrite"]) == ("eu-west-1", "bedrock-runtime.eu-west-1.amazonaws.com")
+    assert render._endpoint(added["bedrock-eu-west-1"])["address"]["socket_address"]["port_value"] == 10
+    assert render._endpoint(added["azure-westeurope"])["hostname"] == "myco-weu.openai.azure.com"
+    addresses = {ep["endpoint"]["address"]["socket_address"]["address"] for c in cfg["static_resources"]["clusters"]
+                 for group in c["load_assignment"]["endpoints"] for ep in group["lb_endpoints"]}
+    assert addresses == {"127.0.0.1"}  # nothing in a test config reaches past loopback
+    names = [r["name"] for r in _routes(cfg)]
+    assert names.count("bedrock-regional") == 1 and names.count("azure-regional") == 1
+
+
+@pytest.mark.parametrize("spec", ["bedrock@mars", "nosuch@eu-west-1", "azure@westeurope", "bedrock@eu-central-1=x"])
+def test_a_bad_regional_upstream_is_refused(tmp_path: Path, spec: str) -> None:
+    cmd = [sys.executable, str(RENDER), "--regional-upstream", spec, "--regional-upstream", spec]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "--regional-upstream" in result.stderr
