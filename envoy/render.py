@@ -283,17 +283,27 @@ _REGION = re.compile(r"^[a-z][a-z0-9-]{0,39}$")
 
 def regional_route(cfg: dict[str, Any], provider: str) -> dict[str, Any]:
     """The route that sends a request to the provider's cluster the filter named in x-llm-upstream-cluster (any of
-    `<provider>` and `<provider>-<name>`), made from the provider's prefix route: its prefix removal, the headers it
-    removes, its timeouts and metadata."""
+    `<provider>` and `<provider>-<name>`), made from the provider's prefix route: its paths (prefix optional) and
+    methods, its prefix removal, the headers it removes, its timeouts and metadata."""
     routes = hcm(cfg)["route_config"]["virtual_hosts"][0]["routes"]
     prefixed = next((r for r in routes if r.get("name") == f"{provider}-prefix"), None)
     if prefixed is None:
         raise RenderError(f"no route {provider}-prefix to make the regional route of {provider} from")
     action = {k: v for k, v in prefixed["route"].items() if k != "cluster"}
+    # The same allowlist as the provider's own routes, with or without its gateway prefix.
+    lead, match = f"^/{provider}", prefixed["match"]
+    if "safe_regex" in match and match["safe_regex"]["regex"].startswith(lead):
+        path = f"^(/{provider})?" + match["safe_regex"]["regex"][len(lead):]
+    elif "path" in match and match["path"].startswith(f"/{provider}/"):
+        path = f"^(/{provider})?" + re.escape(match["path"][len(provider) + 1:]) + "$"
+    else:
+        raise RenderError(f"route {provider}-prefix: expected a path under /{provider}/")
     route: dict[str, Any] = {
         "name": f"{provider}-regional",
-        "match": {"prefix": "/", "headers": [{"name": UPSTREAM_CLUSTER_HEADER, "string_match": {
-            "safe_regex": {"regex": f"^{re.escape(provider)}(-[a-z0-9-]+)?$"}}}]},
+        "match": {"safe_regex": {"regex": path}, "headers": [
+            {"name": UPSTREAM_CLUSTER_HEADER,
+             "string_match": {"safe_regex": {"regex": f"^{re.escape(provider)}(-[a-z0-9-]+)?$"}}},
+            *copy.deepcopy(match.get("headers", []))]},
         "route": {"cluster_header": UPSTREAM_CLUSTER_HEADER, "cluster_not_found_response_code": "SERVICE_UNAVAILABLE",
                   **copy.deepcopy(action)},
         "metadata": {"filter_metadata": {META_NS: {"provider": provider, "provider_source": "region"}}},
