@@ -54,6 +54,7 @@ FIXED_HEAP = "envoy.resource_monitors.fixed_heap"
 RATELIMIT = "envoy.filters.http.ratelimit"
 JWT_AUTHN = "envoy.filters.http.jwt_authn"
 EARLY_HEADER_MUTATION = "envoy.http.early_header_mutation.header_mutation"
+UPSTREAM_CLUSTER_HEADER = "x-llm-upstream-cluster"  # the in-region cluster the filter names (data residency)
 
 # JWT contract (see envoy/README.md): verified payload lands in
 # metadata_context.filter_metadata["envoy.filters.http.jwt_authn"]["jwt_payload"], and these
@@ -181,6 +182,17 @@ def provider_clusters(cfg: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return out
 
 
+def regional_clusters(cfg: dict[str, Any], provider: str | None = None) -> dict[str, dict[str, Any]]:
+    """Cluster name -> regional upstream cluster (metadata llm_gateway.upstream_of: its provider), of one provider
+    or of all. Data residency: the filter names one of them per request (docs/residency.md)."""
+    out = {}
+    for c in clusters(cfg):
+        of = c.get("metadata", {}).get("filter_metadata", {}).get(META_NS, {}).get("upstream_of")
+        if of and (provider is None or of == provider):
+            out[c["name"]] = c
+    return out
+
+
 def _endpoint(c: dict[str, Any]) -> dict[str, Any]:
     eps = c["load_assignment"]["endpoints"][0]["lb_endpoints"]
     if len(eps) != 1:
@@ -264,9 +276,10 @@ def set_vertex_region(cfg: dict[str, Any], region: str) -> None:
 
 
 def aws_signed_clusters(cfg: dict[str, Any]) -> list[dict[str, Any]]:
-    """Provider clusters that sign their requests with the gateway's AWS credentials (Bedrock, SageMaker)."""
+    """Provider clusters that sign their requests with the gateway's AWS credentials (Bedrock, SageMaker), and
+    their regional upstreams."""
     out = []
-    for c in provider_clusters(cfg).values():
+    for c in [*provider_clusters(cfg).values(), *regional_clusters(cfg).values()]:
         options = c.get("typed_extension_protocol_options", {}).get(HTTP_OPTIONS, {})
         if any(f["name"] == AWS_SIGNING for f in options.get("http_filters", [])):
             out.append(c)
@@ -291,6 +304,73 @@ def local_aws_credentials(bedrock: dict[str, Any]) -> None:
     signer.setdefault("credential_provider", {"custom_credential_provider_chain": True,
                                               "environment_credential_provider": {},
                                               "credentials_file_provider": {}})
+
+
+# Hosts a regional upstream gets when --regional-upstream names none: providers whose regional host is a pattern.
+REGIONAL_HOSTS = {"bedrock": "bedrock-runtime.{region}.amazonaws.com", "vertex": "{region}-aiplatform.googleapis.com"}
+_REGION = re.compile(r"^[a-z][a-z0-9-]{0,39}$")
+
+
+def regional_route(cfg: dict[str, Any], provider: str) -> dict[str, Any]:
+    """The route that sends a request to the provider's cluster the filter named in x-llm-upstream-cluster (any of
+    `<provider>` and `<provider>-<name>`), made from the provider's prefix route: its paths (prefix optional) and
+    methods, its prefix removal, the headers it removes, its timeouts and metadata."""
+    routes = hcm(cfg)["route_config"]["virtual_hosts"][0]["routes"]
+    prefixed = next((r for r in routes if r.get("name") == f"{provider}-prefix"), None)
+    if prefixed is None:
+        raise RenderError(f"no route {provider}-prefix to make the regional route of {provider} from")
+    action = {k: v for k, v in prefixed["route"].items() if k != "cluster"}
+    # The same allowlist as the provider's own routes, with or without its gateway prefix.
+    lead, match = f"^/{provider}", prefixed["match"]
+    if "safe_regex" in match and match["safe_regex"]["regex"].startswith(lead):
+        path = f"^(/{provider})?" + match["safe_regex"]["regex"][len(lead):]
+    elif "path" in match and match["path"].startswith(f"/{provider}/"):
+        path = f"^(/{provider})?" + re.escape(match["path"][len(provider) + 1:]) + "$"
+    else:
+        raise RenderError(f"route {provider}-prefix: expected a path under /{provider}/")
+    route: dict[str, Any] = {
+        "name": f"{provider}-regional",
+        "match": {"safe_regex": {"regex": path}, "headers": [
+            {"name": UPSTREAM_CLUSTER_HEADER,
+             "string_match": {"safe_regex": {"regex": f"^{re.escape(provider)}(-[a-z0-9-]+)?$"}}},
+            *copy.deepcopy(match.get("headers", []))]},
+        "route": {"cluster_header": UPSTREAM_CLUSTER_HEADER, "cluster_not_found_response_code": "SERVICE_UNAVAILABLE",
+                  **copy.deepcopy(action)},
+        "metadata": {"filter_metadata": {META_NS: {"provider": provider, "provider_source": "region"}}},
+    }
+    if "request_headers_to_remove" in prefixed:
+        route["request_headers_to_remove"] = list(prefixed["request_headers_to_remove"])
+    return route
+
+
+def add_regional_upstream(cfg: dict[str, Any], spec: str) -> None:
+    """`PROVIDER@REGION[=HOST]`: a cluster `<provider>-<region>` copied from the provider's (TLS, protocols, Bedrock
+    signing in that region) on HOST (default: the provider's regional host pattern), and the provider's regional
+    route if it has none yet."""
+    target, _, host = spec.partition("=")
+    provider, sep, region = target.partition("@")
+    base = provider_clusters(cfg).get(provider)
+    if not sep or base is None or not _REGION.match(region):
+        raise RenderError(f"--regional-upstream wants PROVIDER@REGION[=HOST] with one of {sorted(provider_clusters(cfg))}")
+    host = host or REGIONAL_HOSTS.get(provider, "").format(region=region)
+    if not host:
+        raise RenderError(f"--regional-upstream {spec}: name the host of {provider} in {region} (=HOST)")
+    name = f"{provider}-{region}"
+    if any(c["name"] == name for c in clusters(cfg)):
+        raise RenderError(f"--regional-upstream {spec}: the config already has a cluster {name}")
+    c = copy.deepcopy(base)
+    c["name"] = c["load_assignment"]["cluster_name"] = name
+    c["metadata"] = {"filter_metadata": {META_NS: {"upstream_of": provider, "region": region}}}
+    set_provider_host(c, host)
+    if provider == "bedrock":
+        if not _AWS_REGION.match(region):
+            raise RenderError(f"--regional-upstream {spec}: Bedrock wants an AWS region like eu-west-1")
+        upstream_filter(c, AWS_SIGNING)["region"] = region
+    clusters(cfg).append(c)
+    routes = hcm(cfg)["route_config"]["virtual_hosts"][0]["routes"]
+    if not any(r.get("name") == f"{provider}-regional" for r in routes):
+        first = next(i for i, r in enumerate(routes) if "route" in r)  # before every forwarding route
+        routes.insert(first, regional_route(cfg, provider))
 
 
 def set_max_heap(cfg: dict[str, Any], size: int) -> None:
@@ -334,7 +414,7 @@ def set_admin(cfg: dict[str, Any], address: str | None, port: int | None) -> Non
 
 
 def set_ca_bundle(cfg: dict[str, Any], path: str) -> None:
-    for c in provider_clusters(cfg).values():
+    for c in [*provider_clusters(cfg).values(), *regional_clusters(cfg).values()]:
         tls = c.get("transport_socket", {}).get("typed_config")
         if tls is not None:
             tls["common_tls_context"]["validation_context"]["trusted_ca"] = {"filename": path}
@@ -460,10 +540,18 @@ def render(cfg: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
     if vertex_region:
         set_vertex_region(cfg, vertex_region)
 
+    for spec in getattr(args, "regional_upstream", None) or []:
+        add_regional_upstream(cfg, spec)
+    regional = regional_clusters(cfg)
+
     for item in args.provider_host or []:
         name, sep, host = item.partition("=")
+        if sep and name in regional and host:  # a regional upstream (data residency): that cluster only
+            set_provider_host(regional[name], host)
+            continue
         if not sep or name not in providers or not host:
-            raise RenderError(f"--provider-host wants PROVIDER=HOST with one of {sorted(providers)}")
+            raise RenderError(f"--provider-host wants PROVIDER=HOST with one of {sorted(providers)} "
+                              f"(or a regional cluster: {sorted(regional)})")
         set_provider_host(providers[name], host)
 
     if args.ca_bundle:
@@ -472,11 +560,14 @@ def render(cfg: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
     for item in args.upstream or []:
         name, host, port = parse_upstream(item)
         if name is None:
-            targets = list(providers.values())
+            targets = list(providers.values()) + list(regional.values())  # regional upstreams too: all local
         elif name in providers:
-            targets = [providers[name]]
+            targets = [providers[name], *regional_clusters(cfg, name).values()]
+        elif name in regional:
+            targets = [regional[name]]
         else:
-            raise RenderError(f"--upstream: unknown provider {name!r}; known: {sorted(providers)}")
+            raise RenderError(f"--upstream: unknown provider {name!r}; known: {sorted(providers)}, "
+                              f"regional: {sorted(regional)}")
         for c in targets:
             set_plain_upstream(c, host, port)
             if c in aws_signed_clusters(cfg):
@@ -556,6 +647,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jwt-issuer", default=JWT_DEFAULT_ISSUER, help="required iss (llm-gateway-test)")
     p.add_argument("--jwt-audience", action="append", help="accepted aud; repeatable (default: any)")
     p.add_argument("--jwt-header", default=JWT_DEFAULT_HEADER, help=f"header carrying the JWT ({JWT_DEFAULT_HEADER})")
+    p.add_argument("--regional-upstream", action="append", metavar="PROVIDER@REGION[=HOST]",
+                   help="add a regional upstream cluster <provider>-<region> (data residency; repeatable); HOST "
+                        "defaults to bedrock-runtime.REGION.amazonaws.com (Bedrock, signed in REGION) or "
+                        "REGION-aiplatform.googleapis.com (Vertex)")
     p.add_argument("--aws-region",
                    help="Bedrock (and SageMaker) region: host, TLS name and SigV4 signing region (us-east-1)")
     p.add_argument("--sagemaker-region",

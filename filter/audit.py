@@ -40,6 +40,10 @@ def audit_record(decision: Decision, parsed: ParsedRequest | None, latency_ms: f
         "pack_digest": decision.pack_digest,
         "latency_ms": round(latency_ms, 3),
     }
+    if decision.edits.region is not None:  # the in-region upstream the request went to (filter/residency.py)
+        record["region"] = decision.edits.region
+    if decision.edits.key_injected:  # the gateway sent the team's provider key (never the key itself)
+        record["credential"] = "gateway"
     if log_prompts == "none":  # no trace of where in the prompt anything was: rule ids only
         record["findings"] = [{"rule": f.rule_id, "category": f.category.value} for f in decision.findings]
     if log_prompts == "full" and parsed is not None:

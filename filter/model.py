@@ -189,6 +189,19 @@ class Identity:
 
 
 @dataclass(frozen=True, slots=True)
+class RequestEdits:
+    """What the gateway changes on an allowed request on its way upstream, besides its own headers: the in-region
+    upstream (filter/residency.py) and a team's provider key (filter/credentials.py). `set_headers` may carry a key:
+    it is never shown (repr) and only the CheckResponse holds it."""
+
+    region: str | None = None  # the chosen upstream's region; None: the route's own cluster
+    set_headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    remove_headers: tuple[str, ...] = ()
+    remove_query: tuple[str, ...] = ()  # query parameters removed (a client's `?key=`)
+    key_injected: bool = False  # the provider key is the gateway's (the scope's credentials)
+
+
+@dataclass(frozen=True, slots=True)
 class Decision:
     verdict: Verdict
     http_status: int  # 200 for allow
@@ -206,6 +219,7 @@ class Decision:
     headers: Mapping[str, str] = field(default_factory=dict)  # extra response/request headers
     # USD per million tokens (input, output) of the USD reservation made for it; None: none was made
     usd_price: tuple[float, float] | None = None
+    edits: RequestEdits = field(default_factory=RequestEdits)  # on allow: upstream region, provider key
 
     @property
     def allowed(self) -> bool:

@@ -7,7 +7,7 @@ import secrets
 from dataclasses import dataclass, field, replace
 from urllib.parse import unquote
 
-from filter import formats
+from filter import formats, upstream
 from filter.errors import RequestError
 from filter.formats.limits import check_work
 from filter.headers import IDENTITY
@@ -94,4 +94,6 @@ def evaluate(
         tokens, policy, decision_id=decision_id, identity=masked,
         pack_digest=snapshot.ruleset.digest, body_bytes=len(envelope.body), scope=scope, path=envelope.path,
     )  # fmt: skip
+    if scope is not None and snapshot.policy is not None:  # in-region upstream, team key (filter/upstream.py)
+        decision = upstream.apply(decision, parsed, snapshot.policy, scope, envelope.path)
     return Evaluation(decision, parsed, redactor, scope)

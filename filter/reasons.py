@@ -23,6 +23,7 @@ class Reason(StrEnum):
     MODEL_NOT_PRICED = "model_not_priced"  # a USD budget applies and the policy file has no price for the model
     PATH_NOT_ALLOWED = "path_not_allowed"
     BUDGET_EXCEEDED = "budget_exceeded"
+    REGION_NOT_ALLOWED = "region_not_allowed"  # no endpoint of the provider (or model profile) in the scope's regions
     # the request itself is at fault (4xx)
     BAD_REQUEST = "bad_request"
     MALFORMED_REQUEST = "malformed_request"

@@ -78,13 +78,13 @@ class Runtime:
         self.last_reload = time.time()  # when the live rule set was built
         self._on_reload = on_reload or (lambda result, detail: None)
         self._lock = threading.Lock()
-        self._stamps = self._stat(self.current.settings)
+        self._stamps = self._stat(self.current.settings, self._key_files())
         self._stop = threading.Event()
 
     @staticmethod
-    def _stat(settings: Settings) -> dict[str, tuple[float, int]]:
+    def _stat(settings: Settings, extra: tuple[str, ...] = ()) -> dict[str, tuple[float, int]]:
         out = {}
-        for f in settings.watched_files:
+        for f in (*settings.watched_files, *extra):
             try:
                 st = os.stat(f)
                 out[f] = (st.st_mtime, st.st_size)
@@ -99,10 +99,10 @@ class Runtime:
         changed on the next poll instead of being marked as loaded.
         """
         with self._lock:
-            stamps = self._stat(self.current.settings)
+            stamps = self._stat(self.current.settings, self._key_files())
             try:
                 settings = load_settings(self.config_file)
-                stamps = self._stat(settings)
+                stamps = self._stat(settings, self._key_files())
                 snapshot = build_snapshot(settings, self._key)
             except Exception as e:  # noqa: BLE001 - whatever a bad file does, the last good set stays live
                 self._stamps = stamps
@@ -118,7 +118,11 @@ class Runtime:
             return True
 
     def changed(self) -> bool:
-        return self._stat(self.current.settings) != self._stamps
+        return self._stat(self.current.settings, self._key_files()) != self._stamps
+
+    def _key_files(self) -> tuple[str, ...]:
+        """The policy's provider key files (credential injection): a rotated key is read again like a changed file."""
+        return tuple(self.current.policy.keys) if self.current.policy is not None else ()
 
     def watch(self) -> threading.Thread:
         """Poll watched files (mtime + size) and reload on change, in a daemon thread."""

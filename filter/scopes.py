@@ -24,6 +24,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import jsonschema
 import yaml
 
+from filter import credentials as keyfiles
+from filter import residency as placement
 from filter import strictyaml
 from filter.errors import ConfigError
 from filter.formats.routes import PROVIDERS
@@ -68,6 +70,8 @@ _SCOPE: dict[str, Any] = {
             "properties": {**{name: {"type": "integer", "minimum": 0} for name in _BUDGET_WINDOWS},
                            **{name: {"type": "number", "minimum": 0, "maximum": 1_000_000} for name in _USD_WINDOWS}},
         },
+        **placement.SCOPE_PROPERTIES,  # regions, cross_region_profiles (filter/residency.py)
+        **keyfiles.SCOPE_PROPERTIES,  # credentials: provider -> key file (filter/credentials.py)
     },
 }
 SCHEMA: dict[str, Any] = {
@@ -78,6 +82,7 @@ SCHEMA: dict[str, Any] = {
         "on_store_error": {"enum": list(STORE_ERROR_CHOICES)},
         "default_max_output_tokens": {"type": "integer", "minimum": 1},
         "default": _SCOPE,
+        **placement.FILE_PROPERTIES,  # region_sets, upstreams
         **{section: {"type": "object", "additionalProperties": _SCOPE} for _, section in LEVELS},
     },
 }
@@ -118,6 +123,9 @@ class ScopeSpec:
     budgets: Mapping[Window, int] = field(default_factory=dict)  # this scope's own token budgets
     usd_budgets: Mapping[Window, int] = field(default_factory=dict)  # its own USD budgets, in micro-dollars
     prices: Mapping[str, Price] = field(default_factory=dict)  # model glob -> price, in file order
+    regions: tuple[str, ...] | None = None  # region set names or regions the scope's requests may go to
+    cross_region_profiles: str | None = None  # deny | rewrite (Bedrock geography profiles leaving the regions)
+    credentials: Mapping[str, str] = field(default_factory=dict)  # provider -> key file the gateway injects
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +136,8 @@ class PolicyFile:
     timezone: str | None = None  # budget windows' zone; None: the store's (config `store.timezone`)
     on_store_error: str = "deny"  # the budget store cannot answer: deny (503) or allow unchecked
     default_max_output_tokens: int = DEFAULT_MAX_OUTPUT_TOKENS  # reserved when a request names no output cap
+    residency: placement.Residency = field(default_factory=placement.Residency)  # region sets, upstreams
+    keys: Mapping[str, keyfiles.Secret] = field(default_factory=dict, repr=False)  # key file -> key (load_policy)
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +158,9 @@ class ResolvedScope:
     usd_budgets: tuple[Budget, ...] = ()  # keys `<scope key>:usd`, limits in micro-dollars
     prices: tuple[tuple[str, Price], ...] = ()  # (model glob, price), the most specific scope's entries first
     origin: Mapping[str, str] = field(default_factory=dict)
+    regions: tuple[str, ...] | None = None  # None: any region
+    cross_region_profiles: str | None = None  # None: deny
+    credentials: Mapping[str, str] = field(default_factory=dict)  # provider -> key file, merged entry by entry
 
     def price(self, model: str | None) -> Price | None:
         """The price of `model`: the first glob that matches it, most specific scope first; None if none does."""
@@ -194,7 +207,8 @@ class ResolvedScope:
         return f
 
 
-_FIELDS = ("providers", "models", "paths", "max_prompt_tokens", "block_secrets", "block_pii", "requests_per_minute")
+_FIELDS = ("providers", "models", "paths", "max_prompt_tokens", "block_secrets", "block_pii", "requests_per_minute",
+           "regions", "cross_region_profiles")
 
 
 def _matches(entries: Mapping[str, ScopeSpec], value: str) -> list[ScopeSpec]:
@@ -219,6 +233,7 @@ def resolve(policy: PolicyFile, identity: Identity) -> ResolvedScope:
     budgets: dict[tuple[str, Window], int] = {}  # an exact entry's budget replaces its glob's, window by window
     usd: dict[tuple[str, Window], int] = {}
     rate_key: str | None = None
+    credentials: dict[str, str] = {}
     for label, key, spec in chain:
         for name in _FIELDS:
             if (value := getattr(spec, name)) is not None:
@@ -226,6 +241,7 @@ def resolve(policy: PolicyFile, identity: Identity) -> ResolvedScope:
         if spec.requests_per_minute is not None:
             rate_key = key
         rules.update(spec.rules)
+        credentials.update(spec.credentials)
         budgets.update({(key, window): limit for window, limit in spec.budgets.items()})
         usd.update({(key + USD_SUFFIX, window): limit for window, limit in spec.usd_budgets.items()})
     prices = tuple(entry for _, _, spec in reversed(chain) for entry in spec.prices.items())
@@ -233,7 +249,7 @@ def resolve(policy: PolicyFile, identity: Identity) -> ResolvedScope:
     ordered = tuple(Budget(key, window, limit) for (key, window), limit in reversed(budgets.items()))
     usd_ordered = tuple(Budget(key, window, limit) for (key, window), limit in reversed(usd.items()))
     return ResolvedScope(name=chain[-1][0], rules=rules, budgets=ordered, usd_budgets=usd_ordered, prices=prices,
-                         rate_key=rate_key, origin=origin, **values)
+                         rate_key=rate_key, origin=origin, credentials=credentials, **values)
 
 
 # -- loading and linting ------------------------------------------------------------------------------------
@@ -252,6 +268,8 @@ def _spec(raw: Mapping[str, Any]) -> ScopeSpec:
         usd_budgets={_USD_WINDOWS[k]: round(v * MICRO) for k, v in raw.get("budgets", {}).items() if k in _USD_WINDOWS},
         prices={glob: Price(float(p["input_per_mtok"]), float(p["output_per_mtok"]))
                 for glob, p in raw.get("prices", {}).items()},
+        regions=strings("regions"), cross_region_profiles=raw.get("cross_region_profiles"),
+        credentials=dict(raw.get("credentials", {})),
     )  # fmt: skip
 
 
@@ -294,6 +312,9 @@ def check_text(text: str, name: str) -> tuple[PolicyFile | None, list[str]]:
             for scope_id in raw.get(section, {}):
                 if not scope_id:
                     problems.append((line([section]), f"{section}: a scope id must not be empty"))
+        named: list[tuple[str, list[str | int]]] = [("default", ["default"])] + [
+            (f"{section}.{k}", [section, k]) for _, section in LEVELS for k in raw.get(section, {})]
+        problems += placement.check(raw, named, line) + keyfiles.check(raw, named, line)
     if problems:
         return None, [f"{name}:{n}: {message}" for n, message in sorted(problems, key=lambda p: p[0])]
     return PolicyFile(
@@ -303,6 +324,7 @@ def check_text(text: str, name: str) -> tuple[PolicyFile | None, list[str]]:
         timezone=raw.get("timezone"),
         on_store_error=raw.get("on_store_error", "deny"),
         default_max_output_tokens=raw.get("default_max_output_tokens", DEFAULT_MAX_OUTPUT_TOKENS),
+        residency=placement.Residency.from_raw(raw),
     ), []
 
 
@@ -336,4 +358,10 @@ def load_policy(path: str) -> PolicyFile:
     policy, problems = check_text(read_text(path), path)
     if policy is None:
         raise PolicyFileError(problems)
-    return policy
+    files: dict[str, list[str]] = {}  # key file -> where the policy names it
+    named = [("default", policy.default), *((f"{section}.{k}", spec) for section, entries in policy.scopes.items()
+                                            for k, spec in entries.items())]
+    for where, spec in named:
+        for provider, file in spec.credentials.items():
+            files.setdefault(file, []).append(f"{where}.credentials.{provider}")
+    return replace(policy, keys=keyfiles.read_keys(path, files)) if files else policy

@@ -58,6 +58,7 @@ BUDGET_SCOPES = ("default", "team", "project", "workspace", "agent")
 BUDGET_STATES = ("limit", "used", "reserved")
 DEFAULT_MAX_IDENTITY_VALUES = 200  # spelled identity values per level; later ones fold into `other`
 REMEMBERED_DECISIONS = 50_000  # allowed decisions whose identity waits for the usage observer (bounded, LRU)
+MAX_REGION_VALUES = 50  # spelled upstream regions; later ones fold into `other`
 BUDGET_HEADER = "x-llm-filter-budget"  # filter.budgets.BUDGET: the refused budget's name on a 429
 
 
@@ -166,6 +167,11 @@ class Telemetry:
         self.model_tokens = meter.create_counter(
             "llm_filter_model_tokens",
             description="Tokens providers' responses used, by provider and model (bounded: configured models only)")
+        # Label values are the policy file's upstream regions (the only ones a decision can name), folded past 50.
+        self._regions = _Folding(MAX_REGION_VALUES)
+        self.upstream_regions = meter.create_counter(
+            "llm_filter_upstream_region", description="Allowed requests sent to an in-region upstream, by provider "
+                                                      "and region (data residency)")
         self.budget_refusals = _BoundedCounter(
             meter.create_counter("llm_filter_budget_refusals",
                                  description="Requests refused over a token budget, by the budget's scope level"),
@@ -346,6 +352,8 @@ class Telemetry:
             self.prompt_tokens.add(decision.prompt_tokens, {"provider": provider})
         if decision.allowed:
             self._remember(decision)
+            if decision.edits.region is not None:
+                self.upstream_regions.add(1, {"provider": provider, "region": self._regions("region", decision.edits.region)})
         elif reason == Reason.BUDGET_EXCEEDED.value:
             self.budget_refusals.add(1, {"scope": budget_scope(decision.headers.get(BUDGET_HEADER, "").split("/")[0])[0]})
         self.check_latency.record(latency_ms, {"verdict": verdict})

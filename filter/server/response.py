@@ -104,8 +104,10 @@ def to_check_response(decision: Decision, path: str = "") -> external_auth_pb2.C
         return external_auth_pb2.CheckResponse(
             status=status_pb2.Status(code=code_pb2.OK),
             ok_response=external_auth_pb2.OkHttpResponse(
-                headers=[_header(k, v) for k, v in decision.headers.items()],
-                headers_to_remove=headers.identity_headers_to_remove(decision.identity),
+                headers=[_header(k, v) for k, v in (*decision.headers.items(), *decision.edits.set_headers)],
+                headers_to_remove=[*headers.identity_headers_to_remove(decision.identity),
+                                   *decision.edits.remove_headers],
+                query_parameters_to_remove=decision.edits.remove_query,  # a client's key (credential injection)
             ),
             dynamic_metadata=metadata,
         )

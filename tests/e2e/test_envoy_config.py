@@ -5,6 +5,7 @@ needs (fail closed, body sent, allowlist, TLS), and real Envoy fails closed with
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -255,7 +256,11 @@ def test_every_forwarding_route_runs_both_filters_and_every_local_answer_skips_t
             forwarding += 1
             assert not per_filter, f"{route['name']}: a forwarding route must not touch the filters"
             provider = route["metadata"]["filter_metadata"]["llm_gateway"]["provider"]
-            assert route["route"]["cluster"] == provider
+            if "cluster_header" in route["route"]:  # data residency: only the provider's clusters (docs/residency.md)
+                (named,) = [h for h in route["match"]["headers"] if h["name"] == "x-llm-upstream-cluster"]
+                assert named["string_match"]["safe_regex"]["regex"] == f"^{re.escape(provider)}(-[a-z0-9-]+)?$"
+            else:
+                assert route["route"]["cluster"] == provider
             assert route["route"]["auto_host_rewrite"] is True
             methods = [h for h in route["match"]["headers"] if h["name"] == ":method"]
             assert methods == [{"name": ":method", "string_match": {"exact": "POST"}}], route["name"]

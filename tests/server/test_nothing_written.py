@@ -10,6 +10,7 @@ import json
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -17,7 +18,7 @@ import grpc
 import pytest
 from envoy.service.auth.v3 import external_auth_pb2, external_auth_pb2_grpc
 from opentelemetry.exporter.prometheus import PrometheusMetricReader
-from prometheus_client import REGISTRY, generate_latest
+from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
 
 from filter.audit import AuditLog
 from filter.model import TextSegment
@@ -135,3 +136,54 @@ def test_no_found_value_is_written_down(filters: dict[bool, Filter], road: Road)
         check(rule_id, i, values, "metrics", metrics)
     assert len(found) > len(EXAMPLES) // 2, "most examples are found on every road, else it proves little"
     assert not leaks, "\n".join(sorted(set(leaks))[:40])
+
+
+TEAM_KEY = "sk-team-injected-7d1f0c9a4be24e13a9"
+
+
+def test_an_injected_team_key_is_written_nowhere_but_its_header(tmp_path: Path) -> None:
+    """The team's provider key (policy `credentials`) is set on the allowed request's provider header and appears in
+    no other part of any CheckResponse (dynamic metadata, deny bodies and headers), no audit line (also under
+    LOG_PROMPTS=full) and no metric, whatever the outcome: allow, content deny, region deny, malformed body."""
+    key_file = tmp_path / "openai-team-a"
+    key_file.write_text(TEAM_KEY + "\n")
+    (tmp_path / "policy.yaml").write_text(
+        "upstreams: {openai: {eu: openai-eu}}\n"
+        f"default: {{credentials: {{openai: {key_file}, anthropic: {key_file}}}}}\n"
+        "teams: {eu-team: {regions: [eu]}}\n")
+    (tmp_path / "filter.yaml").write_text("policy_file: policy.yaml\naudit: {log_prompts: full}\n")
+    config = str(tmp_path / "filter.yaml")
+    registry = CollectorRegistry()
+    stream = io.StringIO()
+    servicer = AuthorizationServicer(
+        Runtime(config, load_settings(config, env={"LLM_FILTER_FINGERPRINT_KEY": "k"}), warn_random_key=False),
+        TokenCounter(load_encoding()), AuditLog(stream=stream, log_prompts="full"),
+        Telemetry([PrometheusMetricReader(scope_info_enabled=False, registry=registry)]))
+    messages = {"model": "claude-sonnet-4-5", "max_tokens": 8, "messages": [{"role": "user", "content": "hi"}]}
+    requests = [
+        make_check_request(chat("hi"), path="/openai/v1/chat/completions?key=client"),  # allowed: key injected
+        make_check_request(chat(NEIGHBOUR), path="/openai/v1/chat/completions"),  # content deny
+        make_check_request(messages, path="/anthropic/v1/messages", headers={"x-team-id": "eu-team"}),  # region deny
+        make_check_request(b"{not json", path="/openai/v1/chat/completions"),  # malformed
+    ]
+    responses = [servicer.Check(r, _Context()) for r in requests]
+    allowed = responses[0].ok_response
+    assert [h.header.value for h in allowed.headers if h.header.key == "authorization"] == [f"Bearer {TEAM_KEY}"]
+    rest = [h for h in allowed.headers if h.header.key != "authorization"]
+    assert [r.denied_response.status.code for r in responses[1:]] == [400, 403, 400]
+    written = {
+        "the rest of the allow": "".join(str(h) for h in rest) + str(responses[0].dynamic_metadata),
+        "the denies": "".join(r.SerializeToString().decode("utf-8", "replace") for r in responses[1:]),
+        "the audit": stream.getvalue(),
+        "the metrics": generate_latest(registry).decode(),
+    }
+    assert len(stream.getvalue().splitlines()) == 4
+    for where, text in written.items():
+        assert TEAM_KEY not in text and TEAM_KEY[3:20] not in text, where
+
+
+class _Context:
+    """What the servicer asks of a gRPC context, for a call without a server."""
+
+    def time_remaining(self) -> float:
+        return 10.0
