@@ -9,5 +9,23 @@
 from filter.rewrite.body import Rewrite, rewrite
 from filter.rewrite.errors import RewriteError
 from filter.rewrite.placeholders import Placeholders, kind_of
+from filter.rewrite.rehydrate import (
+    EventStreamRehydrator,
+    Rehydrator,
+    SseRehydrator,
+    TextRehydrator,
+    rehydrator_for,
+)
 
-__all__ = ["Placeholders", "Rewrite", "RewriteError", "kind_of", "rewrite"]
+__all__ = [
+    "EventStreamRehydrator",
+    "Placeholders",
+    "Rehydrator",
+    "Rewrite",
+    "RewriteError",
+    "SseRehydrator",
+    "TextRehydrator",
+    "kind_of",
+    "rehydrator_for",
+    "rewrite",
+]
