@@ -57,3 +57,30 @@ def github_token() -> str:
 
 def dumps(doc: Any) -> bytes:
     return json.dumps(doc).encode()
+
+
+def assert_only_spans_changed(original: bytes, rewritten: bytes, replaced: dict[str, str]) -> list[str]:
+    """The rewritten body is the original with some spans replaced by placeholders, nothing else: every byte
+    between placeholders is as sent, and each replaced span is the placeholder's value as it was encoded in the
+    body (as sent, JSON-escaped once, or twice inside JSON text). Returns the placeholders in body order."""
+    import re
+
+    from filter.rewrite.placeholders import PATTERN
+
+    text, new = original.decode(), rewritten.decode()
+    pieces = PATTERN.split(new)
+    found = PATTERN.findall(new)
+    assert found, "nothing was replaced"
+    rx = "(.+?)".join(re.escape(p) for p in pieces)
+    m = re.fullmatch(rx, text, re.DOTALL)
+    assert m is not None, "bytes outside the placeholders changed"
+    for placeholder, sent in zip(found, m.groups(), strict=True):
+        value = replaced[placeholder]
+        readings = [sent]
+        for _ in range(2):
+            try:
+                readings.append(json.loads(f'"{readings[-1]}"'))
+            except ValueError:
+                break
+        assert value in readings, f"{placeholder} does not stand for the text it replaced"
+    return found
