@@ -24,13 +24,11 @@ in this stream's memory only and is never logged.
 
 from __future__ import annotations
 
-import importlib
 import json
 import logging
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol, cast
 
 import grpc
 from envoy.config.core.v3 import base_pb2
@@ -46,7 +44,7 @@ from filter.model import Category, Decision, Envelope, Identity
 from filter.pipeline import evaluate, new_decision_id
 from filter.policy import DENY_STATUS, refuse, rewritable
 from filter.reasons import Reason
-from filter.rewrite import Placeholders, RewriteError, rewrite
+from filter.rewrite import Placeholders, Rehydrator, RewriteError, rehydrator_for, rewrite
 from filter.runtime import Runtime
 from filter.server.extproc import EXT_AUTHZ_NAMESPACE, header_map, read_info
 from filter.server.response import error_body
@@ -66,46 +64,6 @@ _REHYDRATE_MODE = processing_mode_pb2.ProcessingMode(
 )
 _REASON = {Category.SECRET: Reason.SECRET_DETECTED, Category.FILE: Reason.RESTRICTED_FILE,
            Category.PII: Reason.PII_DETECTED}
-
-
-class Rehydrator(Protocol):
-    def feed(self, chunk: bytes) -> bytes: ...
-
-    def finish(self) -> bytes: ...
-
-
-def rehydrator_for(content_type: str, replaced: Mapping[str, str]) -> Rehydrator:
-    """filter.rewrite's rehydrator for this content type (JSON, SSE, event stream, text)."""
-    module = importlib.import_module("filter.rewrite")
-    make = getattr(module, "rehydrator_for", None)
-    if make is None:
-        return _PlainRehydrator(replaced)
-    return cast(Rehydrator, make(content_type, replaced))
-
-
-class _PlainRehydrator:
-    """Stand-in until filter.rewrite ships its rehydrators: placeholders replaced as bytes, a possibly split one
-    held back."""
-
-    def __init__(self, replaced: Mapping[str, str]) -> None:
-        self._map = {k.encode(): v.encode() for k, v in replaced.items()}
-        self._longest = max((len(k) for k in self._map), default=0)
-        self._held = b""
-
-    def feed(self, chunk: bytes) -> bytes:
-        data = self._held + chunk
-        cut = data.rfind(b"<")
-        if cut != -1 and b">" not in data[cut:] and len(data) - cut < self._longest:
-            data, self._held = data[:cut], data[cut:]
-        else:
-            self._held = b""
-        for k, v in self._map.items():
-            data = data.replace(k, v)
-        return data
-
-    def finish(self) -> bytes:
-        held, self._held = self._held, b""
-        return held
 
 
 @dataclass(frozen=True, slots=True)
