@@ -55,6 +55,8 @@ RATELIMIT = "envoy.filters.http.ratelimit"
 JWT_AUTHN = "envoy.filters.http.jwt_authn"
 EARLY_HEADER_MUTATION = "envoy.http.early_header_mutation.header_mutation"
 UPSTREAM_CLUSTER_HEADER = "x-llm-upstream-cluster"  # the in-region cluster the filter names (data residency)
+REWRITER = "llm_rewriter"  # the redaction rewriter (ext_proc behind a header matcher), served by the filter
+REWRITER_MARK = "x-llm-filter-rewriter"  # ext_authz's gRPC metadata: "this gateway rewrites"
 
 # JWT contract (see envoy/README.md): verified payload lands in
 # metadata_context.filter_metadata["envoy.filters.http.jwt_authn"]["jwt_payload"], and these
@@ -512,6 +514,20 @@ def drop_usage(cfg: dict[str, Any]) -> None:
     drop_filter_cluster(cfg, USAGE_CLUSTER)
 
 
+def drop_rewriter(cfg: dict[str, Any]) -> None:
+    """No rewriter: the filter is no longer told the gateway rewrites, so a value to redact blocks instead."""
+    drop_http_filter(cfg, REWRITER)
+    try:
+        service = http_filter(cfg, EXT_AUTHZ)["grpc_service"]
+    except RenderError:
+        return
+    marks = [m for m in service.get("initial_metadata", []) if m.get("key") != REWRITER_MARK]
+    if marks:
+        service["initial_metadata"] = marks
+    else:
+        service.pop("initial_metadata", None)
+
+
 def render(cfg: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
     cfg = copy.deepcopy(cfg)
     no_ext_authz = getattr(args, "no_ext_authz", False)
@@ -600,6 +616,9 @@ def render(cfg: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
             jwks = str(Path(jwks).resolve())  # Envoy may run from another directory
         add_jwt(cfg, jwks, args.jwt_issuer, args.jwt_audience, args.jwt_header)
 
+    if (no_ext_authz or getattr(args, "no_rewriter", False)) and any(
+            f["name"] == REWRITER for f in hcm(cfg)["http_filters"]):
+        drop_rewriter(cfg)  # without the Check nothing marks a request for it
     if no_ext_authz:
         drop_http_filter(cfg, EXT_AUTHZ)
     if no_ratelimit:
@@ -637,6 +656,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the filter's usage observer endpoint(s): its usage_listen, one per worker (127.0.0.1:9101)")
     p.add_argument("--no-usage", action="store_true",
                    help="drop the usage observer (ext_proc): token usage is not read off responses")
+    p.add_argument("--no-rewriter", action="store_true",
+                   help="drop the redaction rewriter: values the policy redacts are refused instead")
     p.add_argument("--authz-timeout", metavar="DURATION", help="ext_authz Check timeout (2s)")
     p.add_argument("--ratelimit-timeout", metavar="DURATION", help="rate limit call timeout (0.5s)")
     p.add_argument("--listen-address", help="listener address (0.0.0.0)")

@@ -17,6 +17,10 @@ REASON = "x-llm-filter-reason"
 FINDINGS = "x-llm-filter-findings"
 PROMPT_TOKENS = "x-llm-prompt-tokens"
 PROMPT_TOKENS_EXACT = "x-llm-prompt-tokens-exact"
+# Set by the filter's Check (never by a client: Envoy strips client copies of x-llm-filter-*) on a request whose
+# body the gateway's rewriter must rewrite (value: the decision id), and when it must also rehydrate the answer.
+REWRITE = "x-llm-filter-rewrite"
+REHYDRATE = "x-llm-filter-rehydrate"
 CONTENT_TYPE = "content-type"
 RETRY_AFTER = "retry-after"
 AMZN_ERROR_TYPE = "x-amzn-errortype"
@@ -48,6 +52,14 @@ def allow_headers(decision_id: str, tokens: TokenCount, findings: Iterable[Findi
         if value:
             headers[IDENTITY[name]] = value
     return headers
+
+
+def rewrite_headers(decision_id: str, rehydrate: bool) -> dict[str, str]:
+    """What routes an allowed request through the gateway's rewriter (and its answer back through rehydration)."""
+    out = {DECISION: "rewrite", REWRITE: decision_id}
+    if rehydrate:
+        out[REHYDRATE] = "1"
+    return out
 
 
 def identity_headers_to_remove(identity: Identity) -> list[str]:

@@ -37,6 +37,8 @@ class Mode(StrEnum):
 class Verdict(StrEnum):
     ALLOW = "allow"
     DENY = "deny"
+    # allowed once rewritten: the gateway's rewriter replaces the found values in the body with placeholders
+    REWRITE = "rewrite"
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,4 +225,9 @@ class Decision:
 
     @property
     def allowed(self) -> bool:
-        return self.verdict is Verdict.ALLOW
+        """Forwarded (as sent, or rewritten): budgets are reserved and usage is observed for both."""
+        return self.verdict is not Verdict.DENY
+
+    @property
+    def rewrite(self) -> bool:
+        return self.verdict is Verdict.REWRITE

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from urllib.parse import unquote
 
@@ -11,8 +12,8 @@ from filter import formats, upstream
 from filter.errors import RequestError
 from filter.formats.limits import check_work
 from filter.headers import IDENTITY
-from filter.model import Decision, Envelope, Identity, ParsedRequest, TextSegment
-from filter.policy import decide, refuse
+from filter.model import Decision, Envelope, Finding, Identity, ParsedRequest, TextSegment
+from filter.policy import Treatment, decide, refuse, rewritable, treatment
 from filter.redact import Redactor
 from filter.rules.context import in_context
 from filter.runtime import Snapshot
@@ -37,6 +38,9 @@ class Evaluation:
     parsed: ParsedRequest | None
     redactor: Redactor = field(default_factory=Redactor)
     scope: ResolvedScope | None = None  # the policy file's scope of this request (None: no policy file)
+    # A rewrite verdict's findings to replace by placeholders, as the scanner located them (NOT masked: the
+    # rewriter needs the locations; never write them out, the decision carries the masked copies).
+    to_redact: tuple[Finding, ...] = field(default=(), repr=False)
 
 
 def outer_segments(envelope: Envelope) -> tuple[TextSegment, ...]:
@@ -59,8 +63,10 @@ def evaluate(
     counter: TokenCounter,
     identity: Identity | None = None,
     decision_id: str | None = None,
+    can_rewrite: Callable[[Finding], bool] | None = rewritable,
 ) -> Evaluation:
-    """Decide on one request. Bad input becomes a 4xx Decision; nothing here raises for user input."""
+    """Decide on one request. Bad input becomes a 4xx Decision; nothing here raises for user input.
+    `can_rewrite`: which findings the gateway can replace by placeholders (None: it has no rewriter)."""
     decision_id = decision_id or new_decision_id()
     identity = identity or Identity()
     settings = snapshot.settings
@@ -93,7 +99,9 @@ def evaluate(
         replace(parsed, model=redactor.mask_optional(parsed.model)), [redactor.finding(f) for f in findings],
         tokens, policy, decision_id=decision_id, identity=masked,
         pack_digest=snapshot.ruleset.digest, body_bytes=len(envelope.body), scope=scope, path=envelope.path,
+        can_rewrite=can_rewrite,
     )  # fmt: skip
     if scope is not None and snapshot.policy is not None:  # in-region upstream, team key (filter/upstream.py)
         decision = upstream.apply(decision, parsed, snapshot.policy, scope, envelope.path)
-    return Evaluation(decision, parsed, redactor, scope)
+    to_redact = tuple(f for f in findings if treatment(f, policy) is Treatment.REDACT) if decision.rewrite else ()
+    return Evaluation(decision, parsed, redactor, scope, to_redact)

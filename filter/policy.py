@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from enum import StrEnum
 
 from filter import headers
-from filter.model import Action, Category, Decision, Finding, Identity, Mode, ParsedRequest, Severity, Verdict
+from filter.model import Action, Category, Decision, Finding, Identity, Mode, ParsedRequest, Severity, Verdict, is_road
 from filter.reasons import Reason
 from filter.scopes import ResolvedScope
 from filter.settings import Policy
@@ -26,16 +27,46 @@ DENY_STATUS = 400
 SCOPE_STATUS = 403
 
 
-def blocks(finding: Finding, policy: Policy) -> bool:
-    """Does this finding stop the request? Shadow and log rules never do; policy switches soften categories.
+class Treatment(StrEnum):
+    BLOCK = "block"  # the request is refused
+    REDACT = "redact"  # the value is replaced by a placeholder before the provider sees it
+    PASS = "pass"  # reported (audit, x-llm-filter-findings), sent as is
 
-    `redact` blocks too: ext_authz cannot rewrite a request body, so redaction fails closed.
-    """
+
+def treatment(finding: Finding, policy: Policy) -> Treatment:
+    """What this finding does to the request. Shadow and log rules never act; the policy switches turn a category's
+    block into a redaction (redact_secrets; redact_pii where block_pii is off) or let it pass."""
     if finding.mode is Mode.SHADOW or finding.action is Action.LOG:
-        return False
-    if finding.category is Category.SECRET and not policy.block_secrets and finding.severity is not Severity.CRITICAL:
-        return False
-    return not (finding.category is Category.PII and not policy.block_pii)
+        return Treatment.PASS
+    if finding.action is Action.REDACT:
+        return Treatment.REDACT
+    if finding.category is Category.SECRET:
+        if policy.redact_secrets:
+            return Treatment.REDACT
+        if policy.block_secrets or finding.severity is Severity.CRITICAL:
+            return Treatment.BLOCK
+        return Treatment.PASS
+    if finding.category is Category.PII:
+        if policy.block_pii:
+            return Treatment.BLOCK
+        return Treatment.REDACT if policy.redact_pii else Treatment.PASS
+    return Treatment.BLOCK
+
+
+def blocks(finding: Finding, policy: Policy) -> bool:
+    """Does this finding stop the request whatever the gateway can rewrite?"""
+    return treatment(finding, policy) is Treatment.BLOCK
+
+
+# Text extracted from a PDF cannot be put back into it: a value found there is refused, not redacted.
+UNREWRITABLE_DECODINGS = frozenset({"pdf"})
+
+
+def rewritable(finding: Finding) -> bool:
+    """Can the gateway's rewriter replace this value in the body? Not in the URL or headers (a provider key, a path
+    segment), not in a PDF: those are refused instead (fail closed). The rewriter checks again and refuses what it
+    cannot place (filter/rewrite)."""
+    return finding.decoded not in UNREWRITABLE_DECODINGS and not any(is_road(loc) for loc, _, _ in finding.spans())
 
 
 def decide(
@@ -50,8 +81,12 @@ def decide(
     body_bytes: int,
     scope: ResolvedScope | None = None,
     path: str = "",
+    can_rewrite: Callable[[Finding], bool] | None = rewritable,
 ) -> Decision:
-    """`policy` already carries the scope's switches (ResolvedScope.policy); `scope` adds what it allows."""
+    """`policy` already carries the scope's switches (ResolvedScope.policy); `scope` adds what it allows.
+
+    `can_rewrite` says which findings the gateway can replace by placeholders (None: it has no rewriter). A finding
+    to redact that it cannot rewrite blocks: the value never leaves as sent."""
 
     def decision(verdict: Verdict, status: int, reason: Reason, message: str,
                  hop_headers: Mapping[str, str] | None = None) -> Decision:
@@ -65,7 +100,10 @@ def decide(
     if scope is not None and (refusal := scope.refusal(parsed.provider, parsed.model, path)) is not None:
         reason, message = refusal
         return decision(Verdict.DENY, SCOPE_STATUS, reason, f"{message} Decision id {decision_id}.")
-    blocking = [f for f in findings if blocks(f, policy)]
+    treated = [(f, treatment(f, policy)) for f in findings]
+    blocking = [f for f, t in treated if t is Treatment.BLOCK
+                or (t is Treatment.REDACT and (can_rewrite is None or not can_rewrite(f)))]
+    redacting = [f for f, t in treated if t is Treatment.REDACT]
     if blocking:
         category = next(c for c in _ORDER if any(f.category is c for f in blocking))
         rules = sorted({f.rule_id for f in blocking})
@@ -83,8 +121,11 @@ def decide(
             f"Decision id {decision_id}."
         )
         return decision(Verdict.DENY, DENY_STATUS, Reason.PROMPT_TOO_LARGE, message)
-    return decision(Verdict.ALLOW, 200, Reason.ALLOWED, "allowed",
-                    headers.allow_headers(decision_id, tokens, findings, identity))
+    hop = headers.allow_headers(decision_id, tokens, findings, identity)
+    if redacting:  # allowed once the rewriter has replaced them (filter/server/rewriter.py)
+        return decision(Verdict.REWRITE, 200, Reason.REDACTED, "allowed with redaction",
+                        {**hop, **headers.rewrite_headers(decision_id, policy.rehydrate)})
+    return decision(Verdict.ALLOW, 200, Reason.ALLOWED, "allowed", hop)
 
 
 _TURN = re.compile(r"^(messages|contents|input)\[(\d+)\]")

@@ -11,6 +11,7 @@ from enum import StrEnum
 
 class Reason(StrEnum):
     ALLOWED = "allowed"
+    REDACTED = "redacted"  # allowed with the found values replaced by placeholders (verdict rewrite)
     # policy denies: a rule or a limit said no
     SECRET_DETECTED = "secret_detected"
     RESTRICTED_FILE = "restricted_file"

@@ -81,6 +81,11 @@ class Runtime:
         self._stamps = self._stat(self.current.settings, self._key_files())
         self._stop = threading.Event()
 
+    @property
+    def key(self) -> bytes:
+        """The fingerprint key (HMAC), also what keys the rewriter's placeholders. Never log it."""
+        return self._key
+
     @staticmethod
     def _stat(settings: Settings, extra: tuple[str, ...] = ()) -> dict[str, tuple[float, int]]:
         out = {}

@@ -36,7 +36,7 @@ from filter.store.model import Budget, Window
 
 # (identity field, the policy file's section), broad to specific; `default` comes before all of them.
 LEVELS = (("team", "teams"), ("project", "projects"), ("workspace", "workspaces"), ("agent", "agents"))
-RULE_ACTIONS = ("block", "log", "shadow")
+RULE_ACTIONS = ("block", "redact", "log", "shadow")
 STORE_ERROR_CHOICES = ("deny", "allow")
 DEFAULT_MAX_OUTPUT_TOKENS = 4096
 _BUDGET_WINDOWS = {"daily_tokens": Window.DAY, "monthly_tokens": Window.MONTH}
@@ -61,6 +61,9 @@ _SCOPE: dict[str, Any] = {
         "max_prompt_tokens": {"type": "integer", "minimum": 1},
         "block_secrets": {"type": "boolean"},
         "block_pii": {"type": "boolean"},
+        "redact_pii": {"type": "boolean"},
+        "redact_secrets": {"type": "boolean"},
+        "rehydrate": {"type": "boolean"},
         "rules": {"type": "object", "additionalProperties": {"enum": list(RULE_ACTIONS)}},
         "requests_per_minute": {"type": "integer", "minimum": 0},
         "prices": {"type": "object", "additionalProperties": _PRICE},  # model glob -> USD per million tokens
@@ -118,6 +121,9 @@ class ScopeSpec:
     max_prompt_tokens: int | None = None
     block_secrets: bool | None = None
     block_pii: bool | None = None
+    redact_pii: bool | None = None
+    redact_secrets: bool | None = None
+    rehydrate: bool | None = None
     rules: Mapping[str, str] = field(default_factory=dict)
     requests_per_minute: int | None = None
     budgets: Mapping[Window, int] = field(default_factory=dict)  # this scope's own token budgets
@@ -151,6 +157,9 @@ class ResolvedScope:
     max_prompt_tokens: int | None = None
     block_secrets: bool | None = None
     block_pii: bool | None = None
+    redact_pii: bool | None = None
+    redact_secrets: bool | None = None
+    rehydrate: bool | None = None
     rules: Mapping[str, str] = field(default_factory=dict)
     requests_per_minute: int | None = None
     rate_key: str | None = None  # the key requests_per_minute counts under: that of the scope that set it
@@ -189,17 +198,19 @@ class ResolvedScope:
     def policy(self, base: Policy) -> Policy:
         """The global policy with this scope's switches applied."""
         changes: dict[str, Any] = {}
-        for name in ("max_prompt_tokens", "block_secrets", "block_pii"):
+        for name in _POLICY_FIELDS:
             value = getattr(self, name)
             if value is not None:
                 changes[name] = value
         return replace(base, **changes) if changes else base
 
     def finding(self, f: Finding) -> Finding:
-        """A finding with this scope's action for its rule (block, log or shadow), if the scope names one."""
+        """A finding with this scope's action for its rule (block, redact, log or shadow), if the scope names one."""
         action = self.rules.get(f.rule_id)
         if action == "block":
             return replace(f, action=Action.BLOCK, mode=Mode.ENFORCE)
+        if action == "redact":
+            return replace(f, action=Action.REDACT, mode=Mode.ENFORCE)
         if action == "log":
             return replace(f, action=Action.LOG)
         if action == "shadow":
@@ -207,8 +218,8 @@ class ResolvedScope:
         return f
 
 
-_FIELDS = ("providers", "models", "paths", "max_prompt_tokens", "block_secrets", "block_pii", "requests_per_minute",
-           "regions", "cross_region_profiles")
+_POLICY_FIELDS = ("max_prompt_tokens", "block_secrets", "block_pii", "redact_pii", "redact_secrets", "rehydrate")
+_FIELDS = ("providers", "models", "paths", "requests_per_minute", "regions", "cross_region_profiles", *_POLICY_FIELDS)
 
 
 def _matches(entries: Mapping[str, ScopeSpec], value: str) -> list[ScopeSpec]:
@@ -263,6 +274,7 @@ def _spec(raw: Mapping[str, Any]) -> ScopeSpec:
         providers=strings("providers"), models=strings("models"), paths=strings("paths"),
         max_prompt_tokens=raw.get("max_prompt_tokens"), block_secrets=raw.get("block_secrets"),
         block_pii=raw.get("block_pii"), rules=dict(raw.get("rules", {})),
+        redact_pii=raw.get("redact_pii"), redact_secrets=raw.get("redact_secrets"), rehydrate=raw.get("rehydrate"),
         requests_per_minute=raw.get("requests_per_minute"),
         budgets={_BUDGET_WINDOWS[k]: v for k, v in raw.get("budgets", {}).items() if k in _BUDGET_WINDOWS},
         usd_budgets={_USD_WINDOWS[k]: round(v * MICRO) for k, v in raw.get("budgets", {}).items() if k in _USD_WINDOWS},

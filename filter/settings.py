@@ -54,6 +54,9 @@ _SCHEMA: dict[str, Any] = {
                 "block_secrets": {"type": "boolean"},
                 "block_pii": {"type": "boolean"},
                 "pii_context": {"type": "boolean"},
+                "redact_pii": {"type": "boolean"},
+                "redact_secrets": {"type": "boolean"},
+                "rehydrate": {"type": "boolean"},
                 "max_prompt_tokens": {"type": "integer", "minimum": 1},
             },
         },
@@ -125,6 +128,12 @@ class Policy:
     block_pii: bool = True
     pii_context: bool = True  # e-mail addresses in authorship lines (headers, git log, trailers) are logged, not blocked
     max_prompt_tokens: int = 128_000
+    # Redaction (docs/redaction.md): PII that does not block (block_pii off) is replaced by placeholders in the
+    # body the provider receives; secrets that do not block (block_secrets off, not critical) too when
+    # redact_secrets is on. `rehydrate` puts the values back into the provider's answer.
+    redact_pii: bool = True
+    redact_secrets: bool = False
+    rehydrate: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,8 +200,9 @@ def _env_bool(env: Mapping[str, str], name: str, default: bool) -> bool:
 
 
 def load_settings(path: str | None = None, env: Mapping[str, str] | None = None) -> Settings:
-    """Read the config file (if any), validate it, then apply BLOCK_SECRETS, BLOCK_PII, MAX_PROMPT_TOKENS, LOG_PROMPTS,
-    LLM_FILTER_FINGERPRINT_KEY and LLM_FILTER_USAGE_LISTEN from `env` (default: the process environment)."""
+    """Read the config file (if any), validate it, then apply BLOCK_SECRETS, BLOCK_PII, REDACT_PII, REDACT_SECRETS,
+    MAX_PROMPT_TOKENS, LOG_PROMPTS, LLM_FILTER_FINGERPRINT_KEY and LLM_FILTER_USAGE_LISTEN from `env` (default: the
+    process environment)."""
     env = os.environ if env is None else env
     raw: dict[str, Any] = {}
     base = Path(".")
@@ -272,6 +282,9 @@ def load_settings(path: str | None = None, env: Mapping[str, str] | None = None)
             block_pii=_env_bool(env, "BLOCK_PII", pol.get("block_pii", True)),
             pii_context=pol.get("pii_context", True),
             max_prompt_tokens=max_tokens,
+            redact_pii=_env_bool(env, "REDACT_PII", pol.get("redact_pii", True)),
+            redact_secrets=_env_bool(env, "REDACT_SECRETS", pol.get("redact_secrets", False)),
+            rehydrate=pol.get("rehydrate", False),
         ),
         limits=DecodeLimits(
             max_body_bytes=lim.get("max_body_bytes", defaults.max_body_bytes),

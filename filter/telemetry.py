@@ -47,6 +47,10 @@ USAGE_KINDS = ("input", "output")
 USAGE_SOURCES = ("reported", "estimated")  # the provider's own count, or the filter's estimate (no usage sent)
 # How an observed response ended: usage as reported or estimated, an error status, or no response at all.
 USAGE_RESULTS = ("reported", "estimated", "error", "no_response")
+# The rewriter: a body rewritten; nothing to rewrite after all; refused (a deny answered in the provider's shape);
+# failed (an error answered, nothing forwarded). A response rehydrated in full, or cut off / failed midway.
+REWRITE_RESULTS = ("rewritten", "unchanged", "refused", "failed")
+REHYDRATE_RESULTS = ("completed", "failed")
 STORE_OPERATIONS = ("reserve", "reconcile", "release", "hit", "usage", "expire", "other")
 # Store call latency in milliseconds: a local SQLite write (~0.1 ms) to a Redis call at its timeout (0.5 s+).
 STORE_BUCKETS_MS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0)
@@ -74,6 +78,8 @@ def _bounded(value: str | None, allowed: Iterable[str], fallback: str = OTHER) -
 
 
 def _verdict_of(reason: Reason) -> str:
+    if reason is Reason.REDACTED:
+        return Verdict.REWRITE.value
     return Verdict.ALLOW.value if reason is Reason.ALLOWED else Verdict.DENY.value
 
 
@@ -172,6 +178,16 @@ class Telemetry:
         self.upstream_regions = meter.create_counter(
             "llm_filter_upstream_region", description="Allowed requests sent to an in-region upstream, by provider "
                                                       "and region (data residency)")
+        # The gateway's rewriter (filter/server/rewriter.py): one count per request body it was asked to rewrite,
+        # one per response it rehydrated.
+        self.rewrites = _BoundedCounter(
+            meter.create_counter("llm_filter_rewrites",
+                                 description="Request bodies the rewriter handled, by result"),
+            {"result": REWRITE_RESULTS})
+        self.rehydrations = _BoundedCounter(
+            meter.create_counter("llm_filter_rehydrations",
+                                 description="Responses the rewriter rehydrated, by result"),
+            {"result": REHYDRATE_RESULTS})
         self.budget_refusals = _BoundedCounter(
             meter.create_counter("llm_filter_budget_refusals",
                                  description="Requests refused over a token budget, by the budget's scope level"),
@@ -212,6 +228,10 @@ class Telemetry:
             self.store_errors.add(0, {"operation": operation})
         for scope in BUDGET_SCOPES:
             self.budget_refusals.add(0, {"scope": scope})
+        for result in REWRITE_RESULTS:
+            self.rewrites.add(0, {"result": result})
+        for result in REHYDRATE_RESULTS:
+            self.rehydrations.add(0, {"result": result})
         for provider in PROVIDERS:
             for kind in USAGE_KINDS:
                 for source in USAGE_SOURCES:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import replace
+
 import pytest
 
 from filter.model import Action, Category, Finding, Identity, Mode, ParsedRequest, Severity, TextSegment, Verdict
-from filter.policy import decide
+from filter.policy import decide, rewritable
 from filter.settings import Policy
 from filter.tokens import TokenCount
 
@@ -23,9 +26,10 @@ def finding(category: Category = Category.SECRET, action: Action = Action.BLOCK,
     return Finding(rule, category, action, severity, mode, location, 0, 20, "hmac-sha256:00")
 
 
-def run(findings: list[Finding], tokens: TokenCount = SMALL, policy: Policy | None = None) -> tuple[str, int, str]:
+def run(findings: list[Finding], tokens: TokenCount = SMALL, policy: Policy | None = None,
+        can_rewrite: Callable[[Finding], bool] | None = rewritable) -> tuple[str, int, str]:
     d = decide(PARSED, findings, tokens, policy or Policy(), decision_id="d1", identity=Identity(), pack_digest="p",
-               body_bytes=100)
+               body_bytes=100, can_rewrite=can_rewrite)
     return d.verdict.value, d.http_status, d.reason
 
 
@@ -39,16 +43,52 @@ def run(findings: list[Finding], tokens: TokenCount = SMALL, policy: Policy | No
         ([finding(Category.PII), finding(Category.SECRET)], SMALL, Policy(), ("deny", 400, "secret_detected")),
         ([finding(mode=Mode.SHADOW)], SMALL, Policy(), ("allow", 200, "allowed")),
         ([finding(action=Action.LOG)], SMALL, Policy(), ("allow", 200, "allowed")),
-        ([finding(action=Action.REDACT)], SMALL, Policy(), ("deny", 400, "secret_detected")),
+        ([finding(action=Action.REDACT)], SMALL, Policy(), ("rewrite", 200, "redacted")),
         ([finding()], SMALL, Policy(block_secrets=False), ("allow", 200, "allowed")),
         ([finding(severity=Severity.CRITICAL)], SMALL, Policy(block_secrets=False), ("deny", 400, "secret_detected")),
-        ([finding(Category.PII)], SMALL, Policy(block_pii=False), ("allow", 200, "allowed")),
+        ([finding(severity=Severity.CRITICAL)], SMALL, Policy(redact_secrets=True), ("rewrite", 200, "redacted")),
+        ([finding(Category.PII)], SMALL, Policy(block_pii=False), ("rewrite", 200, "redacted")),
+        ([finding(Category.PII)], SMALL, Policy(block_pii=False, redact_pii=False), ("allow", 200, "allowed")),
+        ([finding(Category.PII), finding()], SMALL, Policy(block_pii=False), ("deny", 400, "secret_detected")),
+        ([finding(Category.PII, mode=Mode.SHADOW)], SMALL, Policy(block_pii=False), ("allow", 200, "allowed")),
         ([], TokenCount(200_000, True, True), Policy(), ("deny", 400, "prompt_too_large")),
     ],
 )
 def test_decision_table(findings: list[Finding], tokens: TokenCount, policy: Policy,
                         expected: tuple[str, int, str]) -> None:
     assert run(findings, tokens, policy) == expected
+
+
+@pytest.mark.parametrize(
+    ("found", "why"),
+    [
+        (finding(Category.PII, location="headers.x-user"), "in a header"),
+        (finding(Category.PII, location="query.q"), "in the query string"),
+        (replace(finding(Category.PII), decoded="pdf"), "inside a PDF"),
+        (replace(finding(Category.PII), also=(("path", 0, 3),)), "continuing into the URL"),
+    ],
+)
+def test_a_value_the_rewriter_cannot_replace_blocks(found: Finding, why: str) -> None:
+    assert run([found], policy=Policy(block_pii=False)) == ("deny", 400, "pii_detected"), why
+
+
+def test_without_a_rewriter_redaction_blocks() -> None:
+    """A gateway that cannot rewrite bodies never forwards a value the policy says to redact."""
+    assert run([finding(Category.PII)], policy=Policy(block_pii=False), can_rewrite=None) == (
+        "deny", 400, "pii_detected")
+    assert run([finding(action=Action.REDACT)], can_rewrite=None) == ("deny", 400, "secret_detected")
+
+
+def test_rewrite_marks_the_request_for_the_rewriter() -> None:
+    plain = decide(PARSED, [finding(Category.PII)], SMALL, Policy(block_pii=False), decision_id="d7",
+                   identity=Identity(), pack_digest="p", body_bytes=1)
+    assert plain.allowed and plain.headers["x-llm-filter-rewrite"] == "d7"
+    assert "x-llm-filter-rehydrate" not in plain.headers
+    back = decide(PARSED, [finding(Category.PII)], SMALL, Policy(block_pii=False, rehydrate=True), decision_id="d8",
+                  identity=Identity(), pack_digest="p", body_bytes=1)
+    assert back.headers["x-llm-filter-rehydrate"] == "1"
+    allowed = decide(PARSED, [], SMALL, Policy(), decision_id="d9", identity=Identity(), pack_digest="p", body_bytes=1)
+    assert "x-llm-filter-rewrite" not in allowed.headers
 
 
 def test_deny_message_names_rule_and_location_and_decision() -> None:

@@ -31,6 +31,21 @@ from filter.model import Action, Finding, Mode, Origin, Severity, TextSegment
 from filter.rules.pack import Rule, RulePack
 from filter.rules.validators import not_placeholder
 
+# The gateway's own redaction placeholders (filter.rewrite.placeholders.PATTERN, repeated here: that package imports
+# this one): `<SECRET:github-pat_1a2b3c4d>` stands for a value, it is none. A rewritten conversation sends them
+# again every turn, and a model echoes them; they must not read as `password = <...>` secrets.
+REDACTION_PLACEHOLDER = regex.compile(rb"<(?:[A-Z]+|(?:SECRET|PII):[A-Za-z0-9_.-]+)_[0-9a-f]{8}>")
+_PLACEHOLDER_REACH = 128  # longer than any placeholder (filter.rewrite.placeholders.MAX_LENGTH)
+
+
+def in_redaction_placeholder(buf: bytes, start: int, end: int, value: bytes, lo: int, hi: int) -> bool:
+    """Is the match buf[start:end] with this value (a rule's secret group) part of a redaction placeholder?
+    `lo`, `hi`: the segment's bounds in `buf`."""
+    for m in REDACTION_PLACEHOLDER.finditer(buf, max(lo, start - _PLACEHOLDER_REACH), min(hi, end + _PLACEHOLDER_REACH)):
+        if m.start() < end and start < m.end() and value in m.group(0):
+            return True
+    return False
+
 SEPARATOR = b"\n\x00\n"  # between segments: no token pattern spans a NUL between newlines
 
 
@@ -194,6 +209,9 @@ class Ruleset:
                 return None
             if rule.placeholder_check and not not_placeholder(value):
                 return None
+            seg_end = scan.starts[c.segment] + len(scan.encoded[c.segment])
+            if in_redaction_placeholder(scan.buf, c.start, c.end, c.value, scan.starts[c.segment], seg_end):
+                return None
             if value in rule.allow_values or any(p.search(value) for p in rule.allow_patterns):
                 return None
             if not all(check(value) for _, check in rule.validators):
@@ -244,6 +262,8 @@ class Ruleset:
             return f"keyword missing (one of: {', '.join(rule.keywords)})"
         if rule.placeholder_check and not not_placeholder(value):
             return "placeholder filter: the value looks like a placeholder"
+        if in_redaction_placeholder(text.encode(), m.start(), m.end(), value.encode(), 0, len(text.encode())):
+            return "the value is one of the gateway's redaction placeholders"
         if value in rule.allow_values:
             return f"allowlist entry {_shorten(value)!r}"
         for p in rule.allow_patterns:

@@ -13,6 +13,7 @@ from types import FrameType
 
 import grpc
 from envoy.service.auth.v3 import external_auth_pb2_grpc
+from envoy.service.ext_proc.v3 import external_processor_pb2_grpc
 from envoy.service.ratelimit.v3 import rls_pb2_grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
@@ -21,6 +22,7 @@ from filter.runtime import Runtime
 from filter.server.authz import AuthorizationServicer
 from filter.server.extproc import AsyncUsageServer
 from filter.server.ratelimit import RateLimitServicer, RequestCounter
+from filter.server.rewriter import RewriterServicer
 from filter.server.usage_sink import InstrumentedStore, UsageSink
 from filter.settings import USAGE_LISTEN_ENV, Settings
 from filter.store import Store, StoreError, open_store
@@ -40,7 +42,8 @@ _RPCS_PER_THREAD = 4
 def build_server(runtime: Runtime, telemetry: Telemetry, audit: AuditLog, listen: str,
                  threads: int = 8, store: Store | None = None,
                  counter: TokenCounter | None = None) -> tuple[grpc.Server, health.HealthServicer, int]:
-    """A ready-to-start grpc server with Check, ShouldRateLimit and health. Returns the bound port.
+    """A ready-to-start grpc server with Check, ShouldRateLimit, the rewriter (ExternalProcessor: redaction of the
+    request bodies Check marked, filter/server/rewriter.py) and health. Returns the bound port.
     `store`: shared rate-limit counts and token budgets (None: counts in this process, no budgets)."""
     settings = runtime.current.settings
     # Envoy may buffer up to max_body_bytes and sends it once (raw_body, or body without pack_as_bytes); the
@@ -51,7 +54,8 @@ def build_server(runtime: Runtime, telemetry: Telemetry, audit: AuditLog, listen
         maximum_concurrent_rpcs=threads * _RPCS_PER_THREAD,
         options=[
             ("grpc.max_receive_message_length", receive_limit),
-            ("grpc.max_send_message_length", 4 * 1024 * 1024),
+            # the rewriter answers a rewritten body as large as the body it got
+            ("grpc.max_send_message_length", receive_limit),
             ("grpc.so_reuseport", 0),
             # No window growth (BDP probing): an RPC waiting for a thread holds ~64 KiB, not its 16 MiB body.
             ("grpc.http2.bdp_probe", 0),
@@ -64,12 +68,15 @@ def build_server(runtime: Runtime, telemetry: Telemetry, audit: AuditLog, listen
     )
     rls_pb2_grpc.add_RateLimitServiceServicer_to_server(
         RateLimitServicer(runtime, RequestCounter(), telemetry, store=store), server)
+    external_processor_pb2_grpc.add_ExternalProcessorServicer_to_server(
+        RewriterServicer(runtime, counter, telemetry, audit), server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     port = server.add_insecure_port(listen)
     if port == 0:
         raise OSError(f"cannot listen on {listen}")
-    for name in ("", "envoy.service.auth.v3.Authorization", "envoy.service.ratelimit.v3.RateLimitService"):
+    for name in ("", "envoy.service.auth.v3.Authorization", "envoy.service.ratelimit.v3.RateLimitService",
+                 "envoy.service.ext_proc.v3.ExternalProcessor"):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     return server, health_servicer, port
 

@@ -17,7 +17,7 @@ from filter.errors import DeadlineExceeded, Overloaded, WorkLimitExceeded
 from filter.identity import identify
 from filter.model import Envelope
 from filter.pipeline import Evaluation, evaluate, new_decision_id, outer_redactor
-from filter.policy import refuse
+from filter.policy import refuse, rewritable
 from filter.reasons import Reason
 from filter.redact import MASK, Redactor
 from filter.runtime import Runtime, Snapshot
@@ -29,6 +29,16 @@ from filter.tokens import TokenCounter
 
 log = logging.getLogger("llm_content_filter")
 JWT_METADATA_NAMESPACE = "envoy.filters.http.jwt_authn"
+# gRPC metadata the gateway sends with each Check when it runs the rewriter (envoy.yaml, ext_authz initial_metadata).
+# Without it a finding to redact blocks: no gateway config can forward a body the policy says to rewrite as is.
+REWRITER_METADATA = "x-llm-filter-rewriter"
+
+
+def gateway_rewrites(context: grpc.ServicerContext) -> bool:
+    try:
+        return any(k == REWRITER_METADATA and v == "1" for k, v in context.invocation_metadata() or ())
+    except Exception:  # a test double without metadata
+        return False
 
 
 def read_envelope(request: external_auth_pb2.CheckRequest) -> Envelope:
@@ -78,7 +88,8 @@ class AuthorizationServicer(external_auth_pb2_grpc.AuthorizationServicer):  # ty
             identity = identify(envelope.headers, jwt_claims(request), snapshot.settings.policy.trust_identity_headers)
             # Bounded work: a byte budget per worker, CPU seconds and Envoy's deadline per Check (admission.py).
             with self.admission.admit(len(envelope.body), snapshot.settings.limits, context.time_remaining()):
-                outcome = evaluate(envelope, snapshot, self.counter, identity, decision_id)
+                outcome = evaluate(envelope, snapshot, self.counter, identity, decision_id,
+                                   rewritable if gateway_rewrites(context) else None)
             # Token budgets (filter.budgets): outside the admission block, as a store call may wait on a lock.
             outcome = replace(outcome, decision=budgets.reserve(
                 outcome.decision, outcome.parsed, outcome.scope, snapshot.policy, self.store))

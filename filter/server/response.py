@@ -101,12 +101,16 @@ def to_check_response(decision: Decision, path: str = "") -> external_auth_pb2.C
     """`path` is the request path as it may be written out (masked, no query)."""
     metadata = dynamic_metadata(decision, path)
     if decision.allowed:
+        # A request to rewrite carries x-llm-filter-rewrite (the gateway runs its rewriter on it); any other never
+        # does (Envoy strips client copies before routing; removed here again so no config can let one through).
+        unmarked = [] if decision.rewrite else [h for h in (headers.REWRITE, headers.REHYDRATE)
+                                                 if h not in decision.headers]
         return external_auth_pb2.CheckResponse(
             status=status_pb2.Status(code=code_pb2.OK),
             ok_response=external_auth_pb2.OkHttpResponse(
                 headers=[_header(k, v) for k, v in (*decision.headers.items(), *decision.edits.set_headers)],
                 headers_to_remove=[*headers.identity_headers_to_remove(decision.identity),
-                                   *decision.edits.remove_headers],
+                                   *decision.edits.remove_headers, *unmarked],
                 query_parameters_to_remove=decision.edits.remove_query,  # a client's key (credential injection)
             ),
             dynamic_metadata=metadata,

@@ -5,13 +5,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from tests.bench import check_latency, e2e, scan_throughput, usage_observer
+from tests.bench import check_latency, e2e, redaction, scan_throughput, usage_observer
 
 
 def main() -> int:
     p = argparse.ArgumentParser(prog="make bench")
     p.add_argument("--quick", action="store_true", help="fewer iterations (smoke run)")
-    p.add_argument("--only", choices=["scan", "check", "e2e", "usage"], help="run one part")
+    p.add_argument("--only", choices=["scan", "check", "e2e", "usage", "redaction"], help="run one part")
     p.add_argument("--rounds", type=int, help="e2e: interleaved rounds (3; --quick: 1)")
     args = p.parse_args()
     if args.only in (None, "scan"):
@@ -22,6 +22,8 @@ def main() -> int:
         return 1  # a correctness check failed: requests were not all checked and allowed
     if args.only in (None, "usage") and not usage_observer.run(quick=args.quick):
         return 1  # a request failed or the budget was not charged
+    if args.only in (None, "redaction") and not redaction.run(quick=args.quick):
+        return 1  # a request failed, or rehydration did not put the value back
     return 0
 
 

@@ -109,6 +109,7 @@ def test_rendered_jwt_configs_validate(tmp_path: Path) -> None:
         assert names == [
             "envoy.filters.http.jwt_authn",
             "envoy.filters.http.ext_authz",
+            "llm_rewriter",
             "envoy.filters.http.ext_proc",
             "envoy.filters.http.ratelimit",
             "envoy.filters.http.router",
@@ -206,6 +207,7 @@ def test_filters_fail_closed_and_get_the_whole_body() -> None:
     # rate limit, so a 429 from it reaches the observer too (the request's reservation is released).
     assert list(http_filters(cfg)) == [
         "envoy.filters.http.ext_authz",
+        "llm_rewriter",  # right after the Check that marks the requests it rewrites
         "envoy.filters.http.ext_proc",
         "envoy.filters.http.ratelimit",
         "envoy.filters.http.router",
@@ -244,6 +246,29 @@ def test_usage_observer_only_observes_and_sees_no_credentials() -> None:
     (observer,) = [c for c in cfg["static_resources"]["clusters"] if c["name"] == "usage_observer"]
     assert "http2_protocol_options" in observer["typed_extension_protocol_options"][
         "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"]["explicit_http_config"]
+
+
+def test_rewriter_runs_only_on_marked_requests_and_fails_closed() -> None:
+    cfg = load(ENVOY_YAML)
+    wrapper = http_filters(cfg)["llm_rewriter"]
+    proc = wrapper["extension_config"]["typed_config"]
+    assert wrapper["extension_config"]["name"] == "envoy.filters.http.ext_proc"
+    assert proc["grpc_service"]["envoy_grpc"]["cluster_name"] == "content_filter"
+    assert proc["failure_mode_allow"] is False and "observability_mode" not in proc
+    assert proc["processing_mode"]["request_body_mode"] == "BUFFERED"  # the whole body, never a part
+    assert proc["processing_mode"]["response_body_mode"] == "NONE"  # only rehydration asks for the answer
+    allowed = {next(iter(p.values())) for p in proc["forward_rules"]["allowed_headers"]["patterns"]}
+    assert allowed == {":path", ":method", "content-type", "content-encoding", "x-llm-"}  # no credentials
+    (matcher,) = wrapper["xds_matcher"]["matcher_list"]["matchers"]
+    unmarked = matcher["predicate"]["not_matcher"]["single_predicate"]
+    assert unmarked["input"]["typed_config"]["header_name"] == "x-llm-filter-rewrite"
+    assert matcher["on_match"]["action"]["typed_config"]["@type"].endswith("SkipFilter")
+    # The Check learns that this gateway rewrites (else a value to redact blocks) ...
+    authz = http_filters(cfg)["envoy.filters.http.ext_authz"]
+    assert {"key": "x-llm-filter-rewriter", "value": "1"} in authz["grpc_service"]["initial_metadata"]
+    # ... and no client can send the mark: x-llm-filter-* is stripped before routing.
+    mutations = hcm(cfg)["early_header_mutation_extensions"][0]["typed_config"]["mutations"]
+    assert {"remove_on_match": {"key_matcher": {"prefix": "x-llm-filter-"}}} in mutations
 
 
 def test_every_forwarding_route_runs_both_filters_and_every_local_answer_skips_them() -> None:

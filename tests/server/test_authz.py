@@ -27,6 +27,7 @@ from filter.tokens import TokenCounter, load_encoding
 from tests.server.conftest import Servicer, make_check_request
 
 RULES = load_ruleset([SHIPPED_PACKS], Fingerprinter(b"k")).rules
+REWRITE_MARKS = ("x-llm-filter-rewrite", "x-llm-filter-rehydrate")  # only a rewrite verdict sends a request on with them
 CLEAN_CHAT = {
     "model": "gpt-4o",
     "messages": [
@@ -173,7 +174,7 @@ def test_metadata_carries_verified_identity_and_the_path_without_query(grpc_stub
     assert "project_id" not in meta and "agent_id" not in meta  # unknown: omitted
     assert meta["path"] == "/v1/chat/completions" and meta["reason"] == "allowed"
     assert meta["decision_id"] == headers_of(resp)["x-llm-filter-id"]
-    assert set(resp.ok_response.headers_to_remove) == {"x-project-id", "x-agent-id"}
+    assert set(resp.ok_response.headers_to_remove) == {"x-project-id", "x-agent-id", *REWRITE_MARKS}
 
 
 def test_metadata_path_masks_a_key_and_a_deny_carries_it_too(grpc_stub) -> None:  # type: ignore[no-untyped-def]
@@ -188,7 +189,7 @@ def test_unverified_identity_headers_are_removed_and_never_in_metadata(untrustin
     forged = {"x-workspace-id": "forged-ws", "x-team-id": "forged-t", "x-project-id": "p", "x-agent-id": "a"}
     resp = untrusting_stub.Check(make_check_request(CLEAN_CHAT, headers=forged))
     assert resp.status.code == code_pb2.OK
-    assert set(resp.ok_response.headers_to_remove) == set(forged)
+    assert set(resp.ok_response.headers_to_remove) == {*forged, *REWRITE_MARKS}
     assert not set(headers_of(resp)) & set(forged)
     assert not {"workspace_id", "team_id", "project_id", "agent_id"} & set(metadata_of(resp))
 
@@ -202,4 +203,4 @@ def test_verified_jwt_identity_is_the_metadata_and_unclaimed_headers_are_removed
     meta = metadata_of(resp)
     assert (meta["workspace_id"], meta["agent_id"]) == ("ws-real", "agent-1") and "project_id" not in meta
     assert headers_of(resp)["x-workspace-id"] == "ws-real"
-    assert set(resp.ok_response.headers_to_remove) == {"x-team-id", "x-project-id"}
+    assert set(resp.ok_response.headers_to_remove) == {"x-team-id", "x-project-id", *REWRITE_MARKS}
