@@ -81,7 +81,7 @@ def evaluate(
             body_bytes=len(envelope.body), pack_digest=snapshot.ruleset.digest,
         ), None, redactor)  # fmt: skip
     findings = snapshot.ruleset.scan(parsed.segments)  # body, path, query and headers, and decoded copies
-    if settings.policy.pii_context:  # an author's address in a file header or git log is logged, not blocked
+    if findings and settings.policy.pii_context:  # an author's address in a file header or git log is logged, not blocked
         texts: dict[str, str] = {}
         for seg in parsed.segments:
             if seg.origin is None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from filter.errors import ConfigError
-from filter.rules import Fingerprinter, Ruleset, load_ruleset
+from filter.rules import DatabaseCache, Fingerprinter, Ruleset, load_ruleset
 from filter.scopes import PolicyFile, PolicyFileError, check_against, load_policy
 from filter.settings import FINGERPRINT_KEY_ENV, Settings, load_settings
 
@@ -58,8 +58,15 @@ def load_known_fingerprints(path: str | None) -> frozenset[str]:
     return frozenset(s for line in lines if (s := line.split("#", 1)[0].strip()))
 
 
-def build_snapshot(settings: Settings, key: bytes) -> Snapshot:
-    ruleset = load_ruleset(settings.packs, Fingerprinter(key), load_known_fingerprints(settings.known_secrets))
+def rule_cache(settings: Settings) -> DatabaseCache | None:
+    return DatabaseCache(settings.cache_dir) if settings.cache_dir else None
+
+
+def build_snapshot(settings: Settings, key: bytes, cache: DatabaseCache | None = None) -> Snapshot:
+    """`cache`: where compiled rule databases are kept (default: the settings' cache_dir)."""
+    cache = cache if cache is not None else rule_cache(settings)
+    ruleset = load_ruleset(settings.packs, Fingerprinter(key), load_known_fingerprints(settings.known_secrets),
+                           cache)
     policy = load_policy(settings.policy_file) if settings.policy_file else None
     if policy is not None:
         store_tz = settings.store.timezone if settings.store is not None else None

@@ -20,10 +20,12 @@ from filter import strictyaml
 from filter.errors import SettingsError
 from filter.formats import DecodeLimits
 from filter.rules import SHIPPED_PACKS
+from filter.rules.dbcache import default_cache_dir
 
 LOG_PROMPTS_MODES = ("metadata_only", "full", "none")
 FINGERPRINT_KEY_ENV = "LLM_FILTER_FINGERPRINT_KEY"
 USAGE_LISTEN_ENV = "LLM_FILTER_USAGE_LISTEN"  # overrides usage_listen (set by `serve` for each worker process)
+CACHE_DIR_ENV = "LLM_FILTER_CACHE_DIR"  # overrides cache_dir; empty: no cache
 
 _SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -46,6 +48,7 @@ _SCHEMA: dict[str, Any] = {
         "known_secrets": {"type": ["string", "null"]},
         "token_encoding_file": {"type": ["string", "null"]},
         "policy_file": {"type": ["string", "null"]},
+        "cache_dir": {"type": "string"},
         "policy": {
             "type": "object",
             "additionalProperties": False,
@@ -177,6 +180,8 @@ class Settings:
     store: StoreSettings | None = None
     usage_listen: str | None = None  # HOST:PORT of the first worker's usage observer (ext_proc); None: none
     config_file: str | None = None
+    # Compiled rule databases (filter/rules/dbcache.py); None: no cache. load_settings defaults it per user.
+    cache_dir: str | None = None
 
     @property
     def watched_files(self) -> tuple[str, ...]:
@@ -261,6 +266,7 @@ def load_settings(path: str | None = None, env: Mapping[str, str] | None = None)
         raise SettingsError(f"LOG_PROMPTS must be one of {', '.join(LOG_PROMPTS_MODES)}, not {log_prompts!r}")
     defaults = DecodeLimits()
     packs = tuple(rel(p) or p for p in raw["packs"]) if "packs" in raw else Settings().packs
+    cache_dir = env.get(CACHE_DIR_ENV, rel(raw.get("cache_dir")) if "cache_dir" in raw else default_cache_dir(env))
     return Settings(
         listen=raw.get("listen", "127.0.0.1:9001"),
         workers=raw.get("workers", 1),
@@ -309,4 +315,5 @@ def load_settings(path: str | None = None, env: Mapping[str, str] | None = None)
         ),
         usage_listen=usage_listen,
         config_file=path,
+        cache_dir=cache_dir or None,
     )

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
+import threading
 from typing import Any
 
+import hyperscan
+
+from filter import shortcuts
 from filter.errors import MalformedRequest
 from filter.formats.limits import DecodeLimits, charge_decoded, charge_nodes, check_work
 
@@ -32,6 +37,9 @@ def _skeleton(data: bytes) -> bytes:
     return _STRING.sub(b"", s).replace(b'"', b"").translate(_SQUARE)
 
 
+_MARKS_ONLY = bytes(b for b in range(256) if b not in b'"[{')
+
+
 def count_nodes(data: bytes, enough: int) -> int:
     """Strings (keys included), objects and arrays in JSON text, counted before parsing with C-speed byte
     operations, so a body of millions of tiny strings is refused before json.loads allocates them.
@@ -39,8 +47,10 @@ def count_nodes(data: bytes, enough: int) -> int:
     For valid JSON the count is exact whenever it is near `enough`; below it, escaped quotes and brackets inside
     strings may be counted too (a cheap upper bound), far above it, the count is not refined.
     """
-    brackets = data.count(b"{") + data.count(b"[")  # an upper bound: brackets inside strings count too
-    loose = data.count(b'"') // 2 + brackets  # escaped quotes counted too: an upper bound, and the common answer
+    # One pass keeps just the three marks (a few % of the text), then counts them: ~2x cheaper than three counts.
+    marks = data.translate(None, _MARKS_ONLY) if shortcuts.enabled() else data
+    brackets = marks.count(b"{") + marks.count(b"[")  # an upper bound: brackets inside strings count too
+    loose = marks.count(b'"') // 2 + brackets  # escaped quotes counted too: an upper bound, and the common answer
     if loose <= enough:
         return loose
     unescaped = data.replace(b"\\\\", b"") if b"\\\\" in data else data
@@ -142,8 +152,50 @@ def load_json(data: bytes, limits: DecodeLimits) -> Any:
     return value
 
 
+def _surrogate_db() -> hyperscan.Database:
+    db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
+    db.compile(expressions=[_SURROGATE_ESCAPE.pattern], ids=[0], flags=[0])  # fixed length 4: start = end - 4
+    return db
+
+
+_SURROGATE_DB = _surrogate_db()  # ~1 ms to compile
+_LOCAL = threading.local()
+_ESCAPED_ENOUGH = 64  # escaped `\\ud8..` sequences looked at before answering True (scrubbing is always safe)
+
+
 def has_lone_surrogates(data: bytes) -> bool:
-    """Whether parsed strings may hold unpaired surrogates (from `\\udXXX` escapes), which need scrubbing."""
+    """Whether parsed strings may hold unpaired surrogates (from `\\udXXX` escapes), which need scrubbing.
+
+    Hyperscan finds the escapes at several GB/s (substring tests and the regexes below run at well under one,
+    and the exact regex is quadratic on escaped backslashes); each hit is kept when the backslashes before it
+    are even in number (its own backslash is not escaped). True when unsure: a body without lone surrogates
+    scrubs to the same text, only slower."""
+    if not shortcuts.enabled():
+        return _has_lone_surrogates_plain(data)
+    scratch = getattr(_LOCAL, "scratch", None)
+    if scratch is None:
+        scratch = _LOCAL.scratch = hyperscan.Scratch(_SURROGATE_DB)
+    seen = [False, 0]  # (found an unescaped one, escaped ones looked at)
+
+    def on_match(_id: int, _from: int, to: int, _flags: int, _ctx: object) -> bool:
+        start = j = to - 4
+        while j > 0 and data[j - 1] == 0x5C:
+            j -= 1
+        if (start - j) % 2 == 0:
+            seen[0] = True
+            return True  # stop the scan
+        seen[1] = int(seen[1]) + 1
+        if seen[1] >= _ESCAPED_ENOUGH:
+            seen[0] = True
+            return True
+        return False
+
+    with contextlib.suppress(hyperscan.ScanTerminated):  # the handler stopped it: the answer is known
+        _SURROGATE_DB.scan(data, match_event_handler=on_match, scratch=scratch)
+    return bool(seen[0])
+
+
+def _has_lone_surrogates_plain(data: bytes) -> bool:
     if b"\\ud" not in data and b"\\uD" not in data:  # substring tests run at memchr speed; the regexes do not
         return False
     return _SURROGATE_ESCAPE.search(data) is not None and _SURROGATE_ESCAPE_EXACT.search(data) is not None

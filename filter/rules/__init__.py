@@ -7,13 +7,14 @@ from dataclasses import replace
 from pathlib import Path
 
 from filter.errors import RulePackError, RulePackErrors
+from filter.rules.dbcache import DatabaseCache
 from filter.rules.engine import Fingerprinter, Ruleset
 from filter.rules.pack import Rule, RulePack, hyperscan_error, load_pack, parse_pack, read_pack
 
 SHIPPED_PACKS = Path(__file__).parent / "packs"
 
 __all__ = [
-    "SHIPPED_PACKS", "Fingerprinter", "Rule", "RulePack", "Ruleset", "build_ruleset", "expand_pack_paths",
+    "SHIPPED_PACKS", "DatabaseCache", "Fingerprinter", "Rule", "RulePack", "Ruleset", "build_ruleset", "expand_pack_paths",
     "load_pack", "load_ruleset", "parse_pack",
 ]  # fmt: skip
 
@@ -36,6 +37,7 @@ def load_ruleset(
     paths: Sequence[str | Path],
     fingerprint: Fingerprinter,
     known_fingerprints: frozenset[str] = frozenset(),
+    cache: DatabaseCache | None = None,
 ) -> Ruleset:
     """Load, compile and self-test packs; raises RulePackErrors listing every problem in every file.
 
@@ -51,7 +53,7 @@ def load_ruleset(
         errors += pack_errors
         if pack is not None:
             packs.append(pack)
-    ruleset, set_errors = build_ruleset(packs, fingerprint, known_fingerprints)
+    ruleset, set_errors = build_ruleset(packs, fingerprint, known_fingerprints, cache)
     errors += set_errors
     if errors or ruleset is None:
         order = {str(f): n for n, f in enumerate(files)}
@@ -63,6 +65,7 @@ def build_ruleset(
     packs: Sequence[RulePack],
     fingerprint: Fingerprinter,
     known_fingerprints: frozenset[str] = frozenset(),
+    cache: DatabaseCache | None = None,
 ) -> tuple[Ruleset | None, list[RulePackError]]:
     """Compile packs already read and run every example: (the Ruleset of the rules that compile, every problem).
     A rule id seen before is reported and left out; a rule Hyperscan refuses is reported and left out."""
@@ -81,7 +84,7 @@ def build_ruleset(
         kept_packs.append(replace(pack, rules=tuple(kept)))
     where = next((p.file for p in kept_packs if p.rules), "-")
     try:
-        ruleset, compile_errors = _compile(kept_packs, fingerprint, known_fingerprints)
+        ruleset, compile_errors = _compile(kept_packs, fingerprint, known_fingerprints, cache)
         errors += compile_errors
         if ruleset is not None:
             errors += ruleset.check_examples()
@@ -92,13 +95,13 @@ def build_ruleset(
     return ruleset, errors
 
 
-def _compile(packs: list[RulePack], fingerprint: Fingerprinter,
-             known: frozenset[str]) -> tuple[Ruleset | None, list[RulePackError]]:
+def _compile(packs: list[RulePack], fingerprint: Fingerprinter, known: frozenset[str],
+             cache: DatabaseCache | None = None) -> tuple[Ruleset | None, list[RulePackError]]:
     """The Ruleset of every rule Hyperscan accepts, and an error for each rule it refuses."""
     if not any(p.rules for p in packs):
         return None, []
     try:
-        return Ruleset(packs, fingerprint, known), []
+        return Ruleset(packs, fingerprint, known, cache), []
     except RulePackError as whole:
         errors = []
         refused: set[str] = set()
@@ -113,6 +116,6 @@ def _compile(packs: list[RulePack], fingerprint: Fingerprinter,
         if not any(p.rules for p in rest):
             return None, errors
         try:
-            return Ruleset(rest, fingerprint, known), errors
+            return Ruleset(rest, fingerprint, known, cache), errors
         except RulePackError as again:
             return None, [*errors, again]

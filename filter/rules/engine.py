@@ -28,6 +28,7 @@ import regex
 from filter.errors import RulePackError
 from filter.formats.limits import check_work
 from filter.model import Action, Finding, Mode, Origin, Severity, TextSegment
+from filter.rules.dbcache import DatabaseCache, compile_cached
 from filter.rules.pack import Rule, RulePack
 from filter.rules.validators import not_placeholder
 
@@ -108,6 +109,7 @@ class Ruleset:
         packs: Sequence[RulePack],
         fingerprint: Fingerprinter,
         known_fingerprints: frozenset[str] = frozenset(),
+        cache: DatabaseCache | None = None,
     ) -> None:
         self.packs = tuple(packs)
         self.rules: tuple[Rule, ...] = tuple(r for p in packs for r in p.rules)
@@ -118,7 +120,7 @@ class Ruleset:
         self._confirm = [
             regex.compile(r.pattern.encode(), regex.MULTILINE | regex.REVERSE) for r in self.rules
         ]
-        self._db = _compile(self.rules)
+        self._db = compile_cached(self.rules, _compile, cache)  # a start with unchanged rules skips the compile
         self._scratch_proto = hyperscan.Scratch(self._db)
         self._local = threading.local()
 
