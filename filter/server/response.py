@@ -35,10 +35,19 @@ def _details(decision: Decision) -> dict[str, Any]:
     }
 
 
+# Providers whose errors come in another provider's shape: Vertex AI answers as Google APIs do, SageMaker as AWS.
+_SHAPE_OF = {"vertex": "gemini", "sagemaker": "bedrock"}
+
+
+def error_shape(provider: str) -> str:
+    """The provider whose error shape `provider`'s clients read (OpenAI's for the OpenAI-compatible ones)."""
+    return _SHAPE_OF.get(provider, provider)
+
+
 def error_body(decision: Decision) -> tuple[dict[str, Any], dict[str, str]]:
     """The deny body a client of this provider already knows how to read, plus extra headers."""
     status, message, details = decision.http_status, decision.message, _details(decision)
-    provider = decision.provider
+    provider = error_shape(decision.provider)
     if provider == "anthropic":
         error_type = _ANTHROPIC_TYPES.get(status, "invalid_request_error")
         return {"type": "error", "error": {"type": error_type, "message": message, "llm_filter": details}}, {}
@@ -56,6 +65,7 @@ def error_body(decision: Decision) -> tuple[dict[str, Any], dict[str, str]]:
 
 def rate_limited_body(provider: str, message: str) -> tuple[dict[str, Any], dict[str, str]]:
     """A 429 in the shape each provider's SDK reads as its own rate limit (and so retries after `retry-after`)."""
+    provider = error_shape(provider)
     if provider == "anthropic":
         return {"type": "error", "error": {"type": "rate_limit_error", "message": message}}, {}
     if provider == "gemini":

@@ -408,7 +408,13 @@ def test_every_fail_closed_detail_and_provider_has_a_json_answer() -> None:
         assert "ext_authz_denied" not in expression
         if "request_payload_too_large" in expression or "upstream_reset" in expression:
             continue  # Envoy's 413 and provider unreachable: checked through real Envoy in test_fail_closed_bodies.py
-        provider = expression.split("['provider'] == '")[1].split("'")[0] if "['provider']" in expression else "*"
+        # the provider whose shape the answer has: `== 'anthropic'`, or `in ['gemini', 'vertex']` (its first)
+        provider = re.split(r"\['provider'\] (?:== |in \[)'", expression)[1].split("'")[0] \
+            if "['provider']" in expression else "*"
+        if provider == "gemini":
+            assert "'vertex'" in expression, "Vertex AI clients read Google's error shape"
+        if provider == "bedrock":
+            assert "'sagemaker'" in expression, "SageMaker clients read AWS's error shape"
         details = {d for d in ("ext_authz_error", "rate_limiter_error", "overload") if f"'{d}'" in expression}
         covered[provider] = details
         assert m["status_code"] == 503

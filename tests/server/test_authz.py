@@ -94,6 +94,14 @@ def test_openai_and_gemini_denies_use_their_own_shapes(grpc_stub) -> None:  # ty
         {"contents": [{"role": "user", "parts": [{"text": example}]}]},
         path="/v1beta/models/gemini-2.0-flash:generateContent")))
     assert gem["error"]["code"] == 400 and gem["error"]["status"] == "INVALID_ARGUMENT"
+    # Vertex AI answers as Google APIs do, SageMaker as AWS: their SDKs read those shapes.
+    vertex = denied_body(grpc_stub.Check(make_check_request(
+        {"contents": [{"role": "user", "parts": [{"text": example}]}]},
+        path="/vertex/v1/projects/p/locations/europe-west4/publishers/google/models/gemini-2.0-flash:generateContent")))
+    assert vertex["error"]["status"] == "INVALID_ARGUMENT"
+    sagemaker = grpc_stub.Check(make_check_request({"inputs": example}, path="/sagemaker/endpoints/llm/invocations"))
+    assert headers_of(sagemaker)["x-amzn-errortype"] == "ValidationException"
+    assert "llm_filter" in denied_body(sagemaker)
 
 
 @pytest.mark.parametrize(
