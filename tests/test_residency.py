@@ -282,3 +282,24 @@ def test_load_refuses_a_policy_whose_problems_are_residency_ones(tmp_path: Path)
     policy.write_text("default: {regions: [eu]}\n")
     with pytest.raises(PolicyFileError, match="unknown region or region set 'eu'"):
         load_policy(str(policy))
+
+
+def test_the_local_stack_gateway_example_loads_and_sends_payments_to_the_eu_with_its_key(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """`FILTER_CONFIG=envoy/local-gateway.yaml make run` (README) loads as the server loads it, from a directory
+    holding the team key file it names, and does what the README shows."""
+    envoy = Path(__file__).resolve().parents[1] / "envoy"
+    assert main(["policy", "lint", str(envoy / "local-gateway-policy.yaml"), "--config",
+                 str(envoy / "local-gateway.yaml")]) == 0, capsys.readouterr()
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "var").mkdir()
+    (tmp_path / "var" / "payments-openai.key").write_text("team-payments-openai-key\n")
+    runtime = Runtime(str(envoy / "local-gateway.yaml"), warn_random_key=False)
+    decision = check(runtime, "/openai/v1/chat/completions", CHAT, team="payments",
+                     headers={"authorization": "Bearer sk-the-developers-own-key"})
+    set_headers, removed, _ = mutations(decision)
+    assert decision.allowed and set_headers["x-llm-upstream-cluster"] == "openai-eu"
+    assert set_headers["authorization"] == "Bearer team-payments-openai-key"
+    assert check(runtime, "/anthropic/v1/messages", CHAT, team="payments").reason == "region_not_allowed"
+    email = json.dumps({"model": "gpt-4o", "messages": [{"role": "user", "content": "Mail maria.schmidt@gmail.com"}]})
+    assert check(runtime, "/openai/v1/chat/completions", email.encode()).reason == "redacted"

@@ -5,7 +5,8 @@ reached from here. It listens on plain HTTP/1.1 (127.0.0.1, a free port), record
 request that reaches it (method, path, headers, body bytes) and answers 200 with a small
 provider-shaped JSON body that includes a `usage` object (Anthropic-, Gemini-, Bedrock- or
 OpenAI-shaped, chosen by path). Tests use `requests` to prove what did, or did not, leave the
-gateway.
+gateway. A request with `x-fake-echo: 1` gets the text of its last message back as the answer (Anthropic and
+OpenAI chat shapes): what the provider read, e.g. placeholders, and what rehydration makes of it.
 
     with FakeProvider() as provider:
         ...render envoy with --upstream provider.url ...
@@ -32,7 +33,19 @@ class RecordedRequest:
         return json.loads(self.body)
 
 
-def response_for(path: str) -> dict[str, Any]:
+def last_text(body: bytes) -> str:
+    """The text of the last message of an Anthropic or OpenAI chat body ("" if there is none)."""
+    try:
+        messages = json.loads(body).get("messages") or []
+        content = messages[-1].get("content", "")
+    except (ValueError, AttributeError, IndexError, TypeError):
+        return ""
+    if isinstance(content, list):
+        return "".join(str(b.get("text", "")) for b in content if isinstance(b, dict))
+    return str(content)
+
+
+def response_for(path: str, text: str = "ok") -> dict[str, Any]:
     """A minimal successful answer in the shape of the provider that `path` belongs to."""
     if path.startswith("/v1/messages"):
         return {
@@ -40,7 +53,7 @@ def response_for(path: str) -> dict[str, Any]:
             "type": "message",
             "role": "assistant",
             "model": "claude-fake",
-            "content": [{"type": "text", "text": "ok"}],
+            "content": [{"type": "text", "text": text}],
             "stop_reason": "end_turn",
             "usage": {"input_tokens": 12, "output_tokens": 3},
         }
@@ -60,7 +73,7 @@ def response_for(path: str) -> dict[str, Any]:
         "id": "chatcmpl-fake",
         "object": "chat.completion",
         "model": "gpt-fake",
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}],
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
         "usage": {"prompt_tokens": 12, "completion_tokens": 3, "total_tokens": 15},
     }
 
@@ -77,7 +90,8 @@ class _Handler(BaseHTTPRequestHandler):
             key = name.lower()
             headers[key] = f"{headers[key]}, {value}" if key in headers else value
         self.server.owner._record(RecordedRequest(self.command, self.path, headers, body))
-        payload = json.dumps(response_for(self.path.split("?", 1)[0])).encode()
+        text = last_text(body) if "x-fake-echo" in headers else "ok"
+        payload = json.dumps(response_for(self.path.split("?", 1)[0], text)).encode()
         self.send_response(200)
         self.send_header("content-type", "application/json")
         self.send_header("content-length", str(len(payload)))
@@ -157,6 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="A fake LLM provider (plain HTTP) for the local stack.")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--show-text", action="store_true", help="also print each request's last message text")
     args = parser.parse_args(argv)
     done = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):  # also when started with SIGINT ignored (a background job)
@@ -169,8 +184,12 @@ def main(argv: list[str] | None = None) -> int:
             for r in received[seen:]:
                 decision = r.headers.get("x-llm-filter-decision", "-")
                 workspace = r.headers.get("x-workspace-id", "-")
+                region = r.headers.get("x-llm-upstream-region", "-")
                 print(f"{r.method} {r.path} host={r.headers.get('host')} bytes={len(r.body)} "
-                      f"x-llm-filter-decision={decision} x-workspace-id={workspace}", flush=True)
+                      f"x-llm-filter-decision={decision} x-workspace-id={workspace} region={region}", flush=True)
+                if args.show_text:
+                    keys = [f"{k}: {r.headers[k]}" for k in ("authorization", "x-api-key") if k in r.headers]
+                    print(f"  text: {last_text(r.body)[:300]}  {'  '.join(keys)}", flush=True)
             seen = len(received)
     return 0
 
