@@ -26,8 +26,8 @@ the Check server's threads: a rehydrated answer keeps its stream open for as lon
 and on the Check threads a handful of those would starve every Check. Here an open stream costs no thread. The CPU
 work (evaluating and rewriting a body of up to 16 MiB, rehydrating a big chunk) runs in a small thread pool of its
 own; a small chunk is rehydrated on the event loop. Over `max_streams` open streams, or with `max_rewrites` bodies
-already being rewritten or waiting, a request is refused at once (503 `overloaded`, Retry-After): never forwarded
-unrewritten.
+(or `limits.max_inflight_bytes` of them) already being rewritten or waiting, a request is refused at once
+(503 `overloaded`, Retry-After): never forwarded unrewritten.
 """
 
 from __future__ import annotations
@@ -82,7 +82,9 @@ _REHYDRATE_MODE = processing_mode_pb2.ProcessingMode(
 LOOP_CHUNK_BYTES = 8 * 1024
 REWRITE_THREADS = 2  # a worker's rewriting threads: next to its 8 Check threads, under the same GIL
 DEFAULT_MAX_STREAMS = 1024  # open rewriter streams per worker (a rehydrated answer holds one while it streams)
-_REWRITES_PER_THREAD = 4  # bodies being rewritten or waiting for a thread, per thread; more are refused
+# Bodies being rewritten or waiting for a thread, per thread (as many as the Check server holds RPCs): a burst of
+# requests to redact waits its turn; more are refused. Their bytes are bounded too (limits.max_inflight_bytes).
+_REWRITES_PER_THREAD = 16
 _GRPC_OVERHEAD = 1024 * 1024  # headers and framing on top of the largest admitted body
 _REASON = {Category.SECRET: Reason.SECRET_DETECTED, Category.FILE: Reason.RESTRICTED_FILE,
            Category.PII: Reason.PII_DETECTED}
@@ -302,7 +304,8 @@ def _immediate(status: int, body: bytes, headers: Mapping[str, str]) -> ep.Proce
 class AsyncRewriterServicer(external_processor_pb2_grpc.ExternalProcessorServicer):  # type: ignore[misc]
     """Thin: one RewriteExchange per stream, on a grpc.aio server. Bodies, and big response chunks, are handled in
     `pool`; small chunks and headers on the event loop. Bounds: `max_streams` open streams, `max_rewrites` bodies
-    in the pool (running or waiting); beyond either the request is refused at once (`RewriteExchange.busy`)."""
+    in the pool (running or waiting) and their bytes (`limits.max_inflight_bytes` of the live settings); beyond
+    any of them the request is refused at once (`RewriteExchange.busy`)."""
 
     def __init__(self, runtime: Runtime, counter: TokenCounter, telemetry: Telemetry, audit: AuditLog | None,
                  pool: Executor, max_streams: int = DEFAULT_MAX_STREAMS,
@@ -316,6 +319,7 @@ class AsyncRewriterServicer(external_processor_pb2_grpc.ExternalProcessorService
         self._max_rewrites = max_rewrites
         self._open = 0  # streams and bodies: counted on the event loop's thread only
         self._rewriting = 0
+        self._rewriting_bytes = 0
 
     async def Process(self, request_iterator: AsyncIterator[ep.ProcessingRequest],  # noqa: N802 (grpc name)
                       context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[ep.ProcessingResponse]:
@@ -342,13 +346,17 @@ class AsyncRewriterServicer(external_processor_pb2_grpc.ExternalProcessorService
                       request: ep.ProcessingRequest) -> ep.ProcessingResponse | None:
         kind = request.WhichOneof("request")
         if kind == "request_body":
-            if self._rewriting >= self._max_rewrites:
+            size = len(request.request_body.body)
+            if self._rewriting >= self._max_rewrites or self._rewriting and \
+                    self._rewriting_bytes + size > self.runtime.current.settings.limits.max_inflight_bytes:
                 return exchange.busy()
             self._rewriting += 1
+            self._rewriting_bytes += size
             try:
                 return await asyncio.get_running_loop().run_in_executor(self._pool, exchange.handle, request)
             finally:
                 self._rewriting -= 1
+                self._rewriting_bytes -= size
         if kind == "response_body" and len(request.response_body.body) > LOOP_CHUNK_BYTES:
             return await asyncio.get_running_loop().run_in_executor(self._pool, exchange.handle, request)
         return exchange.handle(request)
