@@ -34,7 +34,7 @@ serve: install
 
 # Filter + Envoy in the foreground; Ctrl-C stops both (envoy/run_stack.py). UPSTREAM=http://HOST:PORT sends every
 # provider to one plain-HTTP address (the fake provider); FILTER_CONFIG=FILE is the filter's --config. Also honoured:
-# FILTER_PORT, METRICS_PORT, LISTEN_ADDRESS, LISTEN_PORT, ADMIN_PORT, RUN_DIR (default var/), ENVOY_ARGS.
+# FILTER_PORT, USAGE_PORT, REWRITER_PORT, METRICS_PORT, LISTEN_ADDRESS, LISTEN_PORT, ADMIN_PORT, RUN_DIR (default var/), ENVOY_ARGS.
 run: install
 	$(BIN)/python envoy/run_stack.py
 

@@ -9,7 +9,8 @@ filter chain are the same in production, in `make run` and in the end-to-end tes
 
     # tests: own ports, two filter processes (and their usage observers), short authz timeout, JWT identity
     python envoy/render.py --upstream http://127.0.0.1:8080 \\
-        --filter 127.0.0.1:9001,127.0.0.1:9002 --usage 127.0.0.1:9101,127.0.0.1:9102 --authz-timeout 0.5s \\
+        --filter 127.0.0.1:9001,127.0.0.1:9002 --usage 127.0.0.1:9101,127.0.0.1:9102 \\
+        --rewriter 127.0.0.1:9201,127.0.0.1:9202 --authz-timeout 0.5s \\
         --listen-port 18000 --admin-port 18001 --jwt-jwks tests/e2e/jwks.json -o out.yaml
 
     # benchmark floor: Envoy alone, no ext_authz, no rate limit, no usage observer (no call to the filter at all)
@@ -45,6 +46,7 @@ DEFAULT_CONFIG = Path(__file__).with_name("envoy.yaml")
 META_NS = "llm_gateway"  # route / cluster metadata namespace of this project
 FILTER_CLUSTER = "content_filter"
 USAGE_CLUSTER = "usage_observer"
+REWRITER_CLUSTER = "rewriter"
 HCM = "envoy.filters.network.http_connection_manager"
 HTTP_OPTIONS = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
 EXT_AUTHZ = "envoy.filters.http.ext_authz"
@@ -517,6 +519,7 @@ def drop_usage(cfg: dict[str, Any]) -> None:
 def drop_rewriter(cfg: dict[str, Any]) -> None:
     """No rewriter: the filter is no longer told the gateway rewrites, so a value to redact blocks instead."""
     drop_http_filter(cfg, REWRITER)
+    drop_filter_cluster(cfg, REWRITER_CLUSTER)
     try:
         service = http_filter(cfg, EXT_AUTHZ)["grpc_service"]
     except RenderError:
@@ -542,6 +545,9 @@ def render(cfg: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
     usage = getattr(args, "usage", None)
     if no_usage and usage:
         raise RenderError("--usage cannot be combined with --no-usage (or --no-ext-authz --no-ratelimit)")
+    rewriter = getattr(args, "rewriter", None)
+    if rewriter and (no_ext_authz or getattr(args, "no_rewriter", False)):
+        raise RenderError("--rewriter cannot be combined with --no-rewriter (or --no-ext-authz)")
     providers = provider_clusters(cfg)
     if not providers:
         raise RenderError("no provider clusters (cluster metadata llm_gateway.provider)")
@@ -593,6 +599,8 @@ def render(cfg: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
         set_filter_endpoints(cfg, [parse_host_port(x) for x in args.filter.split(",") if x.strip()])
     if usage:
         set_filter_endpoints(cfg, [parse_host_port(x) for x in usage.split(",") if x.strip()], USAGE_CLUSTER)
+    if rewriter:
+        set_filter_endpoints(cfg, [parse_host_port(x) for x in rewriter.split(",") if x.strip()], REWRITER_CLUSTER)
     if args.authz_timeout:
         http_filter(cfg, EXT_AUTHZ)["grpc_service"]["timeout"] = parse_duration(args.authz_timeout)
     if args.ratelimit_timeout:
@@ -656,6 +664,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the filter's usage observer endpoint(s): its usage_listen, one per worker (127.0.0.1:9101)")
     p.add_argument("--no-usage", action="store_true",
                    help="drop the usage observer (ext_proc): token usage is not read off responses")
+    p.add_argument("--rewriter", metavar="HOST:PORT[,HOST:PORT]",
+                   help="the filter's redaction rewriter endpoint(s): its rewriter_listen, one per worker "
+                        "(127.0.0.1:9201)")
     p.add_argument("--no-rewriter", action="store_true",
                    help="drop the redaction rewriter: values the policy redacts are refused instead")
     p.add_argument("--authz-timeout", metavar="DURATION", help="ext_authz Check timeout (2s)")

@@ -10,6 +10,7 @@ Environment (all optional):
     FILTER_CONFIG   filter config file (serve --config)
     FILTER_PORT     filter gRPC port on 127.0.0.1 (9001)
     USAGE_PORT      filter usage observer port on 127.0.0.1 (9101): Envoy streams responses there
+    REWRITER_PORT   filter redaction rewriter port on 127.0.0.1 (9201): Envoy sends the bodies to redact there
     METRICS_PORT    filter Prometheus port (9464; 0: off)
     LISTEN_ADDRESS, LISTEN_PORT, ADMIN_PORT   Envoy listener / admin (envoy.yaml: 0.0.0.0:10000, 9901)
     RUN_DIR         where the rendered Envoy config goes (var/)
@@ -73,7 +74,7 @@ def wait_filter(proc: subprocess.Popen[bytes], address: str, timeout: float = 60
             time.sleep(0.2)
 
 
-def envoy_config(env: dict[str, str], filter_port: int, usage_port: int = 9101) -> Path:
+def envoy_config(env: dict[str, str], filter_port: int, usage_port: int = 9101, rewriter_port: int = 9201) -> Path:
     """envoy/envoy.yaml itself, or a variant rendered into RUN_DIR when anything differs from it."""
     args: list[str] = []
     if env.get("UPSTREAM"):
@@ -82,6 +83,8 @@ def envoy_config(env: dict[str, str], filter_port: int, usage_port: int = 9101) 
         args += ["--filter", f"127.0.0.1:{filter_port}"]
     if usage_port != 9101:
         args += ["--usage", f"127.0.0.1:{usage_port}"]
+    if rewriter_port != 9201:
+        args += ["--rewriter", f"127.0.0.1:{rewriter_port}"]
     for var, option in (("LISTEN_ADDRESS", "--listen-address"), ("LISTEN_PORT", "--listen-port"),
                         ("ADMIN_PORT", "--admin-port")):  # fmt: skip
         if env.get(var):
@@ -112,6 +115,7 @@ def main() -> int:
     env = dict(os.environ)
     filter_port = int(env.get("FILTER_PORT") or 9001)
     usage_port = int(env.get("USAGE_PORT") or 9101)
+    rewriter_port = int(env.get("REWRITER_PORT") or 9201)
     requested: list[int] = []
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
@@ -125,14 +129,16 @@ def main() -> int:
     if env.get("FILTER_CONFIG"):
         filter_cmd += ["--config", env["FILTER_CONFIG"]]
     say(f"starting the filter: {shlex.join(filter_cmd[1:])}")
-    # The usage observer (token usage off each response) on the port Envoy's usage_observer cluster names.
-    flt = subprocess.Popen(filter_cmd, cwd=REPO, env={**env, "LLM_FILTER_USAGE_LISTEN": f"127.0.0.1:{usage_port}"})
+    # The usage observer (token usage off each response) and the redaction rewriter on the ports Envoy's
+    # usage_observer and rewriter clusters name.
+    flt = subprocess.Popen(filter_cmd, cwd=REPO, env={**env, "LLM_FILTER_USAGE_LISTEN": f"127.0.0.1:{usage_port}",
+                                                      "LLM_FILTER_REWRITER_LISTEN": f"127.0.0.1:{rewriter_port}"})
     procs: list[tuple[str, subprocess.Popen[bytes]]] = [("filter", flt)]
     try:
         wait_filter(flt, f"127.0.0.1:{filter_port}")
         if requested:
             return 0
-        config = envoy_config(env, filter_port, usage_port)
+        config = envoy_config(env, filter_port, usage_port, rewriter_port)
         envoy_cmd = [envoy_binary(), "-c", str(config), "-l", "warning", *shlex.split(env.get("ENVOY_ARGS", ""))]
         say(f"filter pid {flt.pid} on 127.0.0.1:{filter_port}; starting Envoy: {shlex.join(envoy_cmd)}")
         envoy = subprocess.Popen(envoy_cmd, cwd=REPO)

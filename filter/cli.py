@@ -212,6 +212,9 @@ def _serve(args: argparse.Namespace) -> int:
         _check_port(address, "--listen" if i == 0 else f"--listen of worker {i + 1}")
         if settings.metrics_port:
             _check_port(f"{host}:{settings.metrics_port + i}", "--metrics-port" if i == 0 else f"metrics of worker {i + 1}")
+    if settings.rewriter_listen:  # worker i rewrites on PORT + i
+        for i, address in enumerate(worker_addresses(settings.rewriter_listen, settings.workers)):
+            _check_port(address, "rewriter_listen" if i == 0 else f"rewriter_listen of worker {i + 1}")
     try:
         return serve(args.config, settings)
     except OSError as e:  # lost a race for a port after the check, or the metrics port

@@ -25,6 +25,7 @@ from filter.rules.dbcache import default_cache_dir
 LOG_PROMPTS_MODES = ("metadata_only", "full", "none")
 FINGERPRINT_KEY_ENV = "LLM_FILTER_FINGERPRINT_KEY"
 USAGE_LISTEN_ENV = "LLM_FILTER_USAGE_LISTEN"  # overrides usage_listen (set by `serve` for each worker process)
+REWRITER_LISTEN_ENV = "LLM_FILTER_REWRITER_LISTEN"  # overrides rewriter_listen (likewise)
 CACHE_DIR_ENV = "LLM_FILTER_CACHE_DIR"  # overrides cache_dir; empty: no cache
 
 _SCHEMA: dict[str, Any] = {
@@ -85,6 +86,8 @@ _SCHEMA: dict[str, Any] = {
             },
         },
         "usage_listen": {"type": "string", "pattern": r"^[^:]+:\d+$"},
+        "rewriter_listen": {"type": "string", "pattern": r"^[^:]+:\d+$"},
+        "rewriter_max_streams": {"type": "integer", "minimum": 1, "maximum": 100000},
         "store": {
             "type": "object",
             "additionalProperties": False,
@@ -179,6 +182,9 @@ class Settings:
     rate_limits: RateLimits = field(default_factory=RateLimits)
     store: StoreSettings | None = None
     usage_listen: str | None = None  # HOST:PORT of the first worker's usage observer (ext_proc); None: none
+    # HOST:PORT of the first worker's redaction rewriter (ext_proc); None: none, a value to redact is refused
+    rewriter_listen: str | None = None
+    rewriter_max_streams: int = 1024  # open rewriter streams per worker; more are refused (503, retry)
     config_file: str | None = None
     # Compiled rule databases (filter/rules/dbcache.py); None: no cache. load_settings defaults it per user.
     cache_dir: str | None = None
@@ -206,8 +212,8 @@ def _env_bool(env: Mapping[str, str], name: str, default: bool) -> bool:
 
 def load_settings(path: str | None = None, env: Mapping[str, str] | None = None) -> Settings:
     """Read the config file (if any), validate it, then apply BLOCK_SECRETS, BLOCK_PII, REDACT_PII, REDACT_SECRETS,
-    MAX_PROMPT_TOKENS, LOG_PROMPTS, LLM_FILTER_FINGERPRINT_KEY and LLM_FILTER_USAGE_LISTEN from `env` (default: the
-    process environment)."""
+    MAX_PROMPT_TOKENS, LOG_PROMPTS, LLM_FILTER_FINGERPRINT_KEY, LLM_FILTER_USAGE_LISTEN and LLM_FILTER_REWRITER_LISTEN
+    from `env` (default: the process environment)."""
     env = os.environ if env is None else env
     raw: dict[str, Any] = {}
     base = Path(".")
@@ -250,6 +256,9 @@ def load_settings(path: str | None = None, env: Mapping[str, str] | None = None)
     usage_listen = env.get(USAGE_LISTEN_ENV) or raw.get("usage_listen")
     if usage_listen is not None and not re.fullmatch(r"[^:]+:\d+", usage_listen):
         raise SettingsError(f"{USAGE_LISTEN_ENV} must be HOST:PORT, not {usage_listen!r}")
+    rewriter_listen = env.get(REWRITER_LISTEN_ENV) or raw.get("rewriter_listen")
+    if rewriter_listen is not None and not re.fullmatch(r"[^:]+:\d+", rewriter_listen):
+        raise SettingsError(f"{REWRITER_LISTEN_ENV} must be HOST:PORT, not {rewriter_listen!r}")
     if st is not None:
         try:
             ZoneInfo(st.get("timezone", "UTC"))
@@ -314,6 +323,8 @@ def load_settings(path: str | None = None, env: Mapping[str, str] | None = None)
             timezone=st.get("timezone", "UTC"),
         ),
         usage_listen=usage_listen,
+        rewriter_listen=rewriter_listen,
+        rewriter_max_streams=raw.get("rewriter_max_streams", 1024),
         config_file=path,
         cache_dir=cache_dir or None,
     )

@@ -253,3 +253,20 @@ def test_an_unexpected_error_is_one_line_unless_debug(monkeypatch: pytest.Monkey
     assert capsys.readouterr().err == "error: unexpected RuntimeError: disk on fire (run with --debug for the traceback)\n"
     with pytest.raises(RuntimeError, match="disk on fire"):
         cli_module.main(["scan", "-", "--debug"])
+
+
+def test_serve_with_the_rewriter_port_taken_says_so(tmp_path: Path) -> None:
+    with listening_socket() as held:
+        port = held.getsockname()[1]
+        config = tmp_path / "config.yaml"
+        config.write_text(f"rewriter_listen: 127.0.0.1:{port}\n")
+        out = run_bare("serve", "--config", str(config), "--listen", f"127.0.0.1:{free_port()}", "--metrics-port", "0")
+        assert (out.returncode, out.stderr.decode().strip().splitlines()[-1]) == (
+            3, f"error: cannot listen on 127.0.0.1:{port} (rewriter_listen): the port is in use by another process")
+        # with two workers the second one rewrites on PORT + 1
+        config.write_text(f"rewriter_listen: 127.0.0.1:{port - 1}\n")
+        out = run_bare("serve", "--config", str(config), "--listen", f"127.0.0.1:{free_port()}", "--workers", "2",
+                       "--metrics-port", "0")
+        assert (out.returncode, out.stderr.decode().strip().splitlines()[-1]) == (
+            3, f"error: cannot listen on 127.0.0.1:{port} (rewriter_listen of worker 2): the port is in use by another"
+               " process")

@@ -64,3 +64,20 @@ def test_the_fingerprint_key_is_read_from_the_injected_environment_only() -> Non
     assert load_settings(None, env={"LLM_FILTER_FINGERPRINT_KEY": "org-key"}).fingerprint_key == "org-key"
     assert load_settings(None, env={}).fingerprint_key is None
     assert "org-key" not in repr(load_settings(None, env={"LLM_FILTER_FINGERPRINT_KEY": "org-key"}))
+
+
+def test_rewriter_listen_from_the_file_or_the_environment(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text("rewriter_listen: 127.0.0.1:9201\nrewriter_max_streams: 64\n")
+    settings = load_settings(str(config), env={})
+    assert (settings.rewriter_listen, settings.rewriter_max_streams) == ("127.0.0.1:9201", 64)
+    assert load_settings(str(config), env={"LLM_FILTER_REWRITER_LISTEN": "0.0.0.0:9300"}).rewriter_listen == \
+        "0.0.0.0:9300"
+    plain = load_settings(None, env={})
+    assert plain.rewriter_listen is None and plain.rewriter_max_streams == 1024  # absent: no rewriter
+    for bad in ("rewriter_listen: 9201", "rewriter_max_streams: 0"):
+        config.write_text(bad + "\n")
+        with pytest.raises(SettingsError, match="rewriter"):
+            load_settings(str(config), env={})
+    with pytest.raises(SettingsError, match="LLM_FILTER_REWRITER_LISTEN must be HOST:PORT"):
+        load_settings(None, env={"LLM_FILTER_REWRITER_LISTEN": "9201"})

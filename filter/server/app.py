@@ -13,7 +13,6 @@ from types import FrameType
 
 import grpc
 from envoy.service.auth.v3 import external_auth_pb2_grpc
-from envoy.service.ext_proc.v3 import external_processor_pb2_grpc
 from envoy.service.ratelimit.v3 import rls_pb2_grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
@@ -22,9 +21,9 @@ from filter.runtime import Runtime
 from filter.server.authz import AuthorizationServicer
 from filter.server.extproc import AsyncUsageServer
 from filter.server.ratelimit import RateLimitServicer, RequestCounter
-from filter.server.rewriter import RewriterServicer
+from filter.server.rewriter import AsyncRewriterServer
 from filter.server.usage_sink import InstrumentedStore, UsageSink
-from filter.settings import USAGE_LISTEN_ENV, Settings
+from filter.settings import REWRITER_LISTEN_ENV, USAGE_LISTEN_ENV, Settings
 from filter.store import Store, StoreError, open_store
 from filter.telemetry import Telemetry, prometheus_telemetry
 from filter.tokens import TokenCounter, load_encoding
@@ -40,11 +39,12 @@ _RPCS_PER_THREAD = 4
 
 
 def build_server(runtime: Runtime, telemetry: Telemetry, audit: AuditLog, listen: str,
-                 threads: int = 8, store: Store | None = None,
-                 counter: TokenCounter | None = None) -> tuple[grpc.Server, health.HealthServicer, int]:
-    """A ready-to-start grpc server with Check, ShouldRateLimit, the rewriter (ExternalProcessor: redaction of the
-    request bodies Check marked, filter/server/rewriter.py) and health. Returns the bound port.
-    `store`: shared rate-limit counts and token budgets (None: counts in this process, no budgets)."""
+                 threads: int = 8, store: Store | None = None, counter: TokenCounter | None = None,
+                 rewriter: bool = True) -> tuple[grpc.Server, health.HealthServicer, int]:
+    """A ready-to-start grpc server with Check, ShouldRateLimit and health. Returns the bound port.
+    `store`: shared rate-limit counts and token budgets (None: counts in this process, no budgets).
+    `rewriter`: this worker serves the rewriter (its own server, `AsyncRewriterServer`); False: Check never
+    answers "allow once redacted", whatever the gateway says, so a value to redact blocks."""
     settings = runtime.current.settings
     # Envoy may buffer up to max_body_bytes and sends it once (raw_body, or body without pack_as_bytes); the
     # message also carries headers and metadata. A message with both fields full is refused here.
@@ -54,8 +54,6 @@ def build_server(runtime: Runtime, telemetry: Telemetry, audit: AuditLog, listen
         maximum_concurrent_rpcs=threads * _RPCS_PER_THREAD,
         options=[
             ("grpc.max_receive_message_length", receive_limit),
-            # the rewriter answers a rewritten body as large as the body it got
-            ("grpc.max_send_message_length", receive_limit),
             ("grpc.so_reuseport", 0),
             # No window growth (BDP probing): an RPC waiting for a thread holds ~64 KiB, not its 16 MiB body.
             ("grpc.http2.bdp_probe", 0),
@@ -64,19 +62,16 @@ def build_server(runtime: Runtime, telemetry: Telemetry, audit: AuditLog, listen
     if counter is None:
         counter = TokenCounter(load_encoding(settings.token_encoding_file))
     external_auth_pb2_grpc.add_AuthorizationServicer_to_server(
-        AuthorizationServicer(runtime, counter, audit, telemetry, store=store), server
+        AuthorizationServicer(runtime, counter, audit, telemetry, store=store, rewriter=rewriter), server
     )
     rls_pb2_grpc.add_RateLimitServiceServicer_to_server(
         RateLimitServicer(runtime, RequestCounter(), telemetry, store=store), server)
-    external_processor_pb2_grpc.add_ExternalProcessorServicer_to_server(
-        RewriterServicer(runtime, counter, telemetry, audit), server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     port = server.add_insecure_port(listen)
     if port == 0:
         raise OSError(f"cannot listen on {listen}")
-    for name in ("", "envoy.service.auth.v3.Authorization", "envoy.service.ratelimit.v3.RateLimitService",
-                 "envoy.service.ext_proc.v3.ExternalProcessor"):
+    for name in ("", "envoy.service.auth.v3.Authorization", "envoy.service.ratelimit.v3.RateLimitService"):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     return server, health_servicer, port
 
@@ -93,7 +88,7 @@ def serve_one(config_file: str | None, settings: Settings) -> int:
     telemetry.track_store(store)  # budget gauges read the store at scrape time
     counter = TokenCounter(load_encoding(settings.token_encoding_file))
     server, health_servicer, port = build_server(runtime, telemetry, audit, settings.listen, store=store,
-                                                 counter=counter)
+                                                 counter=counter, rewriter=settings.rewriter_listen is not None)
     sink = UsageSink(store, telemetry)
     usage_server: AsyncUsageServer | None = None
     if settings.usage_listen:
@@ -103,11 +98,12 @@ def serve_one(config_file: str | None, settings: Settings) -> int:
             usage_server.start()
         except (OSError, RuntimeError) as e:  # grpc reports a port in use as either
             raise OSError(f"cannot listen on {settings.usage_listen} (usage_listen): {e}") from None
+    rewriter = _start_rewriter(settings, runtime, counter, telemetry, audit)
     server.start()
     runtime.watch()
-    log.info("serving %s (%d rules, digest %s), usage observer %s, store %s, pid %d", settings.listen,
+    log.info("serving %s (%d rules, digest %s), usage observer %s, rewriter %s, store %s, pid %d", settings.listen,
              len(runtime.current.ruleset.rules), runtime.current.ruleset.digest, settings.usage_listen or "off",
-             _store_kind(settings), os.getpid())
+             settings.rewriter_listen or "off", _store_kind(settings), os.getpid())
     stopping = threading.Event()
 
     def on_term(signum: int, _frame: FrameType | None) -> None:
@@ -125,6 +121,8 @@ def serve_one(config_file: str | None, settings: Settings) -> int:
     stopped = server.stop(DRAIN_SECONDS)
     if usage_server is not None:
         usage_server.stop(DRAIN_SECONDS)  # open response streams get the same grace, then count as cut off
+    if rewriter is not None:
+        rewriter.stop(DRAIN_SECONDS)  # rehydrated answers too; a stream still open then is reset
     stopped.wait()
     sink.stop(DRAIN_SECONDS)  # settle what the last responses reported
     if store is not None:
@@ -132,6 +130,33 @@ def serve_one(config_file: str | None, settings: Settings) -> int:
     runtime.stop()
     log.info("stopped")
     return 0
+
+
+def _start_rewriter(settings: Settings, runtime: Runtime, counter: TokenCounter, telemetry: Telemetry,
+                    audit: AuditLog) -> AsyncRewriterServer | None:
+    """The redaction rewriter on its own port and event loop (a rehydrated answer streams for minutes: never on a
+    Check thread). Without `rewriter_listen` there is none, and Check refuses what it would have redacted."""
+    if not settings.rewriter_listen:
+        log.warning("rewriter_listen is not set: no redaction rewriter; a value the policy would redact is refused "
+                    "(400) instead of replaced by a placeholder")
+        return None
+    rewriter = AsyncRewriterServer(settings.rewriter_listen, runtime, counter, telemetry, audit,
+                                   max_streams=settings.rewriter_max_streams)
+    try:
+        rewriter.start()
+    except (OSError, RuntimeError) as e:  # grpc reports a port in use as either
+        raise OSError(f"cannot listen on {settings.rewriter_listen} (rewriter_listen): {e}") from None
+    return rewriter
+
+
+def worker_env(settings: Settings, index: int, env: dict[str, str]) -> dict[str, str]:
+    """The environment of worker `index`: its own usage observer and rewriter ports, PORT + index."""
+    out = dict(env)
+    if settings.usage_listen:
+        out[USAGE_LISTEN_ENV] = worker_addresses(settings.usage_listen, settings.workers)[index]
+    if settings.rewriter_listen:
+        out[REWRITER_LISTEN_ENV] = worker_addresses(settings.rewriter_listen, settings.workers)[index]
+    return out
 
 
 def _open_store(settings: Settings, telemetry: Telemetry) -> Store | None:
@@ -165,10 +190,8 @@ def serve(config_file: str | None, settings: Settings) -> int:
                "--metrics-port", str(settings.metrics_port + i if settings.metrics_port else 0)]
         if config_file:
             cmd += ["--config", config_file]
-        env = dict(os.environ)
-        if settings.usage_listen:  # each worker observes responses on its own port too: PORT, PORT+1, ...
-            env[USAGE_LISTEN_ENV] = worker_addresses(settings.usage_listen, settings.workers)[i]
-        children.append(subprocess.Popen(cmd, env=env))
+        # each worker observes responses and rewrites on its own ports too: PORT, PORT+1, ...
+        children.append(subprocess.Popen(cmd, env=worker_env(settings, i, dict(os.environ))))
     log.info("started %d workers on %s", len(children), ", ".join(worker_addresses(settings.listen, settings.workers)))
 
     def forward(signum: int, _frame: FrameType | None) -> None:

@@ -71,8 +71,9 @@ def jwt_claims(request: external_auth_pb2.CheckRequest) -> dict[str, Any] | None
 
 class AuthorizationServicer(external_auth_pb2_grpc.AuthorizationServicer):  # type: ignore[misc]
     def __init__(self, runtime: Runtime, counter: TokenCounter, audit: AuditLog, telemetry: Telemetry,
-                 store: Store | None = None) -> None:
+                 store: Store | None = None, rewriter: bool = True) -> None:
         self.runtime = runtime
+        self.rewriter = rewriter  # this worker serves the rewriter (rewriter_listen); False: redaction blocks
         self.counter = counter
         self.audit = audit
         self.telemetry = telemetry
@@ -89,7 +90,7 @@ class AuthorizationServicer(external_auth_pb2_grpc.AuthorizationServicer):  # ty
             # Bounded work: a byte budget per worker, CPU seconds and Envoy's deadline per Check (admission.py).
             with self.admission.admit(len(envelope.body), snapshot.settings.limits, context.time_remaining()):
                 outcome = evaluate(envelope, snapshot, self.counter, identity, decision_id,
-                                   rewritable if gateway_rewrites(context) else None)
+                                   rewritable if self.rewriter and gateway_rewrites(context) else None)
             # Token budgets (filter.budgets): outside the admission block, as a store call may wait on a lock.
             outcome = replace(outcome, decision=budgets.reserve(
                 outcome.decision, outcome.parsed, outcome.scope, snapshot.policy, self.store))

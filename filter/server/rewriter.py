@@ -20,15 +20,27 @@ Fail closed: anything that goes wrong before the body leaves is an ImmediateResp
 in this stream's memory only and is never logged.
 
 `RewriteExchange` is the logic of one stream (messages in, answers out, no gRPC); the servicer only loops.
+
+The rewriter has a grpc.aio server of its own (`AsyncRewriterServer`, the filter's `rewriter_listen`), apart from
+the Check server's threads: a rehydrated answer keeps its stream open for as long as the provider streams (minutes),
+and on the Check threads a handful of those would starve every Check. Here an open stream costs no thread. The CPU
+work (evaluating and rewriting a body of up to 16 MiB, rehydrating a big chunk) runs in a small thread pool of its
+own; a small chunk is rehydrated on the event loop. Over `max_streams` open streams, or with `max_rewrites` bodies
+(or `limits.max_inflight_bytes` of them) already being rewritten or waiting, a request is refused at once
+(503 `overloaded`, Retry-After): never forwarded unrewritten.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import AsyncIterator, Mapping
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
 import grpc
 from envoy.config.core.v3 import base_pb2
@@ -36,6 +48,7 @@ from envoy.extensions.filters.http.ext_proc.v3 import processing_mode_pb2
 from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
 from envoy.service.ext_proc.v3 import external_processor_pb2_grpc
 from envoy.type.v3 import http_status_pb2
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from filter import formats
 from filter import headers as hdr
@@ -46,7 +59,8 @@ from filter.policy import DENY_STATUS, refuse, rewritable
 from filter.reasons import Reason
 from filter.rewrite import Placeholders, Rehydrator, RewriteError, rehydrator_for, rewrite
 from filter.runtime import Runtime
-from filter.server.extproc import EXT_AUTHZ_NAMESPACE, header_map, read_info
+from filter.server.admission import with_retry_after
+from filter.server.extproc import EXT_AUTHZ_NAMESPACE, SERVICE_NAME, header_map, read_info
 from filter.server.response import error_body
 from filter.telemetry import Telemetry
 from filter.tokens import TokenCounter
@@ -62,6 +76,16 @@ _REHYDRATE_MODE = processing_mode_pb2.ProcessingMode(
     request_trailer_mode=_BUFFERED.SKIP,
     response_trailer_mode=_BUFFERED.SKIP,
 )
+# Measured on a development machine: an SSE chunk costs ~0.2 ms per KiB to
+# rehydrate, a JSON one ~4 ms per MiB. Provider streams send small chunks (a few tokens): those stay on the event
+# loop; a bigger one goes to the pool so it cannot stall the other streams.
+LOOP_CHUNK_BYTES = 8 * 1024
+REWRITE_THREADS = 2  # a worker's rewriting threads: next to its 8 Check threads, under the same GIL
+DEFAULT_MAX_STREAMS = 1024  # open rewriter streams per worker (a rehydrated answer holds one while it streams)
+# Bodies being rewritten or waiting for a thread, per thread (as many as the Check server holds RPCs): a burst of
+# requests to redact waits its turn; more are refused. Their bytes are bounded too (limits.max_inflight_bytes).
+_REWRITES_PER_THREAD = 16
+_GRPC_OVERHEAD = 1024 * 1024  # headers and framing on top of the largest admitted body
 _REASON = {Category.SECRET: Reason.SECRET_DETECTED, Category.FILE: Reason.RESTRICTED_FILE,
            Category.PII: Reason.PII_DETECTED}
 
@@ -234,13 +258,19 @@ class RewriteExchange:
         return _immediate(decision.http_status, json.dumps(body, separators=(",", ":")).encode(),
                           hdr.deny_headers(decision, extra))
 
-    def _fail(self, message: str) -> ep.ProcessingResponse:
+    def busy(self) -> ep.ProcessingResponse:
+        """The answer when the rewriter is at its bounds: a 503 the client may retry, never the body as sent."""
+        return self._fail("The content filter is redacting too many requests at once; retry later",
+                          Reason.OVERLOADED, "busy")
+
+    def _fail(self, message: str, reason: Reason = Reason.INTERNAL_ERROR,
+              result: str = "failed") -> ep.ProcessingResponse:
         head = self.head
-        decision = refuse(503, Reason.INTERNAL_ERROR, message, decision_id=head.decision_id if head else "-",
-                          provider=formats.detect_provider(Envelope(head.method, head.path, head.headers, b""))
-                          if head else "unknown", identity=head.identity if head else Identity(),
-                          body_bytes=0, pack_digest="")
-        self._count("failed")
+        decision = with_retry_after(refuse(
+            503, reason, message, decision_id=head.decision_id if head else "-",
+            provider=formats.detect_provider(Envelope(head.method, head.path, head.headers, b"")) if head
+            else "unknown", identity=head.identity if head else Identity(), body_bytes=0, pack_digest=""))
+        self._count(result)
         self._record(decision)
         body, extra = error_body(decision)
         return _immediate(503, json.dumps(body, separators=(",", ":")).encode(), hdr.deny_headers(decision, extra))
@@ -271,28 +301,146 @@ def _immediate(status: int, body: bytes, headers: Mapping[str, str]) -> ep.Proce
     ))
 
 
-class RewriterServicer(external_processor_pb2_grpc.ExternalProcessorServicer):  # type: ignore[misc]
-    """Thin: one RewriteExchange per stream. A stream holds a server thread while it lasts (a rehydrated answer:
-    as long as the provider's response)."""
+class AsyncRewriterServicer(external_processor_pb2_grpc.ExternalProcessorServicer):  # type: ignore[misc]
+    """Thin: one RewriteExchange per stream, on a grpc.aio server. Bodies, and big response chunks, are handled in
+    `pool`; small chunks and headers on the event loop. Bounds: `max_streams` open streams, `max_rewrites` bodies
+    in the pool (running or waiting) and their bytes (`limits.max_inflight_bytes` of the live settings); beyond
+    any of them the request is refused at once (`RewriteExchange.busy`)."""
 
-    def __init__(self, runtime: Runtime, counter: TokenCounter, telemetry: Telemetry,
-                 audit: AuditLog | None = None) -> None:
+    def __init__(self, runtime: Runtime, counter: TokenCounter, telemetry: Telemetry, audit: AuditLog | None,
+                 pool: Executor, max_streams: int = DEFAULT_MAX_STREAMS,
+                 max_rewrites: int = REWRITE_THREADS * _REWRITES_PER_THREAD) -> None:
         self.runtime = runtime
         self.counter = counter
         self.telemetry = telemetry
         self.audit = audit
+        self._pool = pool
+        self._max_streams = max_streams
+        self._max_rewrites = max_rewrites
+        self._open = 0  # streams and bodies: counted on the event loop's thread only
+        self._rewriting = 0
+        self._rewriting_bytes = 0
 
-    def Process(self, request_iterator: Iterator[ep.ProcessingRequest],  # noqa: N802 (grpc method name)
-                context: grpc.ServicerContext) -> Iterator[ep.ProcessingResponse]:
+    async def Process(self, request_iterator: AsyncIterator[ep.ProcessingRequest],  # noqa: N802 (grpc name)
+                      context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[ep.ProcessingResponse]:
         exchange = RewriteExchange(self.runtime, self.counter, self.telemetry, self.audit)
+        if self._open >= self._max_streams:
+            async for request in request_iterator:  # the request headers: read for the error's shape only
+                exchange.handle(request)
+                yield exchange.busy()
+                return
+            return
+        self._open += 1
         try:
-            for request in request_iterator:
-                answer = exchange.handle(request)
+            async for request in request_iterator:
+                answer = await self._answer(exchange, request)
                 if answer is not None:
                     yield answer
                     if answer.WhichOneof("response") == "immediate_response":
                         return
-        except grpc.RpcError:
-            pass  # cancelled: counted below
-        finally:
+        finally:  # also on cancellation (Envoy reset the stream, the client went away)
+            self._open -= 1
             exchange.cut_off()  # counts a rehydration that did not complete
+
+    async def _answer(self, exchange: RewriteExchange,
+                      request: ep.ProcessingRequest) -> ep.ProcessingResponse | None:
+        kind = request.WhichOneof("request")
+        if kind == "request_body":
+            size = len(request.request_body.body)
+            if self._rewriting >= self._max_rewrites or self._rewriting and \
+                    self._rewriting_bytes + size > self.runtime.current.settings.limits.max_inflight_bytes:
+                return exchange.busy()
+            self._rewriting += 1
+            self._rewriting_bytes += size
+            try:
+                return await asyncio.get_running_loop().run_in_executor(self._pool, exchange.handle, request)
+            finally:
+                self._rewriting -= 1
+                self._rewriting_bytes -= size
+        if kind == "response_body" and len(request.response_body.body) > LOOP_CHUNK_BYTES:
+            return await asyncio.get_running_loop().run_in_executor(self._pool, exchange.handle, request)
+        return exchange.handle(request)
+
+
+class AsyncRewriterServer:
+    """The rewriter (and gRPC health for it) on a grpc.aio server in its own thread and event loop, with its own
+    thread pool for the CPU work:
+
+        rewriter = AsyncRewriterServer("127.0.0.1:9201", runtime, counter, telemetry, audit)
+        port = rewriter.start()
+        ...
+        rewriter.stop(grace=10.0)
+    """
+
+    def __init__(self, listen: str, runtime: Runtime, counter: TokenCounter, telemetry: Telemetry,
+                 audit: AuditLog | None = None, max_streams: int = DEFAULT_MAX_STREAMS,
+                 threads: int = REWRITE_THREADS) -> None:
+        self._listen = listen
+        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="rewrite")
+        self._servicer = AsyncRewriterServicer(runtime, counter, telemetry, audit, self._pool, max_streams,
+                                               threads * _REWRITES_PER_THREAD)
+        self._max_streams = max_streams
+        # Envoy sends a body of up to max_body_bytes in one message; the answer carries the rewritten body.
+        self._message_limit = runtime.current.settings.limits.max_body_bytes + _GRPC_OVERHEAD
+        self._ready = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopping: asyncio.Event | None = None
+        self._grace: float | None = None
+        self._error: BaseException | None = None
+        self.port = 0
+
+    def start(self, timeout: float = 30.0) -> int:
+        """Starts serving; returns the bound port. Raises OSError when the address cannot be bound."""
+        self._thread = threading.Thread(target=self._run, name="rewriter-aio", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(timeout):
+            raise TimeoutError(f"rewriter on {self._listen} did not start")
+        if self._error is not None:
+            raise self._error
+        return self.port
+
+    def stop(self, grace: float | None = None) -> None:
+        """Stops accepting streams, lets open ones run up to `grace` seconds, then cancels them."""
+        loop, stopping, thread = self._loop, self._stopping, self._thread
+        self._loop = self._stopping = self._thread = None
+        if loop is not None and stopping is not None and thread is not None and thread.is_alive():
+            self._grace = grace
+            loop.call_soon_threadsafe(stopping.set)
+            thread.join()
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def _run(self) -> None:
+        try:
+            asyncio.run(self._serve())
+        except BaseException as e:  # reported to start(); a running server never gets here
+            self._error = e
+            self._ready.set()
+
+    async def _serve(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stopping = asyncio.Event()
+        server = grpc.aio.server(
+            # a backstop behind the servicer's own bound (which answers in the provider's shape): Envoy answers
+            # RESOURCE_EXHAUSTED with its fail-closed 503
+            maximum_concurrent_rpcs=self._max_streams + 64,
+            options=[
+                ("grpc.max_receive_message_length", self._message_limit),
+                ("grpc.max_send_message_length", self._message_limit),
+                ("grpc.so_reuseport", 0),
+                ("grpc.http2.bdp_probe", 0),  # no window growth: a waiting stream holds ~64 KiB, not its body
+            ],
+        )
+        external_processor_pb2_grpc.add_ExternalProcessorServicer_to_server(self._servicer, server)
+        health_servicer = health.aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+        port = server.add_insecure_port(self._listen)
+        if port == 0:
+            raise OSError(f"cannot listen on {self._listen}")
+        await server.start()
+        await health_servicer.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
+        self.port = port
+        self._ready.set()
+        await self._stopping.wait()
+        await health_servicer.enter_graceful_shutdown()
+        await server.stop(self._grace)

@@ -103,13 +103,13 @@ def with_address(body: bytes) -> bytes:
     return json.dumps(doc).encode()
 
 
-def start_filter(workdir: Path) -> tuple[subprocess.Popen[bytes], int]:
-    port = free_port()
+def start_filter(workdir: Path) -> tuple[subprocess.Popen[bytes], int, int]:
+    port, rewriter = free_port(), free_port()
     (workdir / "policy.yaml").write_text("workspaces:\n  rehydrating: {rehydrate: true}\n")
     config = workdir / "filter.yaml"
     config.write_text(f"listen: 127.0.0.1:{port}\nworkers: 1\nmetrics_port: 0\n"
                       f"policy: {{trust_identity_headers: true, block_pii: false}}\n"
-                      f"policy_file: {workdir / 'policy.yaml'}\n")
+                      f"policy_file: {workdir / 'policy.yaml'}\nrewriter_listen: 127.0.0.1:{rewriter}\n")
     err = (workdir / "filter.log").open("ab")
     proc = subprocess.Popen([sys.executable, "-m", "filter", "serve", "--config", str(config)], cwd=ROOT,
                             stdout=subprocess.DEVNULL, stderr=err,
@@ -120,7 +120,7 @@ def start_filter(workdir: Path) -> tuple[subprocess.Popen[bytes], int]:
     except TimeoutError:
         proc.kill()
         raise RuntimeError(f"filter did not start: {(workdir / 'filter.log').read_text()[-2000:]}") from None
-    return proc, port
+    return proc, port, rewriter
 
 
 def _summary(values: list[float]) -> str:
@@ -144,9 +144,9 @@ def run(quick: bool = False, rounds: int | None = None) -> bool:
     envoy = None
     ok = True
     try:
-        proc, port = start_filter(workdir)
+        proc, port, rewriter = start_filter(workdir)
         envoy = start_envoy(workdir, "redaction", "--upstream", provider.url, "--filter", f"127.0.0.1:{port}",
-                            "--no-usage")
+                            "--rewriter", f"127.0.0.1:{rewriter}", "--no-usage")
         conn = http.client.HTTPConnection("127.0.0.1", envoy.listen_port, timeout=30)
         chat_headers = {"content-type": "application/json", "authorization": "Bearer placeholder"}
         streams = {"rewrite only": {**ANTHROPIC, "x-workspace-id": "plain"},

@@ -41,8 +41,8 @@ K8S_VARIANTS: dict[str, list[str]] = {
 }
 COMPOSE_VARIANTS: dict[str, list[str]] = {
     "compose/envoy-local.yaml": ["--upstream", "http://fake-provider:8080", "--filter", "filter:9001",
-                                 "--usage", "filter:9101"],
-    "compose/envoy-providers.yaml": ["--filter", "filter:9001", "--usage", "filter:9101"],
+                                 "--usage", "filter:9101", "--rewriter", "filter:9201"],
+    "compose/envoy-providers.yaml": ["--filter", "filter:9001", "--usage", "filter:9101", "--rewriter", "filter:9201"],
 }
 VARIANTS: dict[str, list[str]] = {**K8S_VARIANTS, **COMPOSE_VARIANTS}
 

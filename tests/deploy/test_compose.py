@@ -171,7 +171,8 @@ def test_envoy_config_variants(services: dict[str, Any], filter_settings: Any) -
     _, filter_port = host_port(filter_settings.listen)
     for path, upstream in ((default, ("fake-provider", fake_port)), (alt, None)):
         cfg = load_yaml(path)
-        providers = {n: c for n, c in envoy_clusters(cfg).items() if n not in ("content_filter", "usage_observer")}
+        providers = {n: c for n, c in envoy_clusters(cfg).items() if n not in ("content_filter", "usage_observer",
+                                                                                    "rewriter")}
         assert providers
         for name, c in providers.items():
             if upstream:
@@ -181,6 +182,8 @@ def test_envoy_config_variants(services: dict[str, Any], filter_settings: Any) -
         assert cluster_endpoints(envoy_clusters(cfg)["content_filter"]) == [("filter", filter_port)]
         _, usage_port = host_port(filter_settings.usage_listen or "")
         assert cluster_endpoints(envoy_clusters(cfg)["usage_observer"]) == [("filter", usage_port)]
+        _, rewriter_port = host_port(filter_settings.rewriter_listen or "")
+        assert cluster_endpoints(envoy_clusters(cfg)["rewriter"]) == [("filter", rewriter_port)]
         # The local stack takes identity from headers (trust_identity_headers); only k8s/ has jwt_authn.
         assert "envoy.filters.http.jwt_authn" not in http_filters(cfg), path
     assert str(fake_port) in [str(p) for p in fake["expose"]]

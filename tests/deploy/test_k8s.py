@@ -303,6 +303,10 @@ def test_filter_container(pod: dict[str, Any], containers: dict[str, dict[str, A
     # Envoy calls the filter inside the pod: one endpoint per worker, on the filter's port.
     endpoints = cluster_endpoints(envoy_clusters(envoy_cfg)["content_filter"])
     assert endpoints == [("127.0.0.1", port + i) for i in range(filter_cfg.get("workers", 1))]
+    # The rewriter (redaction) likewise, on its own port in the pod.
+    rewriter_host, rewriter_port = host_port(filter_cfg["rewriter_listen"])
+    assert cluster_endpoints(envoy_clusters(envoy_cfg)["rewriter"]) == [
+        (rewriter_host, rewriter_port + i) for i in range(filter_cfg.get("workers", 1))]
 
 
 def test_filter_env_is_the_seeds_and_key_comes_from_a_secret(containers: dict[str, dict[str, Any]]) -> None:

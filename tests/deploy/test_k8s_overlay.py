@@ -60,7 +60,7 @@ def test_overlay_envoy_config_carries_the_idp_and_render_options(overlay: Path) 
     assert provider["local_jwks"] == {"filename": "/etc/envoy/jwks/jwks.json"}
     hosts = {c["name"]: c["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["hostname"]
              for c in cfg["static_resources"]["clusters"]
-             if c["name"] not in ("content_filter", "usage_observer")}  # fmt: skip
+             if c["name"] not in ("content_filter", "usage_observer", "rewriter")}  # fmt: skip
     assert hosts["bedrock"] == "bedrock-runtime.eu-west-1.amazonaws.com"
     assert hosts["azure"] == "myco.openai.azure.com"
     assert json.loads((overlay / "jwks.json").read_text()) == json.loads((K8S / "jwks" / "jwks.json").read_text())

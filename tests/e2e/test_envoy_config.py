@@ -82,6 +82,8 @@ def test_rendered_local_config_validates(tmp_path: Path) -> None:
         "http://127.0.0.1:8080",
         "--filter",
         "127.0.0.1:9001,127.0.0.1:9002",
+        "--rewriter",
+        "127.0.0.1:9201,127.0.0.1:9202",
         "--authz-timeout",
         "1s",
         listen_port=18000,
@@ -89,6 +91,9 @@ def test_rendered_local_config_validates(tmp_path: Path) -> None:
     )
     assert_valid(out)
     cfg = load(out)
+    rewriter = next(c for c in cfg["static_resources"]["clusters"] if c["name"] == "rewriter")
+    assert [e["endpoint"]["address"]["socket_address"]["port_value"]
+            for e in rewriter["load_assignment"]["endpoints"][0]["lb_endpoints"]] == [9201, 9202]
     for name in PROVIDER_HOSTS:
         cluster = next(c for c in cfg["static_resources"]["clusters"] if c["name"] == name)
         assert "transport_socket" not in cluster
@@ -188,6 +193,8 @@ def test_regional_providers_follow_their_region_options(tmp_path: Path) -> None:
         ["--max-heap", "lots"],
         ["--max-heap", "1Mi"],
         ["--aws-profile", "dev"],
+        ["--rewriter", "127.0.0.1:9201", "--no-rewriter"],
+        ["--rewriter", "127.0.0.1"],
     ],
 )
 def test_render_rejects_bad_options(args: list[str], tmp_path: Path) -> None:
@@ -253,7 +260,14 @@ def test_rewriter_runs_only_on_marked_requests_and_fails_closed() -> None:
     wrapper = http_filters(cfg)["llm_rewriter"]
     proc = wrapper["extension_config"]["typed_config"]
     assert wrapper["extension_config"]["name"] == "envoy.filters.http.ext_proc"
-    assert proc["grpc_service"]["envoy_grpc"]["cluster_name"] == "content_filter"
+    # its own cluster (the filter's rewriter_listen): rehydrated answers stream for minutes and must not hold the
+    # Check's threads; health-checked on the service it serves, HTTP/2 like every gRPC cluster
+    assert proc["grpc_service"]["envoy_grpc"]["cluster_name"] == "rewriter"
+    (rewriter,) = [c for c in cfg["static_resources"]["clusters"] if c["name"] == "rewriter"]
+    assert rewriter["health_checks"][0]["grpc_health_check"] == {
+        "service_name": "envoy.service.ext_proc.v3.ExternalProcessor"}
+    assert "http2_protocol_options" in rewriter["typed_extension_protocol_options"][
+        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"]["explicit_http_config"]
     assert proc["failure_mode_allow"] is False and "observability_mode" not in proc
     assert proc["processing_mode"]["request_body_mode"] == "BUFFERED"  # the whole body, never a part
     assert proc["processing_mode"]["response_body_mode"] == "NONE"  # only rehydration asks for the answer
@@ -269,6 +283,16 @@ def test_rewriter_runs_only_on_marked_requests_and_fails_closed() -> None:
     # ... and no client can send the mark: x-llm-filter-* is stripped before routing.
     mutations = hcm(cfg)["early_header_mutation_extensions"][0]["typed_config"]["mutations"]
     assert {"remove_on_match": {"key_matcher": {"prefix": "x-llm-filter-"}}} in mutations
+
+
+def test_without_the_rewriter_nothing_names_it_and_the_check_is_not_told_it_rewrites(tmp_path: Path) -> None:
+    out = render_config(tmp_path / "no-rewriter.yaml", "--no-rewriter")
+    assert_valid(out)
+    cfg = load(out)
+    assert "llm_rewriter" not in http_filters(cfg)
+    assert "rewriter" not in {c["name"] for c in cfg["static_resources"]["clusters"]}
+    authz = http_filters(cfg)["envoy.filters.http.ext_authz"]
+    assert "x-llm-filter-rewriter" not in str(authz["grpc_service"].get("initial_metadata", []))
 
 
 def test_every_forwarding_route_runs_both_filters_and_every_local_answer_skips_them() -> None:

@@ -13,7 +13,9 @@ from __future__ import annotations
 import gzip
 import json
 import re
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
@@ -24,8 +26,9 @@ import yaml
 
 from tests.support.ports import free_port
 from tests.support.recording import RecordingServer
+from tests.support.waiting import wait_until
 
-from .envoy_harness import EnvoyProcess, render_config, start_envoy
+from .envoy_harness import EnvoyProcess, start_envoy
 from .filter_harness import FilterProcess, write_config
 
 pytestmark = pytest.mark.e2e
@@ -114,6 +117,7 @@ class Stack:
     filter: FilterProcess
     envoy: EnvoyProcess
     workdir: Path
+    rewriter: str  # the filter's rewriter_listen
 
     def send(self, path: str, doc: dict[str, Any] | bytes, **headers: str) -> tuple[int, dict[str, str], bytes]:
         body = doc if isinstance(doc, bytes) else json.dumps(doc).encode()
@@ -126,11 +130,13 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     policy = workdir / "policy.yaml"
     policy.write_text(yaml.safe_dump({"workspaces": {"rehydrating": {"rehydrate": True}}}))
     config = write_config(workdir / "filter.yaml", {"policy": {"block_pii": False}, "policy_file": str(policy)})
-    with EchoProvider() as provider, FilterProcess(
-            workdir, config=config, env={"LLM_FILTER_FINGERPRINT_KEY": FINGERPRINT_KEY}) as flt:
-        envoy = start_envoy(workdir, "--upstream", provider.url, "--filter", flt.address, "--no-usage")
+    rewriter = f"127.0.0.1:{free_port()}"
+    with EchoProvider() as provider, FilterProcess(workdir, config=config, env={
+            "LLM_FILTER_FINGERPRINT_KEY": FINGERPRINT_KEY, "LLM_FILTER_REWRITER_LISTEN": rewriter}) as flt:
+        envoy = start_envoy(workdir, "--upstream", provider.url, "--filter", flt.address, "--rewriter", rewriter,
+                            "--no-usage")
         try:
-            yield Stack(provider, flt, envoy, workdir)
+            yield Stack(provider, flt, envoy, workdir, rewriter)
         finally:
             envoy.stop()
 
@@ -300,33 +306,12 @@ def test_a_request_without_anything_to_redact_never_reaches_the_rewriter(gateway
     assert [r.body for r in gateway.provider.requests[:4]] == [json.dumps(clean).encode()] * 4
 
 
-def _envoy_with_rewriter_at(stack: Stack, address: str, name: str, *extra: str) -> EnvoyProcess:
-    """An Envoy whose Check goes to the stack's filter and whose rewriter goes to `address`."""
-    listen, admin = free_port(), free_port()
-    path = render_config(stack.workdir / f"{name}.yaml", "--upstream", stack.provider.url, "--filter",
-                         stack.filter.address, "--no-usage", *extra, listen_port=listen, admin_port=admin)
-    cfg = yaml.safe_load(path.read_text())
-    clusters = cfg["static_resources"]["clusters"]
-    (filter_cluster,) = [c for c in clusters if c["name"] == "content_filter"]
-    rewriter = json.loads(json.dumps(filter_cluster))
-    rewriter["name"] = rewriter["load_assignment"]["cluster_name"] = "rewriter_only"
-    host, port = address.rsplit(":", 1)
-    rewriter["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]["socket_address"] = {
-        "address": host, "port_value": int(port)}
-    clusters.append(rewriter)
-    for chain in cfg["static_resources"]["listeners"][0]["filter_chains"]:
-        for flt in chain["filters"][0]["typed_config"]["http_filters"]:
-            if flt["name"] == "llm_rewriter":
-                flt["typed_config"]["extension_config"]["typed_config"]["grpc_service"]["envoy_grpc"][
-                    "cluster_name"] = "rewriter_only"
-    path.write_text(yaml.safe_dump(cfg))
-    return EnvoyProcess(path, listen_port=listen, admin_port=admin, workdir=stack.workdir).start()
-
-
 def test_a_dead_rewriter_refuses_the_request_and_nothing_reaches_the_provider(gateway: Stack) -> None:
-    second = FilterProcess(gateway.workdir, config=gateway.filter.config, name="rewriter",
-                           env={"LLM_FILTER_FINGERPRINT_KEY": FINGERPRINT_KEY}).start()
-    envoy = _envoy_with_rewriter_at(gateway, second.address, "dead-rewriter")
+    rewriter = f"127.0.0.1:{free_port()}"
+    second = FilterProcess(gateway.workdir, config=gateway.filter.config, name="rewriter", env={
+        "LLM_FILTER_FINGERPRINT_KEY": FINGERPRINT_KEY, "LLM_FILTER_REWRITER_LISTEN": rewriter}).start()
+    envoy = start_envoy(gateway.workdir, "--upstream", gateway.provider.url, "--filter", gateway.filter.address,
+                        "--rewriter", rewriter, "--no-usage", name="dead-rewriter")
     try:
         body = json.dumps(CASES[1][2]).encode()
         assert envoy.request("POST", OPENAI, body)[0] == 200  # alive: rewritten by the second process
@@ -353,3 +338,134 @@ def test_a_gateway_without_the_rewriter_refuses_what_it_would_redact(gateway: St
         assert gateway.provider.requests == []
     finally:
         envoy.stop()
+
+
+def test_a_filter_without_a_rewriter_refuses_what_it_would_redact(gateway: Stack) -> None:
+    """The gateway runs the rewriter but this filter serves none (no rewriter_listen): the Check refuses at once,
+    with the finding's reason, rather than marking a request nobody would rewrite."""
+    plain = FilterProcess(gateway.workdir, config=gateway.filter.config, name="no-rewriter-filter",
+                          env={"LLM_FILTER_FINGERPRINT_KEY": FINGERPRINT_KEY}).start()
+    envoy = start_envoy(gateway.workdir, "--upstream", gateway.provider.url, "--filter", plain.address,
+                        "--rewriter", f"127.0.0.1:{free_port()}", "--no-usage", name="filter-without-rewriter")
+    try:
+        status, headers, body = envoy.request("POST", OPENAI, json.dumps(CASES[1][2]).encode())
+        assert status == 400 and headers["x-llm-filter-reason"] == "pii_detected"
+        assert EMAIL.encode() not in body
+        assert gateway.provider.requests == []
+        assert "rewriter_listen is not set" in plain.log()
+    finally:
+        envoy.stop()
+        plain.stop()
+
+
+# --- long rehydrated answers never starve the Checks -----------------------------------------------------------
+
+HELD = 12  # rehydrated answers held open at once: more than the 8 threads of the filter's Check server
+
+
+class _HoldingHandler(BaseHTTPRequestHandler):
+    """An OpenAI SSE answer that echoes the prompt in its first event, then holds the stream open until the test
+    releases it (a long generation)."""
+
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
+    server: Any
+
+    def do_POST(self) -> None:  # noqa: N802 (http.server name)
+        raw = self.rfile.read(int(self.headers.get("content-length") or 0))
+        owner: HoldingProvider = self.server.owner
+        owner.record(Received(self.path, {k.lower(): v for k, v in self.headers.items()}, raw))
+        doc = json.loads(raw)
+        if not doc.get("stream"):
+            answer = json.dumps({"choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"},
+                                              "finish_reason": "stop"}]}).encode()
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(answer)))
+            self.end_headers()
+            self.wfile.write(answer)
+            return
+        self.send_response(200)
+        self.send_header("content-type", "text/event-stream")
+        self.send_header("transfer-encoding", "chunked")
+        self.end_headers()
+        first = {"choices": [{"index": 0, "delta": {"content": f"You wrote: {_last_text(doc)}"}}]}
+        self._chunk(b"data: " + json.dumps(first).encode() + b"\n\n")
+        owner.release.wait(120)
+        last = {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+        self._chunk(b"data: " + json.dumps(last).encode() + b"\n\ndata: [DONE]\n\n")
+        self.wfile.write(b"0\r\n\r\n")
+
+    def _chunk(self, data: bytes) -> None:
+        self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+        self.wfile.flush()
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 (stdlib signature)
+        pass
+
+
+class HoldingProvider(RecordingServer[Received]):
+    thread_name = "holding-provider"
+
+    def __init__(self) -> None:
+        super().__init__(_HoldingHandler)
+        self.release = threading.Event()
+
+
+def _sse_text(answer: bytes) -> str:
+    return "".join(json.loads(line[6:])["choices"][0]["delta"].get("content", "")
+                   for line in answer.decode().splitlines() if line.startswith("data: {"))
+
+
+def test_long_rehydrated_answers_never_starve_the_checks(tmp_path: Path) -> None:
+    """HELD rehydrated answers stream at once (more than the Check server has threads, and exactly the rewriter's
+    stream cap): clean requests are still checked and allowed, a further request to redact is refused at once
+    (503 overloaded, nothing reaches the provider), and the held answers all end rehydrated."""
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(yaml.safe_dump({"workspaces": {"rehydrating": {"rehydrate": True}}}))
+    config = write_config(tmp_path / "filter.yaml", {"policy": {"block_pii": False}, "policy_file": str(policy),
+                                                     "rewriter_max_streams": HELD})
+    rewriter = f"127.0.0.1:{free_port()}"
+    with HoldingProvider() as provider, FilterProcess(tmp_path, config=config, env={
+            "LLM_FILTER_FINGERPRINT_KEY": FINGERPRINT_KEY, "LLM_FILTER_REWRITER_LISTEN": rewriter}) as flt:
+        envoy = start_envoy(tmp_path, "--upstream", provider.url, "--filter", flt.address, "--rewriter", rewriter,
+                            "--no-usage")
+        held_doc = json.dumps({"model": "gpt-4o", "stream": True,
+                               "messages": [{"role": "user", "content": f"Mail {EMAIL} today."}]}).encode()
+        pool = ThreadPoolExecutor(max_workers=HELD)
+        try:
+            held = [pool.submit(envoy.request, "POST", OPENAI, held_doc, {"x-workspace-id": "rehydrating"}, 120.0)
+                    for _ in range(HELD)]
+            # every held request has reached the provider (rewritten) and its answer is streaming
+            wait_until("the held answers stream", lambda: len(provider.requests) >= HELD, timeout=60)
+            assert len(provider.requests) == HELD
+            assert envoy.stat(REWRITER_STREAMS) == HELD
+            assert not any(f.done() for f in held)
+
+            clean = json.dumps({"model": "gpt-4o", "messages": [{"role": "user", "content": "Refactor app.py"}]})
+            for _ in range(5):
+                status, _, _ = envoy.request("POST", OPENAI, clean.encode(), timeout=30.0)
+                assert status == 200
+                # the filter checked it: its allow is on the request the provider got
+                assert provider.requests[-1].headers["x-llm-filter-decision"] == "allow"
+            allowed = [a for a in flt.audit() if a.get("verdict") == "allow"]
+            assert len(allowed) >= 5  # each one checked by the filter, not let through
+
+            before = len(provider.requests)
+            status, headers, body = envoy.request("POST", OPENAI, held_doc, {"x-workspace-id": "rehydrating"},
+                                                  timeout=30.0)
+            assert status == 503 and headers["x-llm-filter-reason"] == "overloaded"
+            assert "retry-after" in headers and EMAIL.encode() not in body
+            assert len(provider.requests) == before  # refused, never forwarded unrewritten
+            assert not any(f.done() for f in held)
+
+            provider.release.set()
+            for future in held:
+                status, _, answer = future.result(timeout=60)
+                assert status == 200
+                assert _sse_text(answer) == f"You wrote: Mail {EMAIL} today."
+            assert all(EMAIL.encode() not in r.body for r in provider.requests)
+        finally:
+            provider.release.set()
+            pool.shutdown(wait=True, cancel_futures=True)
+            envoy.stop()

@@ -54,6 +54,7 @@ def stack(tmp_path: Path, fake_provider: FakeProvider) -> Iterator[tuple[subproc
         "LISTEN_PORT": str(listen_port),
         "ADMIN_PORT": str(free_port()),
         "FILTER_PORT": str(free_port()),
+        "REWRITER_PORT": str(free_port()),
         "METRICS_PORT": "0",
         "RUN_DIR": str(tmp_path),
         "ENVOY_ARGS": "--use-dynamic-base-id --concurrency 1",  # other Envoys of the test run may be up

@@ -176,3 +176,18 @@ def test_prometheus_metrics_count_decisions_and_findings() -> None:
     assert 'reason="secret_detected"' in text and 'reason="allowed"' in text
     assert 'llm_filter_findings_total{category="secret"' in text
     assert "llm_filter_check_duration_milliseconds_bucket" in text
+
+
+def test_each_worker_gets_its_own_usage_and_rewriter_ports() -> None:
+    from dataclasses import replace
+
+    from filter.server.app import worker_env
+
+    settings = replace(load_settings(None, env={}), workers=3, usage_listen="127.0.0.1:9101",
+                       rewriter_listen="127.0.0.1:9201")
+    envs = [worker_env(settings, i, {"PATH": "/bin"}) for i in range(3)]
+    assert [(e["LLM_FILTER_USAGE_LISTEN"], e["LLM_FILTER_REWRITER_LISTEN"]) for e in envs] == [
+        ("127.0.0.1:9101", "127.0.0.1:9201"), ("127.0.0.1:9102", "127.0.0.1:9202"), ("127.0.0.1:9103", "127.0.0.1:9203")]
+    assert all(e["PATH"] == "/bin" for e in envs)
+    bare = worker_env(replace(settings, usage_listen=None, rewriter_listen=None), 1, {"PATH": "/bin"})
+    assert bare == {"PATH": "/bin"}  # none configured: none set
