@@ -14,7 +14,6 @@ Malformed input is logged and read past, never raised.
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import logging
 import math
@@ -37,6 +36,7 @@ from filter import headers as hdr
 from filter.formats.routes import PROVIDERS, route
 from filter.model import Identity
 from filter.scopes import Price
+from filter.server.aioserver import AioServerThread
 from filter.usage import Usage, UsageParser
 from filter.usage.estimate import CountText
 
@@ -339,7 +339,7 @@ def build_server(listen: str, on_usage: OnUsage = log_usage, count_text: CountTe
     return server, port
 
 
-class AsyncUsageServer:
+class AsyncUsageServer(AioServerThread):
     """ExternalProcessor on a grpc.aio server in its own thread and event loop: open response streams cost
     no thread, so `max_streams` can be in the thousands. Serves gRPC health for SERVICE_NAME too.
 
@@ -351,61 +351,9 @@ class AsyncUsageServer:
 
     def __init__(self, listen: str, on_usage: OnUsage = log_usage, count_text: CountText | None = None,
                  max_streams: int = 4096) -> None:
-        self._listen = listen
-        self._servicer = AsyncExternalProcessorServicer(on_usage, count_text)
-        self._max_streams = max_streams
-        self._ready = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stopping: asyncio.Event | None = None
-        self._grace: float | None = None
-        self._error: BaseException | None = None
-        self.port = 0
-
-    def start(self, timeout: float = 30.0) -> int:
-        """Starts serving; returns the bound port. Raises OSError when the address cannot be bound."""
-        self._thread = threading.Thread(target=self._run, name="usage-aio", daemon=True)
-        self._thread.start()
-        if not self._ready.wait(timeout):
-            raise TimeoutError(f"usage server on {self._listen} did not start")
-        if self._error is not None:
-            raise self._error
-        return self.port
-
-    def stop(self, grace: float | None = None) -> None:
-        """Stops accepting streams, lets open ones run up to `grace` seconds, then cancels them."""
-        loop, stopping, thread = self._loop, self._stopping, self._thread
-        self._loop = self._stopping = self._thread = None
-        if loop is None or stopping is None or thread is None or not thread.is_alive():
-            return
-        self._grace = grace
-        loop.call_soon_threadsafe(stopping.set)
-        thread.join()
-
-    def _run(self) -> None:
-        try:
-            asyncio.run(self._serve())
-        except BaseException as e:  # reported to start(); a running server never gets here
-            self._error = e
-            self._ready.set()
-
-    async def _serve(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._stopping = asyncio.Event()
-        server = grpc.aio.server(
-            maximum_concurrent_rpcs=self._max_streams,
-            options=[("grpc.max_receive_message_length", _MAX_MESSAGE_BYTES), ("grpc.so_reuseport", 0)],
-        )
-        external_processor_pb2_grpc.add_ExternalProcessorServicer_to_server(self._servicer, server)
-        health_servicer = health.aio.HealthServicer()
-        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-        port = server.add_insecure_port(self._listen)
-        if port == 0:
-            raise OSError(f"cannot listen on {self._listen}")
-        await server.start()
-        await health_servicer.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
-        self.port = port
-        self._ready.set()
-        await self._stopping.wait()
-        await health_servicer.enter_graceful_shutdown()
-        await server.stop(self._grace)
+        servicer = AsyncExternalProcessorServicer(on_usage, count_text)
+        super().__init__(
+            listen, "usage", SERVICE_NAME,
+            lambda server: external_processor_pb2_grpc.add_ExternalProcessorServicer_to_server(servicer, server),
+            max_streams=max_streams,
+            options=[("grpc.max_receive_message_length", _MAX_MESSAGE_BYTES), ("grpc.so_reuseport", 0)])

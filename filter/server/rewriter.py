@@ -35,7 +35,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import threading
 import time
 from collections.abc import AsyncIterator, Mapping
 from concurrent.futures import Executor, ThreadPoolExecutor
@@ -48,7 +47,6 @@ from envoy.extensions.filters.http.ext_proc.v3 import processing_mode_pb2
 from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
 from envoy.service.ext_proc.v3 import external_processor_pb2_grpc
 from envoy.type.v3 import http_status_pb2
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from filter import formats
 from filter import headers as hdr
@@ -60,6 +58,7 @@ from filter.reasons import Reason
 from filter.rewrite import Placeholders, Rehydrator, RewriteError, rehydrator_for, rewrite
 from filter.runtime import Runtime
 from filter.server.admission import with_retry_after
+from filter.server.aioserver import AioServerThread
 from filter.server.extproc import EXT_AUTHZ_NAMESPACE, SERVICE_NAME, header_map, read_info
 from filter.server.response import error_body
 from filter.telemetry import Telemetry
@@ -362,7 +361,7 @@ class AsyncRewriterServicer(external_processor_pb2_grpc.ExternalProcessorService
         return exchange.handle(request)
 
 
-class AsyncRewriterServer:
+class AsyncRewriterServer(AioServerThread):
     """The rewriter (and gRPC health for it) on a grpc.aio server in its own thread and event loop, with its own
     thread pool for the CPU work:
 
@@ -375,72 +374,24 @@ class AsyncRewriterServer:
     def __init__(self, listen: str, runtime: Runtime, counter: TokenCounter, telemetry: Telemetry,
                  audit: AuditLog | None = None, max_streams: int = DEFAULT_MAX_STREAMS,
                  threads: int = REWRITE_THREADS) -> None:
-        self._listen = listen
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="rewrite")
-        self._servicer = AsyncRewriterServicer(runtime, counter, telemetry, audit, self._pool, max_streams,
-                                               threads * _REWRITES_PER_THREAD)
-        self._max_streams = max_streams
+        servicer = AsyncRewriterServicer(runtime, counter, telemetry, audit, self._pool, max_streams,
+                                         threads * _REWRITES_PER_THREAD)
         # Envoy sends a body of up to max_body_bytes in one message; the answer carries the rewritten body.
-        self._message_limit = runtime.current.settings.limits.max_body_bytes + _GRPC_OVERHEAD
-        self._ready = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stopping: asyncio.Event | None = None
-        self._grace: float | None = None
-        self._error: BaseException | None = None
-        self.port = 0
-
-    def start(self, timeout: float = 30.0) -> int:
-        """Starts serving; returns the bound port. Raises OSError when the address cannot be bound."""
-        self._thread = threading.Thread(target=self._run, name="rewriter-aio", daemon=True)
-        self._thread.start()
-        if not self._ready.wait(timeout):
-            raise TimeoutError(f"rewriter on {self._listen} did not start")
-        if self._error is not None:
-            raise self._error
-        return self.port
-
-    def stop(self, grace: float | None = None) -> None:
-        """Stops accepting streams, lets open ones run up to `grace` seconds, then cancels them."""
-        loop, stopping, thread = self._loop, self._stopping, self._thread
-        self._loop = self._stopping = self._thread = None
-        if loop is not None and stopping is not None and thread is not None and thread.is_alive():
-            self._grace = grace
-            loop.call_soon_threadsafe(stopping.set)
-            thread.join()
-        self._pool.shutdown(wait=False, cancel_futures=True)
-
-    def _run(self) -> None:
-        try:
-            asyncio.run(self._serve())
-        except BaseException as e:  # reported to start(); a running server never gets here
-            self._error = e
-            self._ready.set()
-
-    async def _serve(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._stopping = asyncio.Event()
-        server = grpc.aio.server(
+        message_limit = runtime.current.settings.limits.max_body_bytes + _GRPC_OVERHEAD
+        super().__init__(
+            listen, "rewriter", SERVICE_NAME,
+            lambda server: external_processor_pb2_grpc.add_ExternalProcessorServicer_to_server(servicer, server),
             # a backstop behind the servicer's own bound (which answers in the provider's shape): Envoy answers
             # RESOURCE_EXHAUSTED with its fail-closed 503
-            maximum_concurrent_rpcs=self._max_streams + 64,
+            max_streams=max_streams + 64,
             options=[
-                ("grpc.max_receive_message_length", self._message_limit),
-                ("grpc.max_send_message_length", self._message_limit),
+                ("grpc.max_receive_message_length", message_limit),
+                ("grpc.max_send_message_length", message_limit),
                 ("grpc.so_reuseport", 0),
                 ("grpc.http2.bdp_probe", 0),  # no window growth: a waiting stream holds ~64 KiB, not its body
-            ],
-        )
-        external_processor_pb2_grpc.add_ExternalProcessorServicer_to_server(self._servicer, server)
-        health_servicer = health.aio.HealthServicer()
-        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-        port = server.add_insecure_port(self._listen)
-        if port == 0:
-            raise OSError(f"cannot listen on {self._listen}")
-        await server.start()
-        await health_servicer.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
-        self.port = port
-        self._ready.set()
-        await self._stopping.wait()
-        await health_servicer.enter_graceful_shutdown()
-        await server.stop(self._grace)
+            ])
+
+    def stop(self, grace: float | None = None) -> None:
+        super().stop(grace)
+        self._pool.shutdown(wait=False, cancel_futures=True)
