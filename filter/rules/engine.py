@@ -41,6 +41,7 @@ class _Candidate:
     start: int  # byte offsets in the joined buffer
     end: int
     value: bytes
+    before: bytes  # the matched text before the value: the name and the assignment
 
 
 class _ScanState:
@@ -177,8 +178,10 @@ class Ruleset:
             if m is None or m.end() != end or m.start() == m.end():
                 continue
             covered_from = m.start()
-            value = m.group("secret") if "secret" in rx.groupindex and m.group("secret") else m.group(0)
-            finding = self._judge(_Candidate(rule, segment, m.start(), m.end(), value), scan)
+            has_secret = "secret" in rx.groupindex and m.group("secret")
+            value = m.group("secret") if has_secret else m.group(0)
+            before = scan.buf[m.start() : m.start("secret")] if has_secret else b""
+            finding = self._judge(_Candidate(rule, segment, m.start(), m.end(), value, before), scan)
             if finding is not None:
                 yield finding, segment
 
@@ -190,11 +193,14 @@ class Ruleset:
             severity = Severity.CRITICAL  # the org's real key or canary: no validator may drop it
         else:
             value = c.value.decode("utf-8", "replace")
-            if rule.keywords and not any(k.encode() in scan.lowered(c.segment) for k in rule.keywords):
+            if rule.keywords and not _keyword_near(rule, scan.lowered(c.segment), c.start - scan.starts[c.segment],
+                                                   c.end - scan.starts[c.segment]):
                 return None
             if rule.placeholder_check and not not_placeholder(value):
                 return None
             if value in rule.allow_values or any(p.search(value) for p in rule.allow_patterns):
+                return None
+            if rule.allow_names and _names_allowed(rule, c.before):
                 return None
             if not all(check(value) for _, check in rule.validators):
                 return None
@@ -240,8 +246,12 @@ class Ruleset:
         value = m.group("secret") if "secret" in rx.groupindex and m.group("secret") else m.group(0)
         if len(m.group(0).encode()) > rule.max_length:
             return f"match longer than max_length {rule.max_length}"
-        if rule.keywords and not any(k in text.lower() for k in rule.keywords):
-            return f"keyword missing (one of: {', '.join(rule.keywords)})"
+        raw = text.encode("utf-8", "surrogatepass")
+        start = len(text[: m.start()].encode("utf-8", "surrogatepass"))
+        if rule.keywords and not _keyword_near(rule, raw.lower(), start, start + len(m.group(0).encode())):
+            far = any(k.encode() in raw.lower() for k in rule.keywords)
+            where = f" within {rule.keyword_window} bytes of the match" if far else ""
+            return f"keyword missing (one of: {', '.join(rule.keywords)}){where}"
         if rule.placeholder_check and not not_placeholder(value):
             return "placeholder filter: the value looks like a placeholder"
         if value in rule.allow_values:
@@ -249,10 +259,26 @@ class Ruleset:
         for p in rule.allow_patterns:
             if p.search(value):
                 return f"allowlist entry {{pattern: {p.pattern!r}}}"
+        named = "secret" in rx.groupindex and m.group("secret")
+        if rule.allow_names and named and _names_allowed(rule, text[m.start() : m.start("secret")].encode()):
+            return f"allow_names: the name is one of {', '.join(rule.allow_names)}"
         for name, check in rule.validators:
             if not check(value):
                 return f"validator {name} rejected the value"
         return "the engine reports no match ending there (a longer overlapping match covers it)"
+
+
+def _names_allowed(rule: Rule, before: bytes) -> bool:
+    lowered = before.lower()
+    return any(n.encode() in lowered for n in rule.allow_names)
+
+
+def _keyword_near(rule: Rule, lowered: bytes, start: int, end: int) -> bool:
+    """One of the rule's keywords within `keyword_window` bytes either side of the match [start, end) of the
+    lower-cased segment (anywhere in it when the window is 0)."""
+    w = rule.keyword_window
+    near = lowered if w == 0 else lowered[max(0, start - w) : end + w]
+    return any(k.encode() in near for k in rule.keywords)
 
 
 def _map_back(f: Finding, origin: Origin) -> Finding | None:
