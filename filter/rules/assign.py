@@ -42,8 +42,8 @@ TYPE = (
 CLOSE = r"[\x60'\"\]\\)]{0,3}"
 
 OPERATOR = (
-    r"[ \t]{0,4}(?:=|:=|::=|:::=|\?=|\.=|\+=|\?\?=|\|\|=|:|=>|->|<-|,|>"
-    r"|[ \t]+value[ \t]*=|[ \t]+(?:value|default)[ \t]*:)"
+    r"[ \t]{0,4}(?:=|:=|::=|:::=|\?=|\.=|\+=|\?\?=|\|\|=|:|=>|->|<-|>"
+    r"|,[ \t]*(?:[\x60'\"]|\\['\"])|[ \t]+value[ \t]*=|[ \t]+(?:value|default)[ \t]*:)"
 )
 
 # Opening of the value: spaces, a newline and indentation (XML element text, YAML folded), quotes, brackets.
@@ -71,7 +71,8 @@ def word(name: str, embedded: bool = False) -> str:
         raise ValueError(f"a name word is lower-case letters and digits: {name!r}")
     cap = name[0].upper() + name[1:]
     start = "[^A-Za-z]" if embedded else "(?:^|[^A-Za-z])"  # Hyperscan refuses `^` after other items
-    return f"(?:{start}(?i:{name})|(?-i:[a-z0-9]{cap}|[a-z0-9]{name.upper()}))"
+    joined = f"|[A-Z0-9]{name.upper()}" if len(name) >= 5 else ""  # PGPASSWORD, GHTOKEN
+    return f"(?:{start}(?i:{name})|(?-i:[a-z0-9]{cap}|[a-z0-9]{name.upper()}{joined}))"
 
 
 def name(words: list[str], embedded: bool = False) -> str:

@@ -180,7 +180,8 @@ class Ruleset:
             covered_from = m.start()
             has_secret = "secret" in rx.groupindex and m.group("secret")
             value = m.group("secret") if has_secret else m.group(0)
-            before = scan.buf[m.start() : m.start("secret")] if has_secret else b""
+            before = _name_before(scan.buf, max(scan.starts[segment], m.start() - 48), m.start(),
+                                  m.start("secret")) if has_secret else b""
             finding = self._judge(_Candidate(rule, segment, m.start(), m.end(), value, before), scan)
             if finding is not None:
                 yield finding, segment
@@ -260,12 +261,24 @@ class Ruleset:
             if p.search(value):
                 return f"allowlist entry {{pattern: {p.pattern!r}}}"
         named = "secret" in rx.groupindex and m.group("secret")
-        if rule.allow_names and named and _names_allowed(rule, text[m.start() : m.start("secret")].encode()):
+        raw_before = _name_before(raw, max(0, start - 48), start, len(text[: m.start("secret")].encode())) if named else b""
+        if rule.allow_names and named and _names_allowed(rule, raw_before):
             return f"allow_names: the name is one of {', '.join(rule.allow_names)}"
         for name, check in rule.validators:
             if not check(value):
                 return f"validator {name} rejected the value"
         return "the engine reports no match ending there (a longer overlapping match covers it)"
+
+
+_NAME_STOP = regex.compile(rb"[\s{(\[;,]")
+
+
+def _name_before(buf: bytes, lo: int, start: int, value_start: int) -> bytes:
+    """The text before a value that names it: the match up to the value, and the start of the identifier the
+    match began inside (`nextPage` of `nextPageToken`), back to a space or bracket."""
+    lead = buf[lo:start]
+    stops = [m.end() for m in _NAME_STOP.finditer(lead)]
+    return lead[stops[-1] if stops else 0 :] + buf[start:value_start]
 
 
 def _names_allowed(rule: Rule, before: bytes) -> bool:
