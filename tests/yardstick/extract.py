@@ -80,7 +80,7 @@ def head(gd: Path) -> str:
 
 URI = re.compile(r"[a-z][a-z0-9+.-]*://[^\s'\"<>`]+@[^\s'\"<>`]+")
 CANDIDATE = re.compile(r"[A-Za-z0-9+/=_\-.~:]{8,}")
-LEFT_NAME = re.compile(r"^[A-Za-z_][\w.-]*?[=:]+(?=.{8})")
+LEFT_NAME = re.compile(r"^[A-Za-z_][\w.-]{0,40}?[=:]+(?=.{8})")
 
 
 def secret_in(text: str) -> str | None:
@@ -251,6 +251,13 @@ def go_items(stmt: str) -> Iterator[str]:
                 yield item
 
 
+# gitleaks' pattern helpers (cmd/generate/config/utils/patterns.go)
+UTILS = {"Numeric": "[0-9]{%s}", "Hex": "[a-f0-9]{%s}", "AlphaNumeric": "[a-z0-9]{%s}",
+         "AlphaNumericExtendedShort": "[a-z0-9_-]{%s}", "AlphaNumericExtended": "[a-z0-9=_\\-]{%s}",
+         "AlphaNumericExtendedLong": "[a-z0-9\\/=_\\+\\-]{%s}",
+         "Hex8_4_4_4_12": "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"}
+
+
 def go_eval(expr: str, rng: random.Random) -> str | None:
     out = []
     for part in split_top(expr, "+"):
@@ -260,20 +267,15 @@ def go_eval(expr: str, rng: random.Random) -> str | None:
         m = re.fullmatch(r"secrets\.NewSecret\((.*)\)", part, re.S)
         if not m:
             return None
-        arg = m.group(1).strip()
-        um = re.fullmatch(r'utils\.(\w+)\("?(\d*)"?\)', arg)
-        if um:
-            regex = {"Numeric": "[0-9]{%s}", "Hex": "[a-f0-9]{%s}", "AlphaNumeric": "[a-z0-9]{%s}",
-                     "AlphaNumericExtendedShort": "[a-z0-9_-]{%s}", "AlphaNumericExtended": "[a-z0-9=_\\-]{%s}",
-                     "AlphaNumericExtendedLong": "[a-z0-9\\/=_\\+\\-]{%s}",
-                     "Hex8_4_4_4_12": "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"}.get(um.group(1))
-            if regex is None:
+        regex = ""
+        for piece in split_top(m.group(1).strip(), "+"):
+            um = re.fullmatch(r'utils\.(\w+)\("?(\d*)"?\)', piece)
+            if um and um.group(1) in UTILS:
+                regex += UTILS[um.group(1)].replace("%s", um.group(2))
+            elif piece[:1] in "\"`":
+                regex += go_concat(piece, {}) or ""
+            else:
                 return None
-            regex = regex % um.group(2) if "%s" in regex else regex
-        elif arg[:1] in "\"`":
-            regex = go_concat(arg, {}) or ""
-        else:
-            return None
         try:
             out.append(sample_regex(regex, rng))
         except (ValueError, re.error):
