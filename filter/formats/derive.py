@@ -5,11 +5,14 @@ reports findings at the original segment's location with offsets into the origin
 encoded run), and masking the original by finding spans hides the value:
 
   <loc>#urldecoded  percent-escapes undone in URL-like runs (`?token=ghp%5F…`, `p%40ss@db`)
-  <loc>$#decoded    `\\uXXXX` and `\\/` escapes undone in JSON text inside a string (tool arguments)
+  <loc>$#decoded    `\\uXXXX` and `\\/` escapes undone in JSON text inside a string (tool arguments), and
+                    `\\uXXXX` escapes in any other text that holds them (text bodies, logs, JSON Lines)
   <loc>#normalized  Unicode format characters (category Cf: zero-width, BOM, soft hyphen, bidi controls)
                     removed, tag characters read as the ASCII they stand for, compatibility forms folded
                     (NFKC: `ＡＫＩＡ…` -> `AKIA…`)
   <loc>#base64      runs of at least BASE64_MIN_RUN base64 characters that decode to text (beginning in ASCII)
+  <loc>#tooloutput  agent tool output as shown: line numbers, grep prefixes, diff markers, terminal codes and
+                    notebook JSON around lines removed (toolout.py)
   <run>#joined      adjacent text blocks of one message (`messages[0].content#joined`): the provider reads
                     them as one text, so a value split across a block boundary is one finding, reported at
                     the first block with the rest in `Finding.also`
