@@ -6,7 +6,7 @@ encoded run), and masking the original by finding spans hides the value:
 
   <loc>#urldecoded  percent-escapes undone in URL-like runs (`?token=ghp%5F…`, `p%40ss@db`)
   <loc>$#decoded    `\\uXXXX` and `\\/` escapes undone in JSON text inside a string (tool arguments), and
-                    `\\uXXXX` escapes in any other text that holds them (text bodies, logs, JSON Lines)
+                    `\\uXXXX` escapes in any other text holding escaped ASCII (text bodies, logs, JSON Lines)
   <loc>#normalized  Unicode format characters (category Cf: zero-width, BOM, soft hyphen, bidi controls)
                     removed, tag characters read as the ASCII they stand for, compatibility forms folded
                     (NFKC: `ＡＫＩＡ…` -> `AKIA…`)
@@ -64,8 +64,9 @@ _FORM_RUN = re.compile(r"(?:%[0-9A-Fa-f]{2})+|\+")
 _RUN_DELIMITERS = " \t\r\n\"'<>()[]{}`"
 _MAX_RUN = 4096
 
-# One Hyperscan pass tells whether a text holds Cf characters (id 0), where base64 runs start (id 1), whether
-# it holds `\uXXXX` escapes (id 2) and which tool-output stages it needs (toolout.py: the ids in _TOOL_IDS).
+# One Hyperscan pass tells whether a text holds Cf characters (id 0), where base64 runs start (id 1), whether it
+# holds `\uXXXX` escapes of ASCII (id 2: code escapes accents and dashes, an evasion escapes letters) and which
+# tool-output stages it needs (toolout.py: the ids in _TOOL_IDS).
 _CF_ID, _B64_ID, _JSON_ESCAPE_ID = 0, 1, 2
 _TOOL_IDS = {3: toolout.ANSI, 4: toolout.LONE_CR, 5: toolout.NUMBERED, 6: toolout.DIFF, 7: toolout.NOTEBOOK}
 _TOOL_TRIGGERS = {
@@ -83,7 +84,7 @@ def _compile() -> hyperscan.Database:
     b64 = rb"(?:^|[^A-Za-z0-9+/_-])(?:[A-Za-f][A-Za-z0-9+/_-]{3}){%d}" % (BASE64_MIN_RUN // 4)
     once = hyperscan.HS_FLAG_SINGLEMATCH
     db.compile(
-        expressions=[cf, b64, rb"\\u[0-9A-Fa-f]{4}", *_TOOL_TRIGGERS.values()],
+        expressions=[cf, b64, rb"\\u00[2-7][0-9A-Fa-f]", *_TOOL_TRIGGERS.values()],
         ids=[_CF_ID, _B64_ID, _JSON_ESCAPE_ID, *_TOOL_TRIGGERS],
         flags=[once, 0, once, *[once | hyperscan.HS_FLAG_MULTILINE] * len(_TOOL_TRIGGERS)],
     )

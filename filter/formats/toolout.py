@@ -73,6 +73,18 @@ def _text(view: _View) -> str:
 def _apply(view: _View, edits: Iterable[_Edit]) -> _View:
     """`view` with `edits` (sorted, not overlapping, in the view text's offsets) made."""
     out: _View = []
+    if len(view) == 1:  # the text as sent: offsets are the original's, no chunk walking
+        base, text = view[0]
+        pos = 0
+        for start, end, new in edits:
+            if start > pos:
+                out.append((base + pos, text[pos:start]))
+            if new:
+                out.append((base + start, new))
+            pos = end
+        if pos < len(text):
+            out.append((base + pos, text[pos:]))
+        return out
     k = 0  # current chunk
     i = 0  # offset inside it
     at = 0  # view-text offset of view[k][1][i]
