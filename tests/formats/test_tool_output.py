@@ -3,6 +3,7 @@ terminal codes or notebook JSON is still one finding, located in the text as sen
 
 from __future__ import annotations
 
+import base64
 import json
 import random
 from collections.abc import Callable
@@ -177,6 +178,22 @@ def test_a_service_account_key_file_in_tool_output_is_one_finding(check: Callabl
     (f,) = [f for f in d.findings if f.rule_id == "gcp-service-account-json"]
     assert f.location == TOOL_RESULT and text[f.start:f.end].startswith('"private_key"')
     assert not [f for f in d.findings if f.category.value == "pii"]  # the service account's address is no person's
+
+
+KUBECONFIG = (
+    "apiVersion: v1\nkind: Config\nclusters:\n- cluster:\n    server: https://10.0.0.1:6443\n  name: prod\n"
+    "users:\n- name: admin\n  user:\n    client-certificate-data: LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0t\n"
+    "    client-key-data: " + base64.b64encode(KEYS["rsa"][0].encode()).decode() + "\n"
+)
+
+
+@pytest.mark.parametrize("fmt", ["read-tool-arrows", "cat-n", "grep-context", "diff-added", "ansi-transcript"])
+def test_a_kubeconfig_in_tool_output_is_one_finding_on_its_key_line(check: Callable[..., Decision], fmt: str) -> None:
+    text = FORMATS[fmt](KUBECONFIG)
+    d = check(text)
+    assert not d.allowed
+    (f,) = [f for f in d.findings if f.rule_id == "kubeconfig-client-key"]
+    assert f.location == TOOL_RESULT and text[f.start:f.end].startswith("client-key-data:")
 
 
 def test_a_numbered_file_in_a_text_plain_body_is_scanned_the_same_way(check: Callable[..., Decision]) -> None:
