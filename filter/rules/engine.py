@@ -270,15 +270,19 @@ class Ruleset:
         return "the engine reports no match ending there (a longer overlapping match covers it)"
 
 
-_NAME_STOP = regex.compile(rb"[\s{(\[;,]")
+_IDENT_BYTES = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-")
 
 
 def _name_before(buf: bytes, lo: int, start: int, value_start: int) -> bytes:
     """The text before a value that names it: the match up to the value, and the start of the identifier the
-    match began inside (`nextPage` of `nextPageToken`), back to a space or bracket."""
+    match began inside (`nextPage` of `nextPageToken`, `X-CSRF` of `X-CSRF-Token`)."""
+    if start >= len(buf) or buf[start] not in _IDENT_BYTES:
+        return buf[start:value_start]  # the match starts on a separator: the identifier starts with it
     lead = buf[lo:start]
-    stops = [m.end() for m in _NAME_STOP.finditer(lead)]
-    return lead[stops[-1] if stops else 0 :] + buf[start:value_start]
+    n = len(lead)
+    while n and lead[n - 1] in _IDENT_BYTES:
+        n -= 1
+    return lead[n:] + buf[start:value_start]
 
 
 def _names_allowed(rule: Rule, before: bytes) -> bool:
