@@ -235,6 +235,7 @@ CONNECTION_STRINGS = {
         'sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required username="svc" password="{p}";'
     ),
     "curl user": "curl -u deploy:{p} https://repo.internal/upload",
+    "mysql -p": "mysql -u root -p{p} -h db.internal shop",
     "curl header": "curl -H 'Authorization: Bearer {p}' https://api.internal/v1",
     "escaped url": '{{"url": "https:\\/\\/deploy:{p}@repo.internal\\/upload"}}',
 }
@@ -292,3 +293,35 @@ NEGATIVES = {
 def test_look_alikes_are_not_findings(secrets_ruleset: Ruleset, case: str) -> None:
     findings = secrets_ruleset.scan([TextSegment("t", NEGATIVES[case])])
     assert [f.rule_id for f in findings] == []
+
+
+def _pem_body(rng: random.Random, lines: int = 12) -> str:
+    alphabet = ALNUM + "+/"
+    return "\n".join("".join(rng.choice(alphabet) for _ in range(64)) for _ in range(lines))
+
+
+def _coverage_cases(rng: random.Random) -> dict[str, tuple[str, str]]:
+    """(text, the value that must be covered) for formats seen in agents' requests."""
+    key, org, project = _random(rng, HEX, 32), rng.randint(10**5, 10**6), rng.randint(10**6, 10**7)
+    self_hosted = _random(rng, HEX, 32)
+    user = _random(rng, HEX, 64)
+    body, body2 = _pem_body(rng), _pem_body(rng)
+    return {
+        "sentry dsn": (f'sentry_sdk.init(dsn="https://{key}@o{org}.ingest.us.sentry.io/{project}")', key),
+        "sentry dsn self-hosted": (f"SENTRY_DSN=https://{self_hosted}@sentry.acme.internal/7", self_hosted),
+        "sentry user token": (f"SENTRY_AUTH_TOKEN=sntryu_{user}", user),
+        "encrypted rsa pem": (
+            "-----BEGIN RSA PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\nDEK-Info: AES-256-CBC,"
+            f"{_random(rng, HEX, 32).upper()}\n\n{body}\n-----END RSA PRIVATE KEY-----\n",
+            body.split("\n")[0],
+        ),
+        "encrypted pkcs8 pem": (
+            f"-----BEGIN ENCRYPTED PRIVATE KEY-----\n{body2}\n-----END ENCRYPTED PRIVATE KEY-----\n", body2.split("\n")[0],
+        ),
+    }
+
+
+@pytest.mark.parametrize("case", list(_coverage_cases(random.Random(0))))
+def test_formats_seen_in_agent_requests_are_found(secrets_ruleset: Ruleset, case: str) -> None:
+    text, value = _coverage_cases(random.Random(f"coverage/{case}"))[case]
+    assert found(secrets_ruleset, text, value), text
