@@ -7,7 +7,7 @@ the value's shape) and gets every syntax from here:
   `xToken`, `XToken`, `x-token`, `spring.x.password`), then any assignment form: `=`, `:=`, `::=`, `:::=`, `?=`,
   `.=`, `+=`, `??=`, `:`, `=>`, `->`, `<-`, `,` (arguments, map literals), typed declarations
   (`var x string =`, `x: str =`), XML elements (`<xToken>v</xToken>`) and attributes (`key="xToken" value="v"`),
-  quoted keys of JSON / YAML / TOML / PHP arrays, `ENV` / `setx` / `set` and `--flag value`, and an environment
+  quoted keys of JSON / YAML / TOML / PHP arrays, `ENV` / `setx` and `--flag value`, and an environment
   lookup's fallback (`getenv("X", "v")`, `process.env.X || "v"`, `${X:-v}`, `.unwrap_or("v")`).
 - `context` (loose): one of the words, then the value within `window` characters, newlines included: a
   vendor's name near a value of its token's shape, whatever sits between (`adafruit key: v`,
@@ -17,7 +17,9 @@ The value must stand alone: preceded by a quote, space, `=`, `:`, `>`, a bracket
 quote, space, `;`, `,`, a closing bracket, `<`, `&`, `|`, a backslash (a JSON-escaped `\\n`) or the end. A
 `.` or `/` on either side is not a boundary, so a hash inside a file name or a URL path is not a value.
 
-All pieces compile both in Hyperscan and in `regex` (no lookaround, no back-references).
+All pieces compile both in Hyperscan and in `regex` (no lookaround, no back-references). Repeats are
+unbounded (`*`) rather than bounded (`{0,24}`) where the text allows: Hyperscan runs a bounded repeat of a wide
+class as many states, an unbounded one as a single loop, and the engine bounds every match by `max_length`.
 """
 
 from __future__ import annotations
@@ -29,12 +31,12 @@ import re
 _WORD = re.compile(r"[a-z][a-z0-9]*")
 
 # After the secret word: the rest of the identifier (`_token_v2`, `Token`, `.password`, `__ACCESS_KEY`).
-IDENT_TAIL = r"[\w.-]{0,24}"
+IDENT_TAIL = r"[\w.-]*"
 
 # A type between the name and the operator: `x: str =`, `x: &'static str =`, `var x string =`, `x: String =`.
 TYPE = (
     r"(?:[ \t]*:[ \t]*(?:str|bytes|string|String|SecretStr|Optional\[str\]|str[ \t]*\|[ \t]*None"
-    r"|&(?:'static[ \t]+)?str|[A-Z]\w{0,20}(?:<\w{1,20}>)?)[ \t]*"
+    r"|&(?:'static[ \t]+)?str|[A-Z]\w*(?:<\w+>)?)[ \t]*"
     r"|[ \t]+(?:string|String|str|\[\]byte|&str)[ \t]*)?"
 )
 
@@ -42,12 +44,12 @@ TYPE = (
 CLOSE = r"[\x60'\"\]\\)]{0,3}"
 
 OPERATOR = (
-    r"[ \t]{0,4}(?:=|:=|::=|:::=|\?=|\.=|\+=|\?\?=|\|\|=|:|=>|->|<-|>"
+    r"[ \t]*(?:=|:=|::=|:::=|\?=|\.=|\+=|\?\?=|\|\|=|:|=>|->|<-|>"
     r"|,[ \t]*(?:[\x60'\"]|\\['\"])|[ \t]+value[ \t]*=|[ \t]+(?:value|default)[ \t]*:)"
 )
 
 # Opening of the value: spaces, a newline and indentation (XML element text, YAML folded), quotes, brackets.
-OPEN = r"[ \t]{0,4}(?:\r?\n[ \t]{0,40})?(?:[(\[{][ \t]*)?[@$]?[\x60'\"\\]{0,3}"
+OPEN = r"[ \t]*(?:\r?\n[ \t]*)?(?:[(\[{][ \t]*)?[@$]?[\x60'\"\\]{0,3}"
 
 # Fallback of an environment lookup: `getenv("X", "v")`, `X || "v"`, `${X:-v}`, `.unwrap_or("v")`, `.orElse("v")`.
 FALLBACK = (
@@ -56,8 +58,9 @@ FALLBACK = (
     r"|\.unwrap_or(?:_else)?\((?:\|_\|[ \t]*)?|\.orElse\()[ \t]*[\x60'\"\\]{0,2})"
 )
 
-# Space-separated forms: `ENV X_TOKEN v` (Dockerfile), `setx X_TOKEN v`, `set X_TOKEN v`, `--x-token v`.
-SPACED_PREFIX = r"(?:(?:^|[ \t;&|])(?:ENV|setx|set)[ \t]*[\w.-]{0,30}|(?:^|[ \t])-[\w-]{0,30})"
+# Space-separated forms: `ENV X_TOKEN v` (Dockerfile), `setx X_TOKEN v`, `--x-token v`. (Not `set`, nor single-dash
+# flags: both are so common in text that Hyperscan would track every one.)
+SPACED_PREFIX = r"(?:(?:^|[ \t;&|])(?:ENV|setx)[ \t]*[\w.-]*|(?:^|[ \t])--[\w-]*)"
 
 # Before the value: any of these. After it: one of these, or the end of the text.
 LEFT = r"(?:[\s\x60'\"=:>(,\[{]|\\[nrt\"'])"
