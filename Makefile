@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 LISTEN ?= 127.0.0.1:9001
 CONFIG ?=
 
-.PHONY: install test lint run serve bench clean quality e2e-agent soak
+.PHONY: install test lint run serve bench clean quality yardstick e2e-agent soak
 
 install: $(STAMP)
 	@command -v redis-server >/dev/null || { echo "redis-server missing (the Redis store's tests): installing it"; \
@@ -49,6 +49,12 @@ bench: install
 # ordinary coding sessions (tests/quality/). Exits 1 when a target (recall/precision >= 99 %, 0 FP on code) is missed.
 quality: install
 	$(BIN)/python -m tests.quality
+
+# Independent yard-stick (tests/yardstick/): credential shapes from public scanners' test suites and secret-free
+# open-source files, placed in many syntaxes and tool-output formats. A measurement, not a gate: always exits 0;
+# writes var/yardstick/summary.json (docs/quality.md). Do not tune the packs against it.
+yardstick: install
+	$(BIN)/python -m tests.yardstick
 
 # Claude Code (the real CLI, from npm into var/claude-code) through real Envoy + filter against a scripted fake
 # Anthropic API: reads a source file, is blocked on a .env secret, goes on after the block (tests/agent/). Not in

@@ -141,3 +141,70 @@ def test_an_ssn_on_an_authorship_line_still_blocks(check: Any) -> None:
     d = check("Author: Dana Whitfield <dana.whitfield@northwind-logistics.com>, SSN 536-90-4412\n")
     assert (d.allowed, d.reason) == (False, "pii_detected")
     assert {f.rule_id for f in d.findings if f.action.value == "block"} >= {"us-ssn"}
+
+
+# Look-alikes of e-mail addresses in ordinary developer material, and what each becomes.
+NOT_ADDRESSES = {  # not personal data at all: no finding
+    "git-ssh-remote": "git clone git@github.com:northwind/route-planner.git",
+    "git-remote-v": "origin\tgit@gitlab.northwind.io:platform/route-planner.git (fetch)",
+    "git-config-url": '[remote "origin"]\n\turl = git@bitbucket.org:northwind/route-planner.git',
+    "pip-git-url": 'pip install "mypkg @ git+ssh://git@github.com/northwind/mypkg.git@v1.2.0"',
+    "npm-scoped-versions": "npm install @types/node@18.19.3 @angular/core@17.0.0 lodash@4.17.21",
+    "npm-prerelease-like-domain": "npm i vue@3.4.0-alpha.me next@14.1.0-canary.ai",
+    "npm-ls-tree": "app@1.2.3 /home/dev/app\n├── react@18.2.0\n└── typescript@5.3.3",
+    "yarn-lock": '"@babel/core@7.24.0":\n  resolved "https://registry.yarnpkg.com/@babel/core/-/core-7.24.0.tgz"',
+    "decorators": "@Component({selector: 'app-root'})\nexport class AppComponent {\n  @Input() name = '';\n}",
+    "python-decorators": "@dataclass(frozen=True)\n@app.route('/users/<id>')\ndef show(id): ...",
+    "actions-pin": "      - uses: actions/setup-node@v4.0.2",
+    "docker-digest": "FROM node@sha256:8f3e9c1d2a7b6e5f4c3d2a1b0e9f8d7c6b5a4e3f2d1c0b9a8e7f6d5c4b3a2e1f",
+    "matrix-product": "scores = q@k.mT / math.sqrt(d)\nout = x@W.network",
+    "service-account": '  "client_email": "etl@billing-prod-4821.iam.gserviceaccount.com",',
+}
+LOGGED = {  # a login on a host or an author's address: logged, not blocked
+    "ssh": "$ ssh -i ~/.ssh/ci.pem -p 2222 ops@bastion.northwind-logistics.com 'systemctl restart api'",
+    "scp": "scp dist/app.tar.gz deploy@web1.northwind.io:/srv/releases/",
+    "rsync": "rsync -avz --delete build/ www-data@static.northwind.io:/var/www/html",
+    "sftp": "sftp backup@files.northwind.io",
+    "ssh-copy-id": "ssh-copy-id -i ~/.ssh/id_ed25519.pub admin@db1.northwind.io",
+    "git-remote-user": "git clone deploy@git.northwind.io:platform/infra.git",
+    "ssh-config": "Host prod\n    HostName 10.0.0.5\n    ProxyJump ops@bastion.northwind.io",
+    "prompt": "deploy@web1.northwind.io:~/app$ ls -la",
+    "prompt-brackets": "[ravi@dev.northwind.io ~]$ make test",
+    "ssh-error": "deploy@web1.northwind.io: Permission denied (publickey).",
+    "sphinx-moduleauthor": ".. moduleauthor:: Dana Whitfield <dana.whitfield@northwind-logistics.com>",
+    "javadoc-author": " * @author Ravi Menon <ravi.menon84@gmail.com>",
+    "spdx": "SPDX-FileCopyrightText: 2023 Dana Whitfield <dana.whitfield@northwind-logistics.com>\n"
+            "SPDX-License-Identifier: MIT",
+    "licence-contact": "/*\n * Copyright 2019-2024 Northwind Logistics GmbH\n"
+                       " * Contact: Dana Whitfield <dana.whitfield@northwind-logistics.com>\n */",
+    "format-patch": "From 3f1c2a9d8e7b6a5f4e3d2c1b0a9f8e7d6c5b4a39 Mon Sep 17 00:00:00 2001\n"
+                    "From: Maria Lopez <m.lopez@unizar.es>\nSubject: [PATCH] parser: keep comments",
+    "mailmap": "Dana Whitfield <dana.whitfield@northwind-logistics.com> <dana@old-laptop.northwind.io>",
+    "debian-control": "Maintainer: Dana Whitfield <dana.whitfield@northwind-logistics.com>\n"
+                      "Uploaders: Ravi Menon <ravi.menon84@gmail.com>",
+    "gemspec": '  s.authors = ["Dana Whitfield"]\n  s.email   = ["dana.whitfield@northwind-logistics.com"]',
+}
+STILL_BLOCKED = {  # personal data next to the same words
+    "prose-after-ssh": "send the ssh key to dana.whitfield@northwind-logistics.com today",
+    "credential-list": "dana.whitfield@northwind-logistics.com:Hunter2024\nravi.menon84@gmail.com:Winter99",
+    "customer-row": "7,Dana Whitfield,dana.whitfield@northwind-logistics.com,enterprise",
+}
+
+
+@pytest.mark.parametrize("name", sorted(NOT_ADDRESSES))
+def test_look_alikes_of_addresses_are_not_findings(check: Any, name: str) -> None:
+    d = check(NOT_ADDRESSES[name])
+    assert d.allowed and not [f for f in d.findings if f.category.value == "pii"], d.findings
+
+
+@pytest.mark.parametrize("name", sorted(LOGGED))
+def test_host_logins_and_authorship_addresses_are_logged_not_blocked(check: Any, name: str) -> None:
+    d = check(LOGGED[name])
+    assert d.allowed, d.message
+    assert logged_emails(d) and all(f.action.value == "log" for f in d.findings if f.rule_id == "email-address")
+
+
+@pytest.mark.parametrize("name", sorted(STILL_BLOCKED))
+def test_addresses_near_the_same_words_still_block(check: Any, name: str) -> None:
+    d = check(STILL_BLOCKED[name])
+    assert (d.allowed, d.reason) == (False, "pii_detected")

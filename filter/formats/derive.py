@@ -5,11 +5,14 @@ reports findings at the original segment's location with offsets into the origin
 encoded run), and masking the original by finding spans hides the value:
 
   <loc>#urldecoded  percent-escapes undone in URL-like runs (`?token=ghp%5F…`, `p%40ss@db`)
-  <loc>$#decoded    `\\uXXXX` and `\\/` escapes undone in JSON text inside a string (tool arguments)
+  <loc>$#decoded    `\\uXXXX` and `\\/` escapes undone in JSON text inside a string (tool arguments), and
+                    `\\uXXXX` escapes in any other text holding escaped ASCII (text bodies, logs, JSON Lines)
   <loc>#normalized  Unicode format characters (category Cf: zero-width, BOM, soft hyphen, bidi controls)
                     removed, tag characters read as the ASCII they stand for, compatibility forms folded
                     (NFKC: `ＡＫＩＡ…` -> `AKIA…`)
   <loc>#base64      runs of at least BASE64_MIN_RUN base64 characters that decode to text (beginning in ASCII)
+  <loc>#tooloutput  agent tool output as shown: line numbers, grep prefixes, diff markers, terminal codes and
+                    notebook JSON around lines removed (toolout.py)
   <run>#joined      adjacent text blocks of one message (`messages[0].content#joined`): the provider reads
                     them as one text, so a value split across a block boundary is one finding, reported at
                     the first block with the rest in `Finding.also`
@@ -36,6 +39,7 @@ from functools import lru_cache
 
 import hyperscan
 
+from filter.formats import toolout
 from filter.formats.limits import check_work
 from filter.model import Origin, Piece, TextSegment
 
@@ -60,8 +64,15 @@ _FORM_RUN = re.compile(r"(?:%[0-9A-Fa-f]{2})+|\+")
 _RUN_DELIMITERS = " \t\r\n\"'<>()[]{}`"
 _MAX_RUN = 4096
 
-# One Hyperscan pass tells whether a text holds Cf characters (id 0) and where base64 runs start (id 1).
-_CF_ID, _B64_ID = 0, 1
+# One Hyperscan pass tells whether a text holds Cf characters (id 0), where base64 runs start (id 1), whether it
+# holds `\uXXXX` escapes of ASCII (id 2: code escapes accents and dashes, an evasion escapes letters) and which
+# tool-output stages it needs (toolout.py: the ids in _TOOL_IDS).
+_CF_ID, _B64_ID, _JSON_ESCAPE_ID = 0, 1, 2
+_TOOL_IDS = {3: toolout.ANSI, 4: toolout.LONE_CR, 5: toolout.NUMBERED, 6: toolout.DIFF, 7: toolout.NOTEBOOK}
+_TOOL_TRIGGERS = {
+    3: toolout.TRIGGER_ANSI, 4: toolout.TRIGGER_LONE_CR, 5: toolout.TRIGGER_NUMBERED, 6: toolout.TRIGGER_DIFF,
+    7: toolout.TRIGGER_NOTEBOOK,
+}  # fmt: skip
 
 
 def _compile() -> hyperscan.Database:
@@ -71,7 +82,12 @@ def _compile() -> hyperscan.Database:
     # a byte below 0x80: base64 of text that begins in ASCII. Identifiers and hashes rarely pass this, so few
     # runs reach Python.
     b64 = rb"(?:^|[^A-Za-z0-9+/_-])(?:[A-Za-f][A-Za-z0-9+/_-]{3}){%d}" % (BASE64_MIN_RUN // 4)
-    db.compile(expressions=[cf, b64], ids=[_CF_ID, _B64_ID], flags=[hyperscan.HS_FLAG_SINGLEMATCH, 0])
+    once = hyperscan.HS_FLAG_SINGLEMATCH
+    db.compile(
+        expressions=[cf, b64, rb"\\u00[2-7][0-9A-Fa-f]", *_TOOL_TRIGGERS.values()],
+        ids=[_CF_ID, _B64_ID, _JSON_ESCAPE_ID, *_TOOL_TRIGGERS],
+        flags=[once, 0, once, *[once | hyperscan.HS_FLAG_MULTILINE] * len(_TOOL_TRIGGERS)],
+    )
     return db
 
 
@@ -414,6 +430,7 @@ def derived(segments: Sequence[TextSegment], runs: Sequence[tuple[str, Sequence[
     budget = _Budget(BASE64_MAX_RUNS, BASE64_MAX_BYTES)
     scratch = _scratch()
     decoded_already = {s.origin.pieces[0].location for s in segments if s.origin and s.decoded == "percent"}
+    unescaped_already = {s.origin.pieces[0].location for s in segments if s.origin and s.decoded == "json"}
     for n, seg in enumerate(segments):
         if n & 63 == 63:
             check_work("decoding text")  # the Check's deadline and CPU time (limits.py)
@@ -431,7 +448,17 @@ def derived(segments: Sequence[TextSegment], runs: Sequence[tuple[str, Sequence[
             found.append((rule, to))  # noqa: B023 - consumed before the next segment
 
         _DB.scan(data, match_event_handler=on_match, scratch=scratch)
-        has_cf = any(rule == _CF_ID for rule, _ in found)
+        ids = {rule for rule, _ in found}
+        has_cf = _CF_ID in ids
+        if _JSON_ESCAPE_ID in ids and seg.location not in unescaped_already:
+            extra = json_unescaped(seg)  # `\u0067hp_…` in a text body, a log line, JSON Lines: as a reader sees it
+            if extra is not None:
+                out.append(extra)
+        tools = [_TOOL_IDS[i] for i in ids if i in _TOOL_IDS]
+        if tools:
+            extra = toolout.tool_output(seg, tools)
+            if extra is not None:
+                out.append(extra)
         if not text.isascii():
             extra = normalized(seg, has_cf)
             if extra is not None:

@@ -57,6 +57,7 @@ class _Candidate:
     start: int  # byte offsets in the joined buffer
     end: int
     value: bytes
+    before: bytes  # the matched text before the value: the name and the assignment
 
 
 class _ScanState:
@@ -194,8 +195,11 @@ class Ruleset:
             if m is None or m.end() != end or m.start() == m.end():
                 continue
             covered_from = m.start()
-            value = m.group("secret") if "secret" in rx.groupindex and m.group("secret") else m.group(0)
-            finding = self._judge(_Candidate(rule, segment, m.start(), m.end(), value), scan)
+            has_secret = "secret" in rx.groupindex and m.group("secret")
+            value = m.group("secret") if has_secret else m.group(0)
+            before = _name_before(scan.buf, max(scan.starts[segment], m.start() - 48), m.start(),
+                                  m.start("secret")) if has_secret else b""
+            finding = self._judge(_Candidate(rule, segment, m.start(), m.end(), value, before), scan)
             if finding is not None:
                 yield finding, segment
 
@@ -207,7 +211,8 @@ class Ruleset:
             severity = Severity.CRITICAL  # the org's real key or canary: no validator may drop it
         else:
             value = c.value.decode("utf-8", "replace")
-            if rule.keywords and not any(k.encode() in scan.lowered(c.segment) for k in rule.keywords):
+            if rule.keywords and not _keyword_near(rule, scan.lowered(c.segment), c.start - scan.starts[c.segment],
+                                                   c.end - scan.starts[c.segment]):
                 return None
             if rule.placeholder_check and not not_placeholder(value):
                 return None
@@ -215,6 +220,8 @@ class Ruleset:
             if in_redaction_placeholder(scan.buf, c.start, c.end, c.value, scan.starts[c.segment], seg_end):
                 return None
             if value in rule.allow_values or any(p.search(value) for p in rule.allow_patterns):
+                return None
+            if rule.allow_names and _names_allowed(rule, c.before):
                 return None
             if not all(check(value) for _, check in rule.validators):
                 return None
@@ -260,8 +267,12 @@ class Ruleset:
         value = m.group("secret") if "secret" in rx.groupindex and m.group("secret") else m.group(0)
         if len(m.group(0).encode()) > rule.max_length:
             return f"match longer than max_length {rule.max_length}"
-        if rule.keywords and not any(k in text.lower() for k in rule.keywords):
-            return f"keyword missing (one of: {', '.join(rule.keywords)})"
+        raw = text.encode("utf-8", "surrogatepass")
+        start = len(text[: m.start()].encode("utf-8", "surrogatepass"))
+        if rule.keywords and not _keyword_near(rule, raw.lower(), start, start + len(m.group(0).encode())):
+            far = any(k.encode() in raw.lower() for k in rule.keywords)
+            where = f" within {rule.keyword_window} bytes of the match" if far else ""
+            return f"keyword missing (one of: {', '.join(rule.keywords)}){where}"
         if rule.placeholder_check and not not_placeholder(value):
             return "placeholder filter: the value looks like a placeholder"
         if in_redaction_placeholder(text.encode(), m.start(), m.end(), value.encode(), 0, len(text.encode())):
@@ -271,10 +282,42 @@ class Ruleset:
         for p in rule.allow_patterns:
             if p.search(value):
                 return f"allowlist entry {{pattern: {p.pattern!r}}}"
+        named = "secret" in rx.groupindex and m.group("secret")
+        raw_before = _name_before(raw, max(0, start - 48), start, len(text[: m.start("secret")].encode())) if named else b""
+        if rule.allow_names and named and _names_allowed(rule, raw_before):
+            return f"allow_names: the name is one of {', '.join(rule.allow_names)}"
         for name, check in rule.validators:
             if not check(value):
                 return f"validator {name} rejected the value"
         return "the engine reports no match ending there (a longer overlapping match covers it)"
+
+
+_IDENT_BYTES = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-")
+
+
+def _name_before(buf: bytes, lo: int, start: int, value_start: int) -> bytes:
+    """The text before a value that names it: the match up to the value, and the start of the identifier the
+    match began inside (`nextPage` of `nextPageToken`, `X-CSRF` of `X-CSRF-Token`)."""
+    if start >= len(buf) or buf[start] not in _IDENT_BYTES:
+        return buf[start:value_start]  # the match starts on a separator: the identifier starts with it
+    lead = buf[lo:start]
+    n = len(lead)
+    while n and lead[n - 1] in _IDENT_BYTES:
+        n -= 1
+    return lead[n:] + buf[start:value_start]
+
+
+def _names_allowed(rule: Rule, before: bytes) -> bool:
+    lowered = before.lower()
+    return any(n.encode() in lowered for n in rule.allow_names)
+
+
+def _keyword_near(rule: Rule, lowered: bytes, start: int, end: int) -> bool:
+    """One of the rule's keywords within `keyword_window` bytes either side of the match [start, end) of the
+    lower-cased segment (anywhere in it when the window is 0)."""
+    w = rule.keyword_window
+    near = lowered if w == 0 else lowered[max(0, start - w) : end + w]
+    return any(k.encode() in near for k in rule.keywords)
 
 
 def _map_back(f: Finding, origin: Origin) -> Finding | None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,16 +22,22 @@ import yaml
 from filter import strictyaml
 from filter.errors import RulePackError, RulePackErrors
 from filter.model import Action, Category, Mode, Severity
+from filter.rules import assign
 from filter.rules import validators as v
 
 PACK_KEYS = {"pack", "version", "description", "rules"}
 RULE_KEYS = {
     "id", "category", "description", "pattern", "keywords", "validators", "allow", "action",
-    "severity", "mode", "examples", "max_length", "placeholder_check",
+    "severity", "mode", "examples", "max_length", "placeholder_check", "assignment", "context", "keyword_window",
+    "allow_names",
 }  # fmt: skip
 ID_PATTERN = r"^[a-z0-9]+(?:-[a-z0-9]+)*$"
 ID = re.compile(ID_PATTERN)
 DEFAULT_MAX_LENGTH = 1024
+# Keywords count only this many bytes either side of the match: a vendor's name elsewhere in a long file
+# says nothing about this value.
+DEFAULT_KEYWORD_WINDOW = 256
+DEFAULT_CONTEXT_WINDOW = 40
 MAX_PACK_BYTES = 8 * 1024 * 1024
 
 _NOT_EMPTY = "examples need at least one match and one no_match"
@@ -39,6 +45,24 @@ _NOT_EMPTY = "examples need at least one match and one no_match"
 
 def _choices(enum: Any) -> str:
     return " | ".join(m.value for m in enum)
+
+
+def _built_schema(field: str, window: bool) -> dict[str, Any]:
+    """`assignment:` / `context:`: names and a value shape the pattern is built from (filter.rules.assign)."""
+    message = f"{field} needs names (a list of lower-case words) and value (a regex)"
+    props: dict[str, Any] = {
+        "names": {"type": "array", "minItems": 1, "message": message,
+                  "items": {"type": "string", "pattern": r"^(?:[a-z][a-z0-9]*(?: [a-z][a-z0-9]*)*|[A-Z][A-Z0-9]*)$",
+                            "message": f"{field}.names entries are lower-case words separated by spaces, "
+                                       "or one upper-case word"}},
+        "value": {"type": "string", "minLength": 1, "message": f"{field}.value must be a non-empty regex"},
+    }
+    if window:
+        props["window"] = {"type": "integer", "minimum": 1, "maximum": 400,
+                           "message": "context.window must be an integer 1..400"}
+    return {"type": "object", "message": message, "unknown": f"unknown {field} key '{{key}}'",
+            "missing": f"missing {field} key '{{key}}'", "required": ["names", "value"],
+            "additionalProperties": False, "properties": props}
 
 
 def _strings_schema(what: str, min_items: int = 0) -> dict[str, Any]:
@@ -69,7 +93,7 @@ SCHEMA: dict[str, Any] = {
                 "message": "each rule must be a mapping",
                 "unknown": "unknown rule key '{key}'",
                 "missing": "missing required key '{key}'",
-                "required": ["id", "category", "description", "pattern", "examples"],
+                "required": ["id", "category", "description", "examples"],  # and one of pattern / assignment / context
                 "additionalProperties": False,
                 "properties": {
                     "id": {"type": "string", "pattern": ID_PATTERN,
@@ -114,6 +138,13 @@ SCHEMA: dict[str, Any] = {
                     "max_length": {"type": "integer", "minimum": 1, "maximum": 65536,
                                    "message": "max_length must be an integer 1..65536"},
                     "placeholder_check": {"type": "boolean", "message": "placeholder_check must be true or false"},
+                    "assignment": _built_schema("assignment", window=False),
+                    "context": _built_schema("context", window=True),
+                    "allow_names": {"type": "array", "message": "allow_names must be a list of lower-case strings",
+                                    "items": {"type": "string", "pattern": "^[^A-Z]+$",
+                                              "message": "allow_names must be a list of lower-case strings"}},
+                    "keyword_window": {"type": "integer", "minimum": 0, "maximum": 65536,
+                                       "message": "keyword_window must be an integer 0..65536 (0: the whole text)"},
                 },
             },
         },
@@ -146,6 +177,9 @@ class Rule:
     examples: Examples
     file: str
     line: int
+    keyword_window: int = DEFAULT_KEYWORD_WINDOW  # bytes either side of the match; 0: anywhere in the text
+    # Not a finding when the text before the value (the name, the operator) holds one: `csrf_token = "…"`.
+    allow_names: tuple[str, ...] = ()
     # Lines of the rule's fields: "pattern", "examples.match.0", "allow.1", ... (rule line when absent).
     lines: tuple[tuple[str, int], ...] = ()
 
@@ -326,7 +360,7 @@ def _rule(file: str, i: int, raw: dict[str, Any], lines: dict[strictyaml.Path_, 
     def fail(field: str, message: str) -> None:
         errors.append(RulePackError(file, field_lines.get(field, line), rule_id, message))
 
-    pattern = raw.get("pattern")
+    pattern = _pattern_of(raw, fail)
     if isinstance(pattern, str) and pattern:
         why = pattern_error(pattern)
         if why is not None:
@@ -363,14 +397,14 @@ def _rule(file: str, i: int, raw: dict[str, Any], lines: dict[strictyaml.Path_, 
             except (regex.error, ValueError, OverflowError) as e:
                 fail(f"allow.{n}", f"allow pattern does not compile: {e}")
 
-    if errors or not schema_ok:
+    if errors or not schema_ok or not isinstance(pattern, str):
         return None, errors
     examples = raw["examples"]
     return Rule(
         id=rule_id,
         category=Category(raw["category"]),
         description=raw["description"],
-        pattern=raw["pattern"],
+        pattern=pattern,
         severity=Severity(raw.get("severity", Severity.HIGH.value)),
         action=Action(raw.get("action", Action.BLOCK.value)),
         mode=Mode(raw.get("mode", Mode.ENFORCE.value)),
@@ -383,8 +417,33 @@ def _rule(file: str, i: int, raw: dict[str, Any], lines: dict[strictyaml.Path_, 
         examples=Examples(tuple(examples["match"]), tuple(examples["no_match"])),
         file=file,
         line=line,
+        keyword_window=raw.get("keyword_window", DEFAULT_KEYWORD_WINDOW),
+        allow_names=tuple(raw.get("allow_names") or ()),
         lines=tuple(sorted(field_lines.items())),
     ), []
+
+
+def _pattern_of(raw: dict[str, Any], fail: Callable[[str, str], None]) -> str | None:
+    """The rule's pattern as written, or built from `assignment:` / `context:` (exactly one of the three)."""
+    given = [k for k in ("pattern", "assignment", "context") if k in raw]
+    if len(given) != 1:
+        fail("id", f"a rule needs exactly one of pattern, assignment, context (has {', '.join(given)})" if given
+             else "missing required key 'pattern'")
+        return None
+    spec = raw[given[0]]
+    if given[0] == "pattern":
+        return spec if isinstance(spec, str) else None
+    if not isinstance(spec, dict) or not isinstance(spec.get("value"), str) or not isinstance(spec.get("names"), list):
+        return None  # the schema reports it
+    names = [n for n in spec["names"] if isinstance(n, str)]
+    try:
+        if given[0] == "assignment":
+            return assign.assignment(names, spec["value"])
+        window = spec.get("window", DEFAULT_CONTEXT_WINDOW)
+        return assign.context(names, spec["value"], window if isinstance(window, int) else DEFAULT_CONTEXT_WINDOW)
+    except ValueError as e:
+        fail(f"{given[0]}.names", str(e))
+        return None
 
 
 def pattern_error(pattern: str) -> str | None:

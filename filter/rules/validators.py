@@ -290,7 +290,7 @@ def password_like(value: str) -> bool:
 
 _PLACEHOLDER = re.compile(
     r"(?i)example|your[_-]?|placeholder|changeme|change[_-]me|redacted|dummy|sample|"
-    r"x{4,}|\*{3,}|\.{3}|<[^>]*>|\$\{[^}]*\}|\{\{[^}]*\}\}|%[A-Z_]+%|insert[_-]|replace[_-]?me|"
+    r"x{4,}|\*{3,}|\.{3}|<[^>]*>|^\[[^\]]*\]$|\$\{[^}]*\}|\{\{[^}]*\}\}|%[A-Z_]+%|insert[_-]|replace[_-]?me|"
     r"^(?:test|fake|none|null|true|false|secret|password|token)$"
 )
 _SEQUENTIAL = re.compile(r"(?i)0123456789|abcdefghij|1234567890|qwertyuiop")
