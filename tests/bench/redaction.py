@@ -29,7 +29,7 @@ from pathlib import Path
 
 from filter.rules import SHIPPED_PACKS, Fingerprinter, load_ruleset
 from tests.bench.corpus import chat_body
-from tests.bench.usage_observer import start_envoy, timed
+from tests.bench.usage_observer import start_envoy, summary, timed
 from tests.support.ports import free_port
 from tests.support.processes import ROOT, stop, wait_grpc_ready
 from tests.usage import samples
@@ -123,11 +123,6 @@ def start_filter(workdir: Path) -> tuple[subprocess.Popen[bytes], int, int]:
     return proc, port, rewriter
 
 
-def _summary(values: list[float]) -> str:
-    ordered = sorted(values)
-    return f"p50 {statistics.median(ordered):6.2f} ms  p90 {ordered[int(len(ordered) * 0.9) - 1]:6.2f} ms"
-
-
 def run(quick: bool = False, rounds: int | None = None) -> bool:
     """Prints the comparison; False when a request failed or a value reached the provider."""
     rounds = rounds or (2 if quick else 5)
@@ -180,11 +175,11 @@ def run(quick: bool = False, rounds: int | None = None) -> bool:
         print(f"\n== redaction through Envoy ({rounds} rounds x {per_round} requests, sequential, medians)")
         for label in clean:
             allow, rewrite = e2e[(label, "allow")], e2e[(label, "rewrite")]
-            print(f"   {label:6} JSON chat: allow {_summary(allow)} | rewrite {_summary(rewrite)} | "
+            print(f"   {label:6} JSON chat: allow {summary(allow)} | rewrite {summary(rewrite)} | "
                   f"{statistics.median(rewrite) - statistics.median(allow):+.2f} ms")
         print(f"   streamed answer: Anthropic SSE, {STREAM_EVENTS + 3} events, every tenth delta with a placeholder")
         for name in streams:
-            print(f"   {name:13} first byte {_summary(ttfb[name])} | total {_summary(total[name])}")
+            print(f"   {name:13} first byte {summary(ttfb[name])} | total {summary(total[name])}")
         added = [statistics.median(v["rehydrated"]) - statistics.median(v["rewrite only"]) for v in (ttfb, total)]
         print(f"   rehydration adds {added[0]:+.2f} ms to the first byte, {added[1]:+.2f} ms to the total (medians)")
     except (RuntimeError, OSError) as e:

@@ -167,7 +167,8 @@ def timed(conn: http.client.HTTPConnection, path: str, body: bytes, headers: dic
     return ttfb * 1000, total * 1000
 
 
-def _summary(values: list[float]) -> str:
+def summary(values: list[float]) -> str:
+    """p50 and p90 of latencies in ms, for the bench's tables."""
     ordered = sorted(values)
     return f"p50 {statistics.median(ordered):6.2f} ms  p90 {ordered[int(len(ordered) * 0.9) - 1]:6.2f} ms"
 
@@ -241,8 +242,8 @@ def run(quick: bool = False, rounds: int | None = None) -> bool:
         label = {**GAP_NAMES, "paced": f"paced provider ({FIRST_BYTE_S * 1000:.0f} ms to first byte, "
                                                f"{EVENT_GAP_S * 1000:.0f} ms between events)"}
         for name, kind in streams:
-            print(f"   {name:10} {str(kind)[:13]:13} first byte {_summary(ttfb[(name, kind)])} | "
-                  f"total {_summary(total[(name, kind)])}")
+            print(f"   {name:10} {str(kind)[:13]:13} first byte {summary(ttfb[(name, kind)])} | "
+                  f"total {summary(total[(name, kind)])}")
         def added(v: dict[tuple[str, float | str], list[float]], kind: float | str, a: str) -> float:
             return statistics.median(v[(a, kind)]) - statistics.median(v[("no_usage", kind)])
 
@@ -254,8 +255,8 @@ def run(quick: bool = False, rounds: int | None = None) -> bool:
                   f"{added(ttfb, kind, 'no_usage_b'):+.2f} / {added(total, kind, 'no_usage_b'):+.2f} ms (medians)")
         for label in bodies:
             on, off = e2e[("budgets", label)], e2e[("observer", label)]
-            print(f"   {label:6} request, JSON answer: budgets off {_summary(off)} | budgets on (SQLite) "
-                  f"{_summary(on)} | {statistics.median(on) - statistics.median(off):+.2f} ms")
+            print(f"   {label:6} request, JSON answer: budgets off {summary(off)} | budgets on (SQLite) "
+                  f"{summary(on)} | {statistics.median(on) - statistics.median(off):+.2f} ms")
         time.sleep(1)  # the last settlements
         store = open_store(store_url)
         try:
