@@ -253,22 +253,25 @@ def upstream_filter(c: dict[str, Any], name: str) -> dict[str, Any]:
     raise RenderError(f"cluster {c['name']}: no upstream filter {name}")
 
 
+def _set_signed_region(cfg: dict[str, Any], provider: str, host: str, region: str) -> None:
+    """An AWS-signed provider cluster in another region: its host (address, Host, SNI, SAN) and SigV4 region."""
+    cluster = provider_clusters(cfg)[provider]
+    set_provider_host(cluster, host)
+    upstream_filter(cluster, AWS_SIGNING)["region"] = region
+
+
 def set_aws_region(cfg: dict[str, Any], region: str) -> None:
     """Bedrock in another region: its host (address, Host, SNI, SAN) and the SigV4 signing region."""
     if not _AWS_REGION.match(region):
         raise RenderError(f"--aws-region wants a region like eu-west-1, got {region!r}")
-    bedrock = provider_clusters(cfg)["bedrock"]
-    set_provider_host(bedrock, f"bedrock-runtime.{region}.amazonaws.com")
-    upstream_filter(bedrock, AWS_SIGNING)["region"] = region
+    _set_signed_region(cfg, "bedrock", f"bedrock-runtime.{region}.amazonaws.com", region)
 
 
 def set_sagemaker_region(cfg: dict[str, Any], region: str) -> None:
     """SageMaker runtime in another region: its host (address, Host, SNI, SAN) and the SigV4 signing region."""
     if not _AWS_REGION.match(region):
         raise RenderError(f"--sagemaker-region wants a region like eu-west-1, got {region!r}")
-    sagemaker = provider_clusters(cfg)["sagemaker"]
-    set_provider_host(sagemaker, f"runtime.sagemaker.{region}.amazonaws.com")
-    upstream_filter(sagemaker, AWS_SIGNING)["region"] = region
+    _set_signed_region(cfg, "sagemaker", f"runtime.sagemaker.{region}.amazonaws.com", region)
 
 
 def set_vertex_region(cfg: dict[str, Any], region: str) -> None:
