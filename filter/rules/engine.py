@@ -25,11 +25,13 @@ from dataclasses import dataclass, replace
 import hyperscan
 import regex
 
+from filter import shortcuts
 from filter.errors import RulePackError
 from filter.formats.limits import check_work
 from filter.model import Action, Finding, Mode, Origin, Severity, TextSegment
 from filter.rules.dbcache import DatabaseCache, compile_cached
 from filter.rules.pack import Rule, RulePack
+from filter.rules.segcache import RelativeFinding, SegmentCache, SegmentFindings, SegmentKey
 from filter.rules.validators import not_placeholder
 
 # The gateway's own redaction placeholders (filter.rewrite.placeholders.PATTERN, repeated here: that package imports
@@ -48,6 +50,9 @@ def in_redaction_placeholder(buf: bytes, start: int, end: int, value: bytes, lo:
     return False
 
 SEPARATOR = b"\n\x00\n"  # between segments: no token pattern spans a NUL between newlines
+# What a segment's findings can depend on after its text: a match may end inside the separator, and an assertion
+# (`$`, `\b`) at its end reads the next byte.
+_TAIL = len(SEPARATOR) + 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +116,7 @@ class Ruleset:
         fingerprint: Fingerprinter,
         known_fingerprints: frozenset[str] = frozenset(),
         cache: DatabaseCache | None = None,
+        segment_cache: SegmentCache | None = None,
     ) -> None:
         self.packs = tuple(packs)
         self.rules: tuple[Rule, ...] = tuple(r for p in packs for r in p.rules)
@@ -124,6 +130,8 @@ class Ruleset:
         self._db = compile_cached(self.rules, _compile, cache)  # a start with unchanged rules skips the compile
         self._scratch_proto = hyperscan.Scratch(self._db)
         self._local = threading.local()
+        # Findings per segment text, for this rule set only (a reload builds a new Ruleset, so a new cache).
+        self.segment_cache = segment_cache if segment_cache is not None else SegmentCache()
 
     def _check_unique_ids(self) -> None:
         seen: dict[str, Rule] = {}
@@ -144,6 +152,8 @@ class Ruleset:
         (pack example checks test each rule on its own)."""
         if not segments:
             return ()
+        if shortcuts.enabled():
+            return self._scan_cached(segments, each_rule)
         encoded = [s.text.encode("utf-8", "surrogatepass") for s in segments]
         buf = SEPARATOR.join(encoded)
         starts: list[int] = []
@@ -177,10 +187,12 @@ class Ruleset:
         return tuple(sorted(kept, key=lambda f: (f.location, f.start, f.rule_id)))
 
     def _rule_findings(
-        self, rule_index: int, rule_ends: list[int], scan: _ScanState
+        self, rule_index: int, rule_ends: list[int], scan: _ScanState, limits: list[int] | None = None
     ) -> Iterable[tuple[Finding, int]]:
         """Confirm one rule's end offsets right to left. A confirmed match covers the ends inside it even when
-        judged not a finding: those are truncations of the same value (as in gitleaks' non-overlapping matches)."""
+        judged not a finding: those are truncations of the same value (as in gitleaks' non-overlapping matches).
+        `limits`: per segment, the last end offset that belongs to it (the cached scan's buffer has filler
+        after each segment's tail: ends there belong to no segment)."""
         rule = self.rules[rule_index]
         rx = self._confirm[rule_index]
         covered_from = -1  # start of the last accepted match: ends at or after it are inside it
@@ -190,6 +202,8 @@ class Ruleset:
             if covered_from != -1 and end >= covered_from:
                 continue
             segment = bisect.bisect_right(scan.starts, max(end - 1, 0)) - 1
+            if limits is not None and end > limits[segment]:
+                continue
             lo = max(scan.starts[segment], end - rule.max_length)
             m = rx.search(scan.buf, lo, end)
             if m is None or m.end() != end or m.start() == m.end():
@@ -228,19 +242,91 @@ class Ruleset:
         seg_start = scan.starts[c.segment]
         start = scan.char_offset(c.segment, c.start - seg_start)
         end = start + len(scan.buf[c.start : c.end].decode("utf-8", "replace"))
-        return Finding(
-            rule_id=rule.id,
-            category=rule.category,
-            action=rule.action,
-            severity=severity,
-            mode=rule.mode if severity is not Severity.CRITICAL else Mode.ENFORCE,
-            location=scan.segments[c.segment].location,
-            start=start,
-            end=end,
-            fingerprint=fingerprint,
-            description=rule.description,
-            decoded=scan.segments[c.segment].decoded,
-        )
+        return _finding(rule, severity, scan.segments[c.segment], start, end, fingerprint)
+
+    # -- the same scan, reusing per-segment findings (filter.shortcuts; tests/test_differential.py) ----------
+    def _scan_cached(self, segments: Sequence[TextSegment], each_rule: bool) -> tuple[Finding, ...]:
+        """`scan` with each large segment's findings looked up by its text and surroundings. The plain scan's
+        findings of a segment depend only on the bytes from the one before it to the byte after the separator
+        that follows it (confirmation and every check stay inside the segment, see `_rule_findings`); the
+        segments not found are scanned in one buffer that repeats exactly those bytes around each of them.
+        Findings are then merged in the plain scan's order: per rule, last segment first, ends right to left
+        (the de-duplication below keeps the first of equals)."""
+        cache = self.segment_cache
+        n = len(segments)
+        found: list[SegmentFindings | None] = [None] * n
+        keys: dict[int, SegmentKey] = {}
+        todo: list[int] = []
+        for i, seg in enumerate(segments):
+            if len(seg.text) < cache.min_chars:
+                todo.append(i)
+                continue
+            key = cache.key(seg.text, i == 0, _tail(segments, i))
+            hit = cache.get(key)
+            if hit is None:
+                keys[i] = key
+                todo.append(i)
+            else:
+                found[i] = hit
+        if todo:
+            scanned = self._scan_alone(segments, todo)
+            for i in todo:
+                found[i] = scanned[i]
+                if i in keys:
+                    cache.put(keys[i], scanned[i])
+        by_rule: dict[int, list[tuple[int, RelativeFinding]]] = defaultdict(list)
+        for i in range(n - 1, -1, -1):
+            for rel in found[i] or ():
+                by_rule[rel.rule].append((i, rel))
+        findings: dict[tuple[str, int, str], Finding] = {}
+        for hits in by_rule.values():
+            for i, rel in hits:
+                seg = segments[i]
+                finding = _finding(self.rules[rel.rule], rel.severity, seg, rel.start, rel.end, rel.fingerprint)
+                mapped = finding if seg.origin is None else _map_back(finding, seg.origin)
+                if mapped is None:
+                    continue
+                key = (mapped.rule_id, mapped.start, mapped.location)
+                seen = findings.get(key)
+                if seen is None or (seen.decoded and not mapped.decoded and not seen.also):
+                    findings[key] = mapped
+        kept = findings.values() if each_rule else _drop_looser(findings.values())
+        return tuple(sorted(kept, key=lambda f: (f.location, f.start, f.rule_id)))
+
+    def _scan_alone(self, segments: Sequence[TextSegment], todo: list[int]) -> dict[int, SegmentFindings]:
+        """Findings of segments[i] for i in `todo`, at offsets inside each, as the plain joined scan finds them:
+        each is put in one buffer after the byte that precedes it there ("\n", or nothing for the first) and
+        before the bytes that follow it there (`_tail`); ends past those bytes are filler and belong to none."""
+        parts: list[bytes] = []
+        starts: list[int] = []
+        limits: list[int] = []
+        encoded: list[bytes] = []
+        pos = 0
+        for i in todo:
+            lead = b"" if i == 0 else b"\n"
+            data = segments[i].text.encode("utf-8", "surrogatepass")
+            tail = _tail(segments, i)
+            parts += (lead, data, tail)
+            starts.append(pos + len(lead))
+            limits.append(pos + len(lead) + len(data) + min(len(tail), len(SEPARATOR)))
+            encoded.append(data)
+            pos += len(lead) + len(data) + len(tail)
+        buf = b"".join(parts)
+        ends: dict[int, list[int]] = defaultdict(list)
+
+        def on_match(rule_index: int, _from: int, to: int, _flags: int, _ctx: object) -> None:
+            ends[rule_index].append(to)
+
+        self._db.scan(buf, match_event_handler=on_match, scratch=self._scratch())
+        check_work("rule scan")
+        out: dict[int, list[RelativeFinding]] = {i: [] for i in todo}
+        if ends:
+            scan = _ScanState(buf, starts, [segments[i] for i in todo], encoded)
+            for rule_index, rule_ends in ends.items():
+                for finding, k in self._rule_findings(rule_index, rule_ends, scan, limits):
+                    out[todo[k]].append(RelativeFinding(rule_index, finding.start, finding.end, finding.fingerprint,
+                                                        finding.severity))
+        return {i: tuple(v) for i, v in out.items()}
 
     def check_examples(self) -> list[RulePackError]:
         """Every rule's match examples must hit it and no_match examples must not; each failure is reported at
@@ -378,6 +464,33 @@ def _stricter(a: Finding, b: Finding) -> bool:
         and _MODE_RANK[a.mode] >= _MODE_RANK[b.mode]
         and _ACTION_RANK[a.action] >= _ACTION_RANK[b.action]
     )
+
+
+def _finding(rule: Rule, severity: Severity, segment: TextSegment, start: int, end: int, fingerprint: str) -> Finding:
+    return Finding(
+        rule_id=rule.id,
+        category=rule.category,
+        action=rule.action,
+        severity=severity,
+        mode=rule.mode if severity is not Severity.CRITICAL else Mode.ENFORCE,
+        location=segment.location,
+        start=start,
+        end=end,
+        fingerprint=fingerprint,
+        description=rule.description,
+        decoded=segment.decoded,
+    )
+
+
+def _tail(segments: Sequence[TextSegment], i: int) -> bytes:
+    """The bytes after segments[i] in the plain scan's buffer that its findings can depend on (`_TAIL` of them):
+    the separator and the next segment's first byte, fewer at the end of the buffer."""
+    out = b""
+    for j in range(i + 1, len(segments)):
+        out += SEPARATOR + segments[j].text[:1].encode("utf-8", "surrogatepass")
+        if len(out) >= _TAIL:
+            return out[:_TAIL]
+    return out
 
 
 def _shorten(text: str, limit: int = 60) -> str:

@@ -91,14 +91,21 @@ def _timed(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+_INSTALLED: list[bool] = []
+
+
 def install() -> None:
-    """Wrap the stages of the real code path (module globals where they are looked up, class methods)."""
+    """Wrap the stages of the real code path (module globals where they are looked up, class methods); once."""
+    if _INSTALLED:
+        return
+    _INSTALLED.append(True)
     import filter.formats as formats
     import filter.pipeline as pipeline
     import filter.server.authz as authz
     from filter.audit import AuditLog
     from filter.redact import Redactor
     from filter.rules.engine import Ruleset
+    from filter.rules.segcache import SegmentCache
     from filter.telemetry import Telemetry
     from filter.tokens import TokenCounter
 
@@ -114,6 +121,7 @@ def install() -> None:
     build = Redactor.build.__func__  # type: ignore[attr-defined]
     Redactor.build = classmethod(_timed("redactor", build))  # type: ignore[method-assign,assignment]
     Ruleset.scan = _timed("scan", Ruleset.scan)  # type: ignore[method-assign]
+    SegmentCache.key = _timed("segment keys", SegmentCache.key)  # type: ignore[method-assign]
     TokenCounter.count = _timed("tokens", TokenCounter.count)  # type: ignore[method-assign]
     Telemetry.observe = _timed("telemetry", Telemetry.observe)  # type: ignore[method-assign]
     AuditLog.record = _timed("audit", AuditLog.record)  # type: ignore[method-assign]
