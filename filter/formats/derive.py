@@ -43,6 +43,7 @@ from filter import shortcuts
 from filter.formats import toolout
 from filter.formats.limits import check_work
 from filter.model import Origin, Piece, TextSegment
+from filter.textcache import BoundedLRU, text_hash
 
 BASE64_MIN_RUN = 24  # characters: shorter runs are words and identifiers (18 bytes of text at least)
 BASE64_MAX_RUN = 64 * 1024  # characters: a longer run is a file, not a pasted value (files have fields)
@@ -471,6 +472,7 @@ def derived(segments: Sequence[TextSegment], runs: Sequence[tuple[str, Sequence[
     out: list[TextSegment] = []
     budget = _Budget(BASE64_MAX_RUNS, BASE64_MAX_BYTES)
     scratch = _scratch()
+    fast = shortcuts.enabled()
     decoded_already = {s.origin.pieces[0].location for s in segments if s.origin and s.decoded == "percent"}
     unescaped_already = {s.origin.pieces[0].location for s in segments if s.origin and s.decoded == "json"}
     for n, seg in enumerate(segments):
@@ -483,36 +485,121 @@ def derived(segments: Sequence[TextSegment], runs: Sequence[tuple[str, Sequence[
             extra = percent_decoded(seg)
             if extra is not None:
                 out.append(extra)
-        data = text.encode("utf-8", "surrogatepass")
-        found: list[tuple[int, int]] = []
+        key = text_hash(text) if fast and len(text) >= SEEN_MIN_CHARS else None
+        seen = _SEEN.get(key) if key is not None else None
+        data: bytes | None = None
+        if seen is None:
+            data = text.encode("utf-8", "surrogatepass")
+            found: list[tuple[int, int]] = []
 
-        def on_match(rule: int, _from: int, to: int, _flags: int, _ctx: object) -> None:
-            found.append((rule, to))  # noqa: B023 - consumed before the next segment
+            def on_match(rule: int, _from: int, to: int, _flags: int, _ctx: object) -> None:
+                found.append((rule, to))  # noqa: B023 - consumed before the next segment
 
-        _DB.scan(padded(data), match_event_handler=on_match, scratch=scratch)
-        ids = {rule for rule, _ in found}
-        tool_ids = tool_triggers(data)
-        has_cf = _CF_ID in ids
-        if _JSON_ESCAPE_ID in ids and seg.location not in unescaped_already:
+            _DB.scan(padded(data), match_event_handler=on_match, scratch=scratch)
+            ids = {rule for rule, _ in found}
+            tools = tuple(_TOOL_IDS[i] for i in sorted(tool_triggers(data)))
+            has_cf, json_escape = _CF_ID in ids, _JSON_ESCAPE_ID in ids
+            starts = tuple(sorted(to - BASE64_MIN_RUN for rule, to in found if rule == _B64_ID))
+        else:
+            has_cf, json_escape, tools, starts = seen.has_cf, seen.json_escape, seen.tools, seen.base64_starts
+        if json_escape and seg.location not in unescaped_already:
             extra = json_unescaped(seg)  # `\u0067hp_…` in a text body, a log line, JSON Lines: as a reader sees it
             if extra is not None:
                 out.append(extra)
-        tools = [_TOOL_IDS[i] for i in sorted(tool_ids)]
+        tool_copy: TextSegment | None = None
         if tools:
-            extra = toolout.tool_output(seg, tools)
-            if extra is not None:
-                out.append(extra)
+            if seen is not None and seen.tool_shape is not None:
+                tool_copy = seen.tool_shape.segment(seg)
+            elif seen is None or seen.tool_output:
+                tool_copy = toolout.tool_output(seg, tools)
+            if tool_copy is not None:
+                out.append(tool_copy)
         if not text.isascii():
             extra = normalized(seg, has_cf)
             if extra is not None:
                 out.append(extra)
-        starts = [to - BASE64_MIN_RUN for rule, to in found if rule == _B64_ID]
         if starts:
-            extra = base64_decoded(seg, data, sorted(starts), budget)
+            extra = base64_decoded(seg, data or text.encode("utf-8", "surrogatepass"), starts, budget)
             if extra is not None:
                 out.append(extra)
+        if key is not None and seen is None:
+            _SEEN.put(key, _Seen(has_cf, json_escape, tools, starts, tool_copy is not None,
+                                 _Shape.of(text, tool_copy) if tool_copy is not None else None))
     for location, blocks in runs:
         extra = joined(location, blocks)
         if extra is not None:
             out.append(extra)
     return out
+
+
+# -- what derived() learnt about a text, kept across requests (filter.shortcuts) -----------------------------
+# Agents resend the conversation every turn: a text's triggers and its tool-output copy's shape are the same as
+# last time. Only offsets are kept (never text): the copy is rebuilt by slicing the text as sent again. Below
+# SEEN_MIN_CHARS the two Hyperscan passes cost less than the lookup.
+SEEN_MIN_CHARS = 512
+_SEP_CHAR = "\n"  # toolout's separator between the copies of one text
+
+
+@dataclass(frozen=True, slots=True)
+class _Shape:
+    """A tool-output copy as offsets: its pieces without their location, and the derived offsets holding a line
+    break that stands for another character (a lone `\r`). Every other character is the original's at the
+    offset the piece's marks give."""
+
+    pieces: tuple[tuple[int, int, int, int, tuple[tuple[int, int], ...]], ...]  # at, length, start, end, marks
+    line_breaks: tuple[int, ...]
+    decoded: str
+    suffix: str
+
+    @classmethod
+    def of(cls, text: str, copy: TextSegment) -> _Shape | None:
+        """The shape of `copy`, a copy made from `text` alone; None when it cannot be rebuilt from offsets."""
+        if copy.origin is None or any(not p.marks for p in copy.origin.pieces):
+            return None
+        suffix = copy.location[copy.location.rfind("#"):]
+        shape = cls(tuple((p.at, p.length, p.start, p.end, p.marks) for p in copy.origin.pieces), (), copy.decoded,
+                    suffix)
+        rebuilt = shape._text(text)
+        if len(rebuilt) != len(copy.text):
+            return None
+        breaks = tuple(i for i, (a, b) in enumerate(zip(rebuilt, copy.text, strict=True)) if a != b)
+        if any(copy.text[i] != "\n" for i in breaks):
+            return None
+        return cls(shape.pieces, breaks, copy.decoded, suffix)
+
+    def _text(self, text: str) -> str:
+        parts: list[str] = []
+        for k, (_at, length, _start, _end, marks) in enumerate(self.pieces):
+            if k:
+                parts.append(_SEP_CHAR)
+            for m, (derived_at, original) in enumerate(marks):
+                upto = marks[m + 1][0] if m + 1 < len(marks) else length
+                parts.append(text[original : original + upto - derived_at])
+        out = "".join(parts)
+        for i in self.line_breaks:
+            out = out[:i] + "\n" + out[i + 1 :]
+        return out
+
+    def segment(self, seg: TextSegment) -> TextSegment:
+        pieces = tuple(Piece(at, length, seg.location, start, end, marks)
+                       for at, length, start, end, marks in self.pieces)
+        return TextSegment(seg.location + self.suffix, self._text(seg.text), self.decoded, Origin(pieces))
+
+
+@dataclass(frozen=True, slots=True)
+class _Seen:
+    has_cf: bool
+    json_escape: bool
+    tools: tuple[str, ...]  # tool-output stages triggered
+    base64_starts: tuple[int, ...]  # byte offsets where base64 runs may start
+    tool_output: bool  # the stages made a copy
+    tool_shape: _Shape | None  # that copy, as offsets (None: made again each time)
+
+
+def _seen_size(seen: _Seen) -> int:
+    marks = sum(len(p[4]) for p in seen.tool_shape.pieces) if seen.tool_shape is not None else 0
+    return 300 + 8 * len(seen.base64_starts) + 90 * marks + 40 * len(seen.tool_shape.line_breaks if seen.tool_shape
+                                                                      else ())
+
+
+_SEEN: BoundedLRU[tuple[int, int], _Seen] = BoundedLRU(50_000, 32 * 1024 * 1024, _seen_size)

@@ -286,31 +286,43 @@ class Ruleset:
                 mapped = finding if seg.origin is None else _map_back(finding, seg.origin)
                 if mapped is None:
                     continue
-                key = (mapped.rule_id, mapped.start, mapped.location)
-                seen = findings.get(key)
+                at = (mapped.rule_id, mapped.start, mapped.location)
+                seen = findings.get(at)
                 if seen is None or (seen.decoded and not mapped.decoded and not seen.also):
-                    findings[key] = mapped
+                    findings[at] = mapped
         kept = findings.values() if each_rule else _drop_looser(findings.values())
         return tuple(sorted(kept, key=lambda f: (f.location, f.start, f.rule_id)))
 
     def _scan_alone(self, segments: Sequence[TextSegment], todo: list[int]) -> dict[int, SegmentFindings]:
-        """Findings of segments[i] for i in `todo`, at offsets inside each, as the plain joined scan finds them:
-        each is put in one buffer after the byte that precedes it there ("\n", or nothing for the first) and
-        before the bytes that follow it there (`_tail`); ends past those bytes are filler and belong to none."""
+        """Findings of segments[i] for i in `todo`, at offsets inside each, as the plain joined scan finds them.
+        Runs of consecutive segments are laid out as there; a run starts after the byte that precedes it there
+        ("\n", or nothing for the first segment) and ends with the bytes that follow it there (`_tail`); ends
+        past those bytes are filler and belong to no segment."""
         parts: list[bytes] = []
         starts: list[int] = []
         limits: list[int] = []
         encoded: list[bytes] = []
         pos = 0
-        for i in todo:
-            lead = b"" if i == 0 else b"\n"
+        for k, i in enumerate(todo):
             data = segments[i].text.encode("utf-8", "surrogatepass")
-            tail = _tail(segments, i)
-            parts += (lead, data, tail)
-            starts.append(pos + len(lead))
-            limits.append(pos + len(lead) + len(data) + min(len(tail), len(SEPARATOR)))
+            if k == 0 or todo[k - 1] != i - 1:  # a run starts
+                lead = b"" if i == 0 else b"\n"
+                parts.append(lead)
+                pos += len(lead)
+            else:
+                parts.append(SEPARATOR)
+                pos += len(SEPARATOR)
+            starts.append(pos)
             encoded.append(data)
-            pos += len(lead) + len(data) + len(tail)
+            parts.append(data)
+            pos += len(data)
+            if k + 1 == len(todo) or todo[k + 1] != i + 1:  # the run ends
+                tail = _tail(segments, i)
+                parts.append(tail)
+                limits.append(pos + min(len(tail), len(SEPARATOR)))
+                pos += len(tail)
+            else:
+                limits.append(pos + len(SEPARATOR))
         buf = b"".join(parts)
         ends: dict[int, list[int]] = defaultdict(list)
 

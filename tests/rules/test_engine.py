@@ -243,3 +243,69 @@ def test_offsets_of_many_findings_in_one_non_ascii_segment(shipped_ruleset: Rule
     findings = [f for f in shipped_ruleset.scan([TextSegment("doc", text)]) if f.rule_id == "aws-access-key-id"]
     assert sorted(text[f.start:f.end] for f in findings) == sorted(keys)
     assert sorted(f.start for f in findings) == sorted(text.index(k) for k in keys)
+
+
+EDGE_PACK = """
+pack: edges
+version: 1
+rules:
+  - id: ends-in-space
+    category: secret
+    description: a value that needs white space after it
+    pattern: 'zzkey[a-z0-9]{6}\\s'
+    examples:
+      match: ['zzkeyabc123 and more']
+      no_match: ['zzkeyabc']
+  - id: starts-the-text
+    category: secret
+    description: only at the very start of the scanned text
+    pattern: '\\Azzfirst[0-9]{4}'
+    examples:
+      match: ['zzfirst1234']
+      no_match: ['x zzfirst1234']
+  - id: wide
+    category: secret
+    description: crosses anything, the separator too
+    pattern: 'zzwide[\\s\\S]{0,4}'
+    examples:
+      match: ['zzwide']
+      no_match: ['zzwid']
+  - id: word-next
+    category: secret
+    description: three characters, then no word starts
+    pattern: 'zzedge[\\s\\S]{3}\\B'
+    examples:
+      match: ['zzedge.,;']
+      no_match: ['zzedge']
+"""
+
+
+def test_reused_findings_depend_on_what_surrounds_the_segment(tmp_path: Path) -> None:
+    """A segment's findings are reused across scans only where the bytes around it are the same: a value needing
+    white space after it is found when a separator follows, not at the end of the text; `\\A` only in the first."""
+    from filter import shortcuts
+
+    ruleset = load_ruleset([write_pack(tmp_path, EDGE_PACK)], Fingerprinter(b"k"))
+    filler = "lorem ipsum dolor sit amet\n" * 30  # long enough to be cached
+    a = TextSegment("a", "zzfirst1234 " + filler + "zzkeyabc123")
+    b = TextSegment("b", filler + "zzwide")
+    edge = TextSegment("edge", filler + "zzedge")
+    space = TextSegment("space", " " + filler)
+    orders = [[a, b], [b, a], [a], [b], [a, b, a], [b, TextSegment("e", ""), a], [b, a, TextSegment("c", "\n")],
+              [edge, a], [edge, space], [edge, a, edge, space]]
+    seen = set()
+    for _ in range(2):  # the second round finds every segment in the cache
+        for segments in orders:
+            fast = ruleset.scan(segments)
+            with shortcuts.plain():
+                plain = ruleset.scan(segments)
+            assert fast == plain, [s.location for s in segments]
+            seen |= {(f.rule_id, f.location, f.end - f.start) for f in fast}
+    assert ruleset.segment_cache.hits > 0
+    key_ends = {size for rule, _, size in seen if rule == "ends-in-space"}
+    assert key_ends == {len("zzkeyabc123") + 1}  # the separator's newline; at the very end there is no match
+    assert {loc for rule, loc, _ in seen if rule == "starts-the-text"} == {"a"}
+    assert {size for rule, _, size in seen if rule == "wide"} == {len("zzwide"), len("zzwide") + 3}
+    # the separator, then the next segment's first byte decides: a word starts after it ("z") or not (" ")
+    assert {loc for rule, loc, _ in seen if rule == "word-next"} == {"edge"}
+    assert not any(f.rule_id == "word-next" for f in ruleset.scan([edge, a]))
