@@ -11,7 +11,7 @@ import secrets
 import sys
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from typing import Generic, TypeVar
 
 K = TypeVar("K", bound=Hashable)
@@ -31,9 +31,20 @@ def text_hash(text: str) -> tuple[int, int]:
     return int.from_bytes(digest), len(text)
 
 
+def texts_hash(texts: Sequence[str]) -> tuple[int, int]:
+    """(64-bit keyed hash, total length) of a sequence of texts, where each one ends counting."""
+    if _RANDOM_HASH:
+        return hash(tuple(texts)), sum(map(len, texts))  # a tuple's hash combines its strings' keyed hashes
+    h = hashlib.blake2b(key=_SALT, digest_size=8)
+    for text in texts:
+        h.update(len(text).to_bytes(8, "little"))
+        h.update(text.encode("utf-8", "surrogatepass"))
+    return int.from_bytes(h.digest()), sum(map(len, texts))
+
+
 class BoundedLRU(Generic[K, V]):
     """At most `max_entries` entries and `max_bytes` by `size` (an estimate of one entry's memory), least recently
-    used out first; an entry larger than a sixteenth of the bytes is not kept (it would push out everything)."""
+    used out first; an entry larger than a sixteenth of the bytes is not kept."""
 
     def __init__(self, max_entries: int, max_bytes: int, size: Callable[[V], int]) -> None:
         self.max_entries = max_entries
@@ -55,16 +66,35 @@ class BoundedLRU(Generic[K, V]):
             self.hits += 1
             return found
 
-    def put(self, key: K, value: V) -> None:
-        size = self._size(value)
-        if size > self.max_bytes // 16:
-            return
+    def get_many(self, keys: Sequence[K | None]) -> list[V | None]:
+        """`get` of each key (None: not looked up), under one lock: a request has hundreds of segments."""
+        out: list[V | None] = []
+        entries = self._entries
         with self._lock:
-            old = self._entries.pop(key, None)
-            if old is not None:
-                self._bytes -= self._size(old)
-            self._entries[key] = value
-            self._bytes += size
+            for key in keys:
+                found = entries.get(key) if key is not None else None
+                if found is not None and key is not None:
+                    entries.move_to_end(key)
+                out.append(found)
+            hits = sum(v is not None for v in out)
+            self.hits += hits
+            self.misses += sum(k is not None for k in keys) - hits
+        return out
+
+    def put(self, key: K, value: V) -> None:
+        self.put_many(((key, value),))
+
+    def put_many(self, items: Iterable[tuple[K, V]]) -> None:
+        sized = [(key, value, self._size(value)) for key, value in items]
+        with self._lock:
+            for key, value, size in sized:
+                if size > self.max_bytes // 16:
+                    continue  # one text full of findings (a CSV of addresses) would push out everything else
+                old = self._entries.pop(key, None)
+                if old is not None:
+                    self._bytes -= self._size(old)
+                self._entries[key] = value
+                self._bytes += size
             while len(self._entries) > self.max_entries or self._bytes > self.max_bytes:
                 _, dropped = self._entries.popitem(last=False)
                 self._bytes -= self._size(dropped)

@@ -154,6 +154,10 @@ class Ruleset:
             return ()
         if shortcuts.enabled():
             return self._scan_cached(segments, each_rule)
+        return self._scan_joined(segments, each_rule)
+
+    def _scan_joined(self, segments: Sequence[TextSegment], each_rule: bool = False) -> tuple[Finding, ...]:
+        """The plain scan: every segment in one buffer, one Hyperscan call."""
         encoded = [s.text.encode("utf-8", "surrogatepass") for s in segments]
         buf = SEPARATOR.join(encoded)
         starts: list[int] = []
@@ -246,37 +250,43 @@ class Ruleset:
 
     # -- the same scan, reusing per-segment findings (filter.shortcuts; tests/test_differential.py) ----------
     def _scan_cached(self, segments: Sequence[TextSegment], each_rule: bool) -> tuple[Finding, ...]:
-        """`scan` with each large segment's findings looked up by its text and surroundings. The plain scan's
-        findings of a segment depend only on the bytes from the one before it to the byte after the separator
-        that follows it (confirmation and every check stay inside the segment, see `_rule_findings`); the
-        segments not found are scanned in one buffer that repeats exactly those bytes around each of them.
+        """`scan` with the findings of each unit (a large segment, or a run of short ones: segcache.py) looked up by
+        its texts and surroundings. The plain scan's findings of a segment depend only on the bytes from the one
+        before it to the byte after the separator that follows it (confirmation and every check stay inside the
+        segment, see `_rule_findings`); the segments not found are scanned in one buffer that repeats exactly
+        those bytes around each run of them.
         Findings are then merged in the plain scan's order: per rule, last segment first, ends right to left
         (the de-duplication below keeps the first of equals)."""
         cache = self.segment_cache
         n = len(segments)
-        found: list[SegmentFindings | None] = [None] * n
-        keys: dict[int, SegmentKey] = {}
+        units: list[tuple[int, int]] = []  # [first, last) segment indices
+        i = 0
+        while i < n:
+            j = i + 1
+            if len(segments[i].text) < cache.min_chars:
+                while j < n and len(segments[j].text) < cache.min_chars:
+                    j += 1
+            units.append((i, j))
+            i = j
+        keys: list[SegmentKey | None] = [
+            cache.key([s.text for s in segments[a:z]], a == 0, _tail(segments, z - 1)) for a, z in units]
+        cached = cache.get_many(keys)
+        found: list[SegmentFindings] = [()] * n
         todo: list[int] = []
-        for i, seg in enumerate(segments):
-            if len(seg.text) < cache.min_chars:
-                todo.append(i)
-                continue
-            key = cache.key(seg.text, i == 0, _tail(segments, i))
-            hit = cache.get(key)
-            if hit is None:
-                keys[i] = key
-                todo.append(i)
+        for (a, z), unit in zip(units, cached, strict=True):
+            if unit is None:
+                todo += range(a, z)
             else:
-                found[i] = hit
+                found[a:z] = unit
         if todo:
             scanned = self._scan_alone(segments, todo)
             for i in todo:
                 found[i] = scanned[i]
-                if i in keys:
-                    cache.put(keys[i], scanned[i])
+            cache.put_many((key, tuple(found[a:z])) for (a, z), key, unit in zip(units, keys, cached, strict=True)
+                           if unit is None and key is not None)
         by_rule: dict[int, list[tuple[int, RelativeFinding]]] = defaultdict(list)
         for i in range(n - 1, -1, -1):
-            for rel in found[i] or ():
+            for rel in found[i]:
                 by_rule[rel.rule].append((i, rel))
         findings: dict[tuple[str, int, str], Finding] = {}
         for hits in by_rule.values():
@@ -346,11 +356,12 @@ class Ruleset:
         errors: list[RulePackError] = []
         for rule in self.rules:
             for i, text in enumerate(rule.examples.match):
-                if not any(f.rule_id == rule.id for f in self.scan([TextSegment("example", text)], each_rule=True)):
+                # joined scan: examples are not conversation text, they would only fill the segment cache
+                if not any(f.rule_id == rule.id for f in self._scan_joined([TextSegment("example", text)], True)):
                     errors.append(rule.error_at(
                         f"examples.match.{i}", f"example does not match: {_shorten(text)!r} ({self.why_missed(rule, text)})"))
             for i, text in enumerate(rule.examples.no_match):
-                if any(f.rule_id == rule.id for f in self.scan([TextSegment("example", text)], each_rule=True)):
+                if any(f.rule_id == rule.id for f in self._scan_joined([TextSegment("example", text)], True)):
                     errors.append(rule.error_at(f"examples.no_match.{i}", f"no_match example matches: {_shorten(text)!r}"))
         return errors
 

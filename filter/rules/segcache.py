@@ -1,6 +1,8 @@
 """Per-segment scan results kept across requests: agents resend the whole conversation every turn.
 
-A segment's findings depend only on its text, on the bytes the joined scan buffer puts right around it (whether
+A unit is one segment of at least MIN_CHARS characters, or a run of consecutive shorter ones (tool call ids,
+names, short messages: one lookup for the run instead of one per segment). A unit's findings depend only on its
+texts, on the bytes the joined scan buffer puts right around it (whether
 it comes first, and the separator plus the next segment's first byte after it: a match may end inside the
 separator, and `$` / `\\b` there read the next byte) and on the rule set. The cache lives in one `Ruleset`, so a
 reload (new rules, new known fingerprints, new fingerprint key) starts empty and never reuses old findings.
@@ -12,13 +14,13 @@ run on a thread pool).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from filter.model import Severity
-from filter.textcache import BoundedLRU, text_hash
+from filter.textcache import BoundedLRU, texts_hash
 
-# Below this many characters a segment is scanned again rather than looked up: hashing, the key and the lock
-# cost about what Hyperscan needs for that much text (tests/bench/conversation.py measures both).
+# Shorter segments are looked up in runs: a key costs ~1 µs, about what scanning 512 characters costs.
 MIN_CHARS = 512
 MAX_ENTRIES = 50_000
 MAX_BYTES = 32 * 1024 * 1024
@@ -37,19 +39,20 @@ class RelativeFinding:
     severity: Severity
 
 
-SegmentKey = tuple[int, int, bool, bytes]
+SegmentKey = tuple[int, int, int, bool, bytes]  # hash, characters, segments, first in the buffer, tail
 SegmentFindings = tuple[RelativeFinding, ...]
+UnitFindings = tuple[SegmentFindings, ...]  # per segment of the unit
 
 
-def _size(findings: SegmentFindings) -> int:
-    return _ENTRY_BYTES + _FINDING_BYTES * len(findings)
+def _size(unit: UnitFindings) -> int:
+    return _ENTRY_BYTES + 16 * len(unit) + _FINDING_BYTES * sum(map(len, unit))
 
 
-class SegmentCache(BoundedLRU[SegmentKey, SegmentFindings]):
+class SegmentCache(BoundedLRU[SegmentKey, UnitFindings]):
     def __init__(self, max_entries: int = MAX_ENTRIES, max_bytes: int = MAX_BYTES, min_chars: int = MIN_CHARS) -> None:
         super().__init__(max_entries, max_bytes, _size)
         self.min_chars = min_chars
 
-    def key(self, text: str, first: bool, tail: bytes) -> SegmentKey:
-        """The key of a text scanned at the start of the buffer or not, followed by `tail`."""
-        return (*text_hash(text), first, tail)
+    def key(self, texts: Sequence[str], first: bool, tail: bytes) -> SegmentKey:
+        """The key of consecutive texts scanned at the start of the buffer or not, followed by `tail`."""
+        return (*texts_hash(texts), len(texts), first, tail)
