@@ -44,7 +44,7 @@ from filter import shortcuts
 from filter.formats import toolout
 from filter.formats.limits import check_work
 from filter.model import Origin, Piece, TextSegment
-from filter.textcache import BoundedLRU, text_hash
+from filter.textcache import BoundedLRU, text_hash, texts_hash
 
 BASE64_MIN_RUN = 24  # characters: shorter runs are words and identifiers (18 bytes of text at least)
 BASE64_MAX_RUN = 64 * 1024  # characters: a longer run is a file, not a pasted value (files have fields)
@@ -473,31 +473,26 @@ def derived(segments: Sequence[TextSegment], runs: Sequence[tuple[str, Sequence[
     out: list[TextSegment] = []
     budget = _Budget(BASE64_MAX_RUNS, BASE64_MAX_BYTES)
     scratch = _scratch()
-    fast = shortcuts.enabled()
     decoded_already = {s.origin.pieces[0].location for s in segments if s.origin and s.decoded == "percent"}
     unescaped_already = {s.origin.pieces[0].location for s in segments if s.origin and s.decoded == "json"}
-    keys = [text_hash(s.text) if fast and s.origin is None and len(s.text) >= SEEN_MIN_CHARS else None
-            for s in segments]
-    known = _SEEN.get_many(keys) if fast else [None] * len(segments)
-    learnt: list[tuple[tuple[int, int], _Seen]] = []
-    for n, seg in enumerate(segments):
-        if n & 63 == 63:
-            check_work("decoding text")  # the Check's deadline and CPU time (limits.py)
+    learnt: list[tuple[tuple[int, ...], _Seen]] = []
+
+    def one(seg: TextSegment, key: tuple[int, ...] | None, seen: _Seen | None) -> bool:
+        """Derive from one segment; True when it has nothing any request could derive from (see _INERT)."""
         if seg.origin is not None or not seg.text:
-            continue
+            return True
         text = seg.text
         if "%" in text and seg.location not in decoded_already:
             extra = percent_decoded(seg)
             if extra is not None:
                 out.append(extra)
-        key, seen = keys[n], known[n]
         data: bytes | None = None
         if seen is None:
             data = text.encode("utf-8", "surrogatepass")
             found: list[tuple[int, int]] = []
 
             def on_match(rule: int, _from: int, to: int, _flags: int, _ctx: object) -> None:
-                found.append((rule, to))  # noqa: B023 - consumed before the next segment
+                found.append((rule, to))
 
             _DB.scan(padded(data), match_event_handler=on_match, scratch=scratch)
             ids = {rule for rule, _ in found}
@@ -518,17 +513,50 @@ def derived(segments: Sequence[TextSegment], runs: Sequence[tuple[str, Sequence[
                 tool_copy = toolout.tool_output(seg, tools)
             if tool_copy is not None:
                 out.append(tool_copy)
-        if not text.isascii():
+        ascii_text = text.isascii()
+        unchanged = True  # no normalised copy
+        if not ascii_text and (seen is None or not seen.normalized_unchanged):
             extra = normalized(seg, has_cf)
             if extra is not None:
                 out.append(extra)
+                unchanged = False
+        spent: tuple[int, int] | None = None  # base64 budget a run of decodings that found no text took
         if starts:
-            extra = base64_decoded(seg, data or text.encode("utf-8", "surrogatepass"), starts, budget)
-            if extra is not None:
-                out.append(extra)
+            if seen is not None and (took := seen.base64_nothing) is not None and budget.runs > took[0] \
+                    and budget.bytes > took[1]:
+                budget.runs -= took[0]  # the same runs decoded to nothing again; the budget never ran short
+                budget.bytes -= took[1]
+            else:
+                before = (budget.runs, budget.bytes)
+                extra = base64_decoded(seg, data or text.encode("utf-8", "surrogatepass"), starts, budget)
+                if extra is not None:
+                    out.append(extra)
+                elif budget.runs > 0 and budget.bytes > 0:  # not cut short by the budget: the same next time
+                    spent = (before[0] - budget.runs, before[1] - budget.bytes)
         if key is not None and seen is None:
             learnt.append((key, _Seen(has_cf, json_escape, tools, starts, tool_copy is not None,
-                                      _Shape.of(text, tool_copy) if tool_copy is not None else None)))
+                                      _Shape.of(text, tool_copy) if tool_copy is not None else None,
+                                      unchanged, spent)))
+        return "%" not in text and not json_escape and not tools and ascii_text and not starts
+
+    if not shortcuts.enabled():
+        for n, seg in enumerate(segments):
+            if n & 63 == 63:
+                check_work("decoding text")  # the Check's deadline and CPU time (limits.py)
+            one(seg, None, None)
+    else:
+        units = _units(segments)
+        known = _SEEN.get_many([key for _, _, key in units])
+        done = 0
+        for (a, z, key), seen in zip(units, known, strict=True):
+            if z - done >= 64:
+                check_work("decoding text")
+                done = z
+            if z - a == 1 and len(key) == 2:  # one long text: what it triggers is kept for it
+                one(segments[a], key, seen)
+            # A run of short texts: kept only when none of them derives anything (a list: every one runs).
+            elif seen is None and all([one(seg, None, None) for seg in segments[a:z]]):
+                learnt.append((key, _INERT))
     if learnt:
         _SEEN.put_many(learnt)
     for location, blocks in runs:
@@ -540,9 +568,10 @@ def derived(segments: Sequence[TextSegment], runs: Sequence[tuple[str, Sequence[
 
 # -- what derived() learnt about a text, kept across requests (filter.shortcuts) -----------------------------
 # Agents resend the conversation every turn: a text's triggers and its tool-output copy's shape are the same as
-# last time. Only offsets are kept (never text): the copy is rebuilt by slicing the text as sent again. Even a
-# short text is worth looking up: its Hyperscan passes cost ~5 µs in calls alone, a lookup well under 1 µs.
-SEEN_MIN_CHARS = 1
+# last time. Only offsets are kept (never text): the copy is rebuilt by slicing the text as sent again. Shorter
+# texts (tool call ids, names, short messages) are looked up in runs: their Hyperscan passes cost ~5 µs in calls
+# alone, a lookup under 1 µs.
+SEEN_MIN_CHARS = 512
 _SEP_CHAR = "\n"  # toolout's separator between the copies of one text
 
 
@@ -597,6 +626,8 @@ class _Seen:
     base64_starts: tuple[int, ...]  # byte offsets where base64 runs may start
     tool_output: bool  # the stages made a copy
     tool_shape: _Shape | None  # that copy, as offsets (None: made again each time)
+    normalized_unchanged: bool = False  # non-ASCII text that normalisation leaves as it is
+    base64_nothing: tuple[int, int] | None = None  # the base64 runs decoded to no text, taking (runs, bytes)
 
 
 def _seen_size(seen: _Seen) -> int:
@@ -605,4 +636,27 @@ def _seen_size(seen: _Seen) -> int:
                                                                       else ())
 
 
-_SEEN: BoundedLRU[tuple[int, int], _Seen] = BoundedLRU(50_000, 32 * 1024 * 1024, _seen_size)
+_SEEN: BoundedLRU[tuple[int, ...], _Seen] = BoundedLRU(50_000, 32 * 1024 * 1024, _seen_size)
+# A run of short texts none of which derives anything: no `%`, no `\\u00XX`, no tool output, no base64 run, ASCII
+# only. Then nothing is derived from them whatever else the request holds (the other segments only decide
+# whether percent and JSON escapes are undone again, and how much base64 budget is left).
+_INERT = _Seen(False, False, (), (), False, None)
+
+
+def _units(segments: Sequence[TextSegment]) -> list[tuple[int, int, tuple[int, ...]]]:
+    """(first, end, key): each long text sent as is alone (keyed by its text), runs of the others together
+    (keyed by their texts and count: a lookup per run, not per tool call id)."""
+    units: list[tuple[int, int, tuple[int, ...]]] = []
+    n, i = len(segments), 0
+    while i < n:
+        seg = segments[i]
+        if seg.origin is None and len(seg.text) >= SEEN_MIN_CHARS:
+            units.append((i, i + 1, text_hash(seg.text)))
+            i += 1
+            continue
+        j = i + 1
+        while j < n and (segments[j].origin is not None or len(segments[j].text) < SEEN_MIN_CHARS):
+            j += 1
+        units.append((i, j, (*texts_hash([s.text for s in segments[i:j]]), j - i)))
+        i = j
+    return units
