@@ -5,13 +5,22 @@ from __future__ import annotations
 import argparse
 import sys
 
-from tests.bench import check_latency, e2e, redaction, scan_throughput, stages, startup, usage_observer
+from tests.bench import (
+    check_latency,
+    conversation,
+    e2e,
+    redaction,
+    scan_throughput,
+    stages,
+    startup,
+    usage_observer,
+)
 
 
 def main() -> int:
     p = argparse.ArgumentParser(prog="make bench")
     p.add_argument("--quick", action="store_true", help="fewer iterations (smoke run)")
-    p.add_argument("--only", choices=["scan", "check", "stages", "startup", "e2e", "usage", "redaction"],
+    p.add_argument("--only", choices=["scan", "check", "stages", "conversation", "startup", "e2e", "usage", "redaction"],
                    help="run one part")
     p.add_argument("--rounds", type=int, help="e2e: interleaved rounds (3; --quick: 1)")
     args = p.parse_args()
@@ -21,6 +30,8 @@ def main() -> int:
         check_latency.run(quick=args.quick)
     if args.only in (None, "stages"):
         stages.run(quick=args.quick)
+    if args.only in (None, "conversation"):
+        conversation.run(quick=args.quick)
     if args.only in (None, "startup"):
         startup.run(quick=args.quick)
     if args.only in (None, "e2e") and not e2e.run(quick=args.quick, rounds=args.rounds):

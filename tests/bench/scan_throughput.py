@@ -10,6 +10,7 @@ from typing import Any
 
 import regex
 
+from filter import shortcuts
 from filter.model import TextSegment
 from filter.rules import SHIPPED_PACKS, Fingerprinter, Ruleset, load_ruleset
 from tests.bench.corpus import chat_body
@@ -44,6 +45,12 @@ def compile_re(ruleset: Ruleset) -> tuple[list[Any], int]:
     return out, fallback
 
 
+def joined_scan(ruleset: Ruleset, segments: list[TextSegment]) -> None:
+    """The scanner itself: every call scans (the per-segment cache would answer a body it has seen)."""
+    with shortcuts.plain():
+        ruleset.scan(segments)
+
+
 def timed(fn: Any, *args: Any, min_seconds: float, min_runs: int = 3) -> list[float]:
     times: list[float] = []
     start = time.perf_counter()
@@ -73,7 +80,7 @@ def run(quick: bool = False) -> None:
         hs_times: list[float] = []
         re_times: list[float] = []
         for _ in range(2 if quick else 3):  # interleave rounds so noise hits both sides
-            hs_times += timed(ruleset.scan, segs, min_seconds=0.3)
+            hs_times += timed(joined_scan, ruleset, segs, min_seconds=0.3)
             re_times += timed(re_loop, patterns, segs, min_seconds=0.3, min_runs=1)
         hs = mb / statistics.median(hs_times)
         rl = mb / statistics.median(re_times)

@@ -108,7 +108,6 @@ def install() -> None:
     from filter.audit import AuditLog
     from filter.redact import Redactor
     from filter.rules.engine import Ruleset
-    from filter.rules.segcache import SegmentCache
     from filter.telemetry import Telemetry
     from filter.tokens import TokenCounter
 
@@ -124,7 +123,6 @@ def install() -> None:
     build = Redactor.build.__func__  # type: ignore[attr-defined]
     Redactor.build = classmethod(_timed("redactor", build))  # type: ignore[method-assign,assignment]
     Ruleset.scan = _timed("scan", Ruleset.scan)  # type: ignore[method-assign]
-    SegmentCache.key = _timed("segment keys", SegmentCache.key)  # type: ignore[method-assign]
     TokenCounter.count = _timed("tokens", TokenCounter.count)  # type: ignore[method-assign]
     Telemetry.observe = _timed("telemetry", Telemetry.observe)  # type: ignore[method-assign]
     AuditLog.record = _timed("audit", AuditLog.record)  # type: ignore[method-assign]
