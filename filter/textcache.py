@@ -18,7 +18,7 @@ K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
 
 # Python's str hash is keyed SipHash with a per-process random key, so a text colliding with another cannot be
-# crafted; with PYTHONHASHSEED fixed it could be, so keys are then keyed BLAKE2b of the text instead.
+# crafted; with hash randomisation turned off it could be, so keys are then keyed BLAKE2b of the text instead.
 _RANDOM_HASH = bool(sys.flags.hash_randomization)
 _SALT = secrets.token_bytes(16)
 

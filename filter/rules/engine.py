@@ -50,8 +50,8 @@ def in_redaction_placeholder(buf: bytes, start: int, end: int, value: bytes, lo:
     return False
 
 SEPARATOR = b"\n\x00\n"  # between segments: no token pattern spans a NUL between newlines
-# What a segment's findings can depend on after its text: a match may end inside the separator, and an assertion
-# (`$`, `\b`) at its end reads the next byte.
+# What a segment's findings can depend on after its text: a match may end inside the separator, and Hyperscan's
+# assertions at its end (`$`, `\b`, `\B`) read the next byte.
 _TAIL = len(SEPARATOR) + 1
 
 
@@ -268,7 +268,7 @@ class Ruleset:
                     j += 1
             units.append((i, j))
             i = j
-        keys: list[SegmentKey | None] = [
+        keys: list[SegmentKey] = [
             cache.key([s.text for s in segments[a:z]], a == 0, _tail(segments, z - 1)) for a, z in units]
         cached = cache.get_many(keys)
         found: list[SegmentFindings] = [()] * n
@@ -283,7 +283,7 @@ class Ruleset:
             for i in todo:
                 found[i] = scanned[i]
             cache.put_many((key, tuple(found[a:z])) for (a, z), key, unit in zip(units, keys, cached, strict=True)
-                           if unit is None and key is not None)
+                           if unit is None)
         by_rule: dict[int, list[tuple[int, RelativeFinding]]] = defaultdict(list)
         for i in range(n - 1, -1, -1):
             for rel in found[i]:

@@ -309,3 +309,33 @@ def test_reused_findings_depend_on_what_surrounds_the_segment(tmp_path: Path) ->
     # the separator, then the next segment's first byte decides: a word starts after it ("z") or not (" ")
     assert {loc for rule, loc, _ in seen if rule == "word-next"} == {"edge"}
     assert not any(f.rule_id == "word-next" for f in ruleset.scan([edge, a]))
+
+
+def test_the_segment_cache_is_bounded_and_holds_no_text(tmp_path: Path) -> None:
+    from filter.rules.segcache import SegmentCache
+
+    token = "exm_4fJ9qLm2Xz8Rt6Vb1Nc3Kd7Hs5Gw0Pa2"
+    ruleset = Ruleset(load_ruleset([write_pack(tmp_path, PACK)], Fingerprinter(b"k")).packs, Fingerprinter(b"k"),
+                      segment_cache=SegmentCache(max_entries=3))
+    for n in range(10):
+        segments = [TextSegment(f"m{n}", f"turn {n}: {token} " + "padding text " * 50)]
+        (f,) = ruleset.scan(segments)
+        assert (f.rule_id, f.start) == ("exm-token", len(f"turn {n}: "))
+    cache = ruleset.segment_cache
+    assert len(cache) == 3
+    entries = repr(list(cache._entries.items()))
+    assert token not in entries and "padding" not in entries and "turn" not in entries
+    assert cache.bytes > 0
+    small = SegmentCache(max_bytes=16 * 200)  # an entry is estimated at 240 bytes or more: over a sixteenth of this
+    small.put((1, 2, 1, True, b""), ())
+    assert len(small) == 0 and small.bytes == 0
+
+
+def test_keys_without_hash_randomisation_are_keyed_digests(monkeypatch: pytest.MonkeyPatch) -> None:
+    from filter import textcache
+
+    monkeypatch.setattr(textcache, "_RANDOM_HASH", False)
+    a, b = "x" * 600, "x" * 599 + "y"
+    assert textcache.text_hash(a) == textcache.text_hash("x" * 600) != textcache.text_hash(b)
+    assert textcache.texts_hash(["ab", "c"]) != textcache.texts_hash(["a", "bc"])
+    assert textcache.text_hash(a)[0] != hash(a)
