@@ -631,9 +631,10 @@ class _Seen:
 
 
 def _seen_size(seen: _Seen) -> int:
-    marks = sum(len(p[4]) for p in seen.tool_shape.pieces) if seen.tool_shape is not None else 0
-    return 300 + 8 * len(seen.base64_starts) + 160 * marks + 40 * len(seen.tool_shape.line_breaks if seen.tool_shape
-                                                                      else ())
+    """Estimated bytes: the entry, its offsets, and per mark of a tool-output copy the mark and its slice."""
+    shape = seen.tool_shape
+    marks = sum(len(p[4]) for p in shape.pieces) + len(shape.line_breaks) if shape is not None else 0
+    return 300 + 8 * len(seen.base64_starts) + 160 * marks
 
 
 _SEEN: BoundedLRU[tuple[int, ...], _Seen] = BoundedLRU(50_000, 32 * 1024 * 1024, _seen_size)
