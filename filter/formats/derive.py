@@ -634,7 +634,7 @@ def _seen_size(seen: _Seen) -> int:
     """Estimated bytes: the entry, its offsets, and per mark of a tool-output copy the mark and its slice."""
     shape = seen.tool_shape
     marks = sum(len(p[4]) for p in shape.pieces) + len(shape.line_breaks) if shape is not None else 0
-    return 300 + 8 * len(seen.base64_starts) + 160 * marks
+    return 300 + 8 * len(seen.base64_starts) + 240 * marks  # measured with tracemalloc: ~230 per mark
 
 
 _SEEN: BoundedLRU[tuple[int, ...], _Seen] = BoundedLRU(50_000, 32 * 1024 * 1024, _seen_size)

@@ -24,8 +24,8 @@ from filter.textcache import BoundedLRU, texts_hash
 MIN_CHARS = 512
 MAX_ENTRIES = 50_000
 MAX_BYTES = 32 * 1024 * 1024
-_ENTRY_BYTES = 240  # key tuple, dict slot, value tuple (sys.getsizeof, rounded up)
-_FINDING_BYTES = 200  # one finding tuple and its fingerprint string
+_ENTRY_BYTES = 280  # key tuple, dict slot, value tuples (tracemalloc, rounded up)
+_FINDING_BYTES = 230  # one finding and its fingerprint string
 
 
 @dataclass(frozen=True, slots=True)

@@ -326,7 +326,7 @@ def test_the_segment_cache_is_bounded_and_holds_no_text(tmp_path: Path) -> None:
     entries = repr(list(cache._entries.items()))
     assert token not in entries and "padding" not in entries and "turn" not in entries
     assert cache.bytes > 0
-    small = SegmentCache(max_bytes=16 * 200)  # an entry is estimated at 240 bytes or more: over a sixteenth of this
+    small = SegmentCache(max_bytes=16 * 200)  # an entry is estimated at 280 bytes or more: over a sixteenth of this
     small.put((1, 2, 1, True, b""), ())
     assert len(small) == 0 and small.bytes == 0
 
