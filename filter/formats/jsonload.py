@@ -1,9 +1,10 @@
 """Strict JSON loading: UTF-8 only, depth-limited without recursion, errors that never quote the body.
 
-Bodies are parsed with orjson (2-3x faster than `json`, straight from the bytes, without a decoded copy of
-the body) whenever that is sure to give what `json` gives; anything orjson refuses or reads differently
-(duplicate keys, lone surrogates, NaN, 1e400, integers beyond 64 bits, very deep nesting) goes through `json`,
-which decides and words the error as before.
+Bodies are parsed with msgspec (2x faster than `json`, straight from the bytes: no decoded copy of the body)
+whenever that is sure to give what `json` gives; anything msgspec refuses or reads differently (duplicate keys,
+lone surrogates, NaN, 1e400, very deep nesting) goes through `json`, which decides and words the error as before.
+msgspec rather than orjson: ~6 % slower here, but it keeps integers beyond 64 bits exact (orjson makes them
+floats) and allocates no scratch buffer many times the size of the text.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import threading
 from typing import Any
 
 import hyperscan
-import orjson
+import msgspec
 
 from filter import shortcuts
 from filter.errors import MalformedRequest
@@ -86,33 +87,49 @@ class _Unsure:
 
 UNSURE = _Unsure()
 _FAST_DEPTH = 256  # deeper documents go through `json`, whose recursion limit decides them as before
-_INT64 = float(2**63)  # orjson reads integers beyond 64 bits as floats; `json` keeps them exact
+_DECODER = msgspec.json.Decoder()
 
 
 def fast_loads(data: bytes, quotes: int, depth_limit: int) -> Any:
-    """orjson's parse of `data` when it is exactly what `json.loads` gives without duplicate keys, else UNSURE.
+    """msgspec's parse of `data` when it is exactly what `json.loads` gives without duplicate keys, else UNSURE.
 
-    orjson keeps the last value of a repeated key, so repeats are found by counting: in valid JSON every `"` byte
+    msgspec keeps the last value of a repeated key, so repeats are found by counting: in valid JSON every `"` byte
     delimits a string (keys included) or is an escaped quote inside one, so the text's `quotes` equal twice the
     parsed strings plus the quote characters inside them unless a key's member was dropped, or a quote was
-    written `\\u0022` (then unsure). `quotes` comes from charge_json; the walk also checks depth and floats.
+    written `\\u0022` (then unsure). `quotes` comes from charge_json; the walk also checks the depth.
     """
     try:
-        value = orjson.loads(data)
-    except orjson.JSONDecodeError:
-        return UNSURE  # json reports it, or reads it (NaN, 1e400, lone surrogates, integers beyond 64 bits)
+        value = _DECODER.decode(data)
+    except (msgspec.DecodeError, RecursionError):
+        return UNSURE  # json reports it, or reads it (NaN, 1e400, lone surrogates, integers over 4300 digits)
     tally = _tally(value, min(depth_limit, _FAST_DEPTH))
     if tally is None:
         return UNSURE
     strings, inner_quotes = tally
-    if quotes != 2 * strings + inner_quotes or (inner_quotes and b"\\u0022" in data):
+    if quotes != 2 * strings + inner_quotes or (inner_quotes and _has_quote_escape(data)):
         return UNSURE
     return value
 
 
+def _has_quote_escape(data: bytes) -> bool:
+    """Whether `\\u0022` occurs (Hyperscan: ~6x faster than `in` on text full of backslashes)."""
+    scratch = getattr(_LOCAL, "quote_scratch", None)
+    if scratch is None:
+        scratch = _LOCAL.quote_scratch = hyperscan.Scratch(_QUOTE_ESCAPE_DB)
+    found: list[bool] = []
+
+    def on_match(_id: int, _from: int, _to: int, _flags: int, _ctx: object) -> bool:
+        found.append(True)
+        return True  # stop the scan
+
+    with contextlib.suppress(hyperscan.ScanTerminated):
+        _QUOTE_ESCAPE_DB.scan(data, match_event_handler=on_match, scratch=scratch)
+    return bool(found)
+
+
 def _tally(value: Any, depth_limit: int) -> tuple[int, int] | None:
     """(strings, keys included; `"` characters inside them) of a parsed value, by level without recursion; None
-    when it nests deeper than `depth_limit` or holds a float as large as an integer orjson did not keep exact."""
+    when it nests deeper than `depth_limit`."""
     strings = quotes = 0
     level: list[Any] = [[value]]  # a root list that is not counted: the value itself may be a scalar
     depth = -1
@@ -138,8 +155,6 @@ def _tally(value: Any, depth_limit: int) -> tuple[int, int] | None:
                         quotes += v.count('"')
                 elif kind is dict or kind is list:
                     nxt.append(v)
-                elif kind is float and not -_INT64 < v < _INT64:
-                    return None
         level = nxt
     return strings, quotes
 
@@ -243,6 +258,8 @@ def _surrogate_db() -> hyperscan.Database:
 
 
 _SURROGATE_DB = _surrogate_db()  # ~1 ms to compile
+_QUOTE_ESCAPE_DB = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
+_QUOTE_ESCAPE_DB.compile(expressions=[rb"\\u0022"], ids=[0], flags=[hyperscan.HS_FLAG_SINGLEMATCH])
 _LOCAL = threading.local()
 _ESCAPED_ENOUGH = 64  # escaped `\\ud8..` sequences looked at before answering True (scrubbing is always safe)
 
