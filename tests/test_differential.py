@@ -142,7 +142,7 @@ def _tool_args(args: bytes) -> bytes:
             b'"function": {"name": "f", "arguments": "' + args + b'"}}]}]}')
 
 
-# Where msgspec and json differ, the body must be decided as json decides it (filter/formats/jsonload.py).
+# Where orjson and json differ, the body must be decided as json decides it (filter/formats/jsonload.py).
 JSON_PARSER_BODIES = [
     b'{"messages": [{"role": "user", "content": "AKIAIOSFODNN7EXAMPLE"}], "messages": []}',
     b'{"messages": [{"role": "user", "content": "x", "content": "y"}]}',
@@ -168,7 +168,7 @@ JSON_PARSER_BODIES = [
 
 @pytest.mark.parametrize("body", JSON_PARSER_BODIES, ids=range(len(JSON_PARSER_BODIES)))
 @pytest.mark.parametrize("path", ["/v1/chat/completions", "/unknown/path"])
-def test_json_read_by_msgspec_or_json_is_decided_the_same(body: bytes, path: str,
+def test_json_read_by_orjson_or_json_is_decided_the_same(body: bytes, path: str,
                                                          shipped: tuple[Snapshot, TokenCounter, TokenCounter]) -> None:
     fast, plain = both(make_envelope(body, path=path), shipped)
     assert fast == plain

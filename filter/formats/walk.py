@@ -348,7 +348,7 @@ class Walker:
         if depth_exceeds(data, self.limits.max_json_depth):
             raise too_deep(self.limits.max_json_depth, f"string at {loc}")
         quotes = charge_json(data, self.limits, f"string at {loc}")  # the Check's node and CPU budget (limits.py)
-        # msgspec when it reads the text exactly as json does (no repeated keys: keep_duplicates changes nothing)
+        # orjson when it reads the text exactly as json does (no repeated keys: keep_duplicates changes nothing)
         inner = fast_loads(data, quotes, self.limits.max_json_depth) if shortcuts.enabled() else UNSURE
         if inner is UNSURE:
             try:

@@ -1,5 +1,5 @@
 """Request bodies parse to the same values, and are refused with the same 400s, whichever JSON parser reads them:
-msgspec where it agrees with `json`, `json` for what only it reads or words (filter.formats.jsonload)."""
+orjson where it agrees with `json`, `json` for what only it reads or words (filter.formats.jsonload)."""
 
 from __future__ import annotations
 
@@ -105,7 +105,7 @@ def test_large_integers_stay_exact() -> None:
     assert kind == "value" and value == {"n": 2**64, "m": -(2**63) - 1}
 
 
-def test_msgspec_reads_ordinary_bodies() -> None:
+def test_orjson_reads_ordinary_bodies() -> None:
     body = json.dumps({"model": "m", "messages": [{"role": "user", "content": 'say "hi" \\ \ud83d\ude00'}]}).encode()
     assert fast_loads(body, charge_json(body, LIMITS, "body"), LIMITS.max_json_depth) is not UNSURE
 
