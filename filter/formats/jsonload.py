@@ -54,7 +54,7 @@ def count_nodes(data: bytes, enough: int) -> int:
 
 def _count_nodes(data: bytes, enough: int) -> tuple[int, int]:
     """Strings (keys included), objects and arrays in JSON text, counted before parsing with C-speed byte
-    operations, so a body of millions of tiny strings is refused before json.loads allocates them.
+    operations, so a body of millions of tiny strings is refused before the parser allocates them.
 
     For valid JSON the count is exact whenever it is near `enough`; below it, escaped quotes and brackets inside
     strings may be counted too (a cheap upper bound), far above it, the count is not refined.
@@ -101,7 +101,7 @@ def fast_loads(data: bytes, quotes: int, depth_limit: int) -> Any:
     try:
         value = orjson.loads(data)
     except orjson.JSONDecodeError:
-        return UNSURE  # json reports it, or reads it (NaN, 1e400, lone surrogates, integers over 4300 digits)
+        return UNSURE  # json reports it, or reads it (NaN, 1e400, lone surrogates, integers too big for a double)
     tally = _tally(value, min(depth_limit, _FAST_DEPTH))
     if tally is None:
         return UNSURE
