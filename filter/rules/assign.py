@@ -93,11 +93,32 @@ def name(words: list[str], embedded: bool = False) -> str:
     return "(?:" + "|".join(out) + ")"
 
 
+def last_word(words: list[str]) -> str:
+    """The all-capitals entries as the last word of a longer name in the other case styles, with nothing after
+    it: `KEY` matches `vendor_key`, `vendorKey`, `VendorKey`, `vendor-key`, `vendor.key`, but not `key`,
+    `keyboard`, `vendor_key_id` or `filePattern` (for `PAT`). UPPER_SNAKE names keep `name()`'s form, which
+    lets the identifier go on (`STRIPE_KEY_PROD`). Empty when there is no such entry."""
+    out = []
+    for entry in words:
+        if entry.isupper():
+            low, cap = entry.lower(), entry[0] + entry[1:].lower()
+            out.append(f"(?-i:[a-z0-9][_.\\-]{low}|[a-z0-9]{cap})")
+    return "|".join(out)
+
+
+def identifier(words: list[str], embedded: bool = False) -> str:
+    """A whole identifier holding one of the names: `name()` and the rest of the identifier, or a
+    `last_word()` form, which ends the identifier."""
+    last = last_word(words)
+    tailed = name(words, embedded) + IDENT_TAIL
+    return f"(?:{tailed}|{last})" if last else tailed
+
+
 def assignment(words: list[str], value: str) -> str:
     """The strict form: an identifier holding one of the names, an assignment, the value."""
-    ident = name(words) + IDENT_TAIL
+    ident = identifier(words)
     assigned = f"{ident}{TYPE}(?:{CLOSE}{OPERATOR}{OPEN}|{FALLBACK})"
-    spaced = f"{SPACED_PREFIX}{name(words, embedded=True)}{IDENT_TAIL}[ \\t]+[\\x60'\"]?"
+    spaced = f"{SPACED_PREFIX}{identifier(words, embedded=True)}[ \\t]+[\\x60'\"]?"
     return f"(?:{assigned}|{spaced})(?P<secret>{value}){RIGHT}"
 
 

@@ -89,8 +89,9 @@ FORMATS = {
     "generic secret": Format(("client",), shape(ALNUM, 32)),
 }
 
-# The last word of the identifier: what the value is (the vendor name comes first).
-KINDS = ("token", "secret", "api key", "access key")
+# The last word of the identifier: what the value is (the vendor name comes first). A bare `key` counts only
+# as the last word of a longer name (`mapbox_key`, `mapboxKey`, `mapbox.key`), never `key` alone.
+KINDS = ("token", "secret", "api key", "access key", "key")
 
 
 def ident(words: list[str], style: str) -> str:
@@ -281,6 +282,12 @@ NEGATIVES = {
     "asset hash vendor": "sentry/static/app.4c1f9e3b7a2d8c6f0e5b1a9d3c7f2e8b.js",
     "commit sha near vendor": "see https://github.com/acme/sentry-cli/commit/4c1f9e3b7a2d8c6f0e5b1a9d3c7f2e8b4a6d1c3e",
     "documented aws example": "aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+    "key alone": 'key = "Xk29fLq0ZpW7rT3vNb8YcM1sHd6Jg4Ae"',
+    "key then more of the name": 'mapbox_key_id = "Xk29fLq0ZpW7rT3vNb8YcM1sHd6Jg4Ae"',
+    "key inside a word": 'const keyboardLayout = "Xk29fLq0ZpW7rT3vNb8YcM1sHd6Jg4Ae";',
+    "public key": 'vapidPublicKey: "BEl62iUYgUivxIkv69yViEuiBIaIb9SkvMeAtA3LFgDzkrxZJjSgSnfckjBJuBkr3qBUYIHBQFLXYp5Nksh8U"',
+    "publishable key": "stripe_publishable_key = 'Xk29fLq0ZpW7rT3vNb8YcM1sHd6Jg4Ae'",
+    "pattern is not a pat": 'filePattern = "Xk29fLq0ZpW7rT3vNb8YcM1sHd6Jg4Ae"',
     "azurite": f"AZURE_STORAGE_KEY={_azurite_key()}",
     "azurite connection string": (
         "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;"
