@@ -295,13 +295,109 @@ _PLACEHOLDER = re.compile(
 )
 _SEQUENTIAL = re.compile(r"(?i)0123456789|abcdefghij|1234567890|qwertyuiop")
 
+# Template and substitution syntaxes a value is filled in from: `#{Name}#` (Azure DevOps, Octopus), `@name@`
+# (Maven / Gradle resource filtering), `__NAME__` (token replacers), `{NAME}` and `%(name)s` (format strings),
+# `$(NAME)` (Make, Kubernetes, Azure Pipelines), `$NAME`.
+_TEMPLATE = re.compile(
+    r"#\{[^}]*\}|^@[\w.-]+@$|^__[A-Za-z0-9_]+__$|^\{[\w.-]*\}$|^\$\([\w.-]+\)$|%\(\w+\)[sdr]|^\$\w+$"
+)
+# A reference to where a secret is kept, not the secret: secret-store URIs (1Password `op://`, Vault,
+# `ref+…://`, cloud secret managers), an AWS Secrets Manager / SSM ARN, a GCP secret resource name.
+_STORE_REFERENCE = re.compile(
+    r"(?i)^(?:op|vault|ref\+\w+|sm|awssm|gcpsm|azkv|keyvault|secrets?|bws|doppler|infisical)://|^vault:"
+    r"|^arn:aws[\w-]*:(?:secretsmanager|ssm):|^projects/[^/]+/secrets/"
+)
+# Code that reads a secret: `os.environ['X']`, `ENV["X"]`, `System.getenv("X")`, `config.get('x')`, also cut
+# at its bracket where a rule's value stops at the quote (`os.environ[`); an opening `<` of a placeholder cut at a
+# space (`<insert token here>`).
+_LOOKUP = re.compile(r"^[A-Za-z_$][\w.$]*(?:\[['\"][\w.-]+['\"]\]|\((?:['\"][\w.-]*['\"])?\)|[\[(])$|^<[A-Za-z]")
+# One part of a name: lower snake / kebab words, UPPER_SNAKE words (each may end in up to 3 digits: `v2`,
+# `oauth2`), camelCase / PascalCase words (every capital followed by lower-case letters, digits only at the
+# end), or a short number.
+_NAME_PART = (
+    r"(?:[a-z]+[0-9]{0,3}(?:[_-][a-z]+[0-9]{0,3})*|[A-Z]+[0-9]{0,3}(?:[_-][A-Z]+[0-9]{0,3})*"
+    r"|[A-Za-z][a-z]+(?:[A-Z][a-z]+)*[0-9]{0,3}|[0-9]{1,4})"
+)
+# The name of a secret written where its value goes: `STRIPE_SECRET_KEY` (UPPER_SNAKE letters only: a random
+# upper-case token has digits), `ApiKeySecretName` (three or more words, each with a vowel), and dotted or
+# slashed paths of names (`process.env.API_KEY`, `secrets.GITHUB_TOKEN`, `steps.auth.outputs.token`,
+# `prod/payments/api-key`, see _name_path). A random token does not split into such parts: its mixed-case runs
+# (`tSFgGap`) are not words, and its single-case runs are longer than words.
+_SECRET_NAME = re.compile(r"[A-Z]+(?:_[A-Z]+)+")
+_PASCAL_NAME = re.compile(r"(?:[A-Z][a-z]{2,}){3,}")
+_NAME_PATH = re.compile(rf"{_NAME_PART}(?:[./]{_NAME_PART})+")
+# Roots of references in configuration languages: `process.env.X`, `secrets.X`, `vars.X`, `steps.x.outputs.y`.
+_REFERENCE_WORDS = _words(
+    "env environ process secrets vars settings config configuration inputs outputs steps github var local data "
+    "values params parameters props properties options opts os spec"
+)
+# Words of a value that only talks about a secret: `your-api-key-here`, `super-secret-key`, `not-a-real-token`,
+# `change_this_secret`, `test_secret_for_ci`, `secret123`. A value made of nothing else is a placeholder.
+_META_WORDS = _words(
+    "a an the my your our some this that it me here there goes go put insert paste enter add replace change set "
+    "with for in of to only use do not no real fake mock dummy sample example demo test tests testing default "
+    "unset none null nil empty todo tbd fixme placeholder redacted hidden masked omitted filtered removed "
+    "generate generated new own value string random super very long strong secure secret secrets key keys api "
+    "token tokens access auth password passwd pass pwd passphrase jwt client private credential credentials "
+    "ci dev development local localhost prod production staging changeit changeme signing encryption session "
+    "webhook master app service"
+)
+_CAMEL_WORD = re.compile(r"[A-Z]?[a-z]+")
+_VOWEL = re.compile(r"[aeiouyAEIOUY]")
+_VALUE_WORD = re.compile(r"[A-Z]{2,}(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
+# Filler: runs of one repeated character (`sk_live_aaaaaaaa…`, `ghp_0000…`), or a short unit repeated
+# (`abc123abc123abc123`). Real tokens can hold a run (base64 of zero bytes: `AAAAAAAA`), never this much of one.
+_RUN = re.compile(r"(.)\1{4,}")
+_REPEATED_UNIT = re.compile(r"(.{2,6}?)\1{2,}")
+
+
+def _meta_only(value: str) -> bool:
+    words = _VALUE_WORD.findall(value)
+    if not words or sum(map(len, words)) < len(re.sub(r"[\s_.\-/]", "", value)):
+        return False  # characters other than words and separators (symbols): not a phrase
+    return all(w.lower() in _META_WORDS or (w.isdigit() and len(w) <= 4) for w in words) and not words[0].isdigit()
+
+
+def _filler(value: str) -> bool:
+    n = len(value)
+    if n < 8:
+        return False
+    if sum(m.end() - m.start() for m in _RUN.finditer(value)) * 5 >= n * 2:  # 40 % or more in runs of 5+
+        return True
+    return any((m.end() - m.start()) * 2 >= n for m in _REPEATED_UNIT.finditer(value))
+
 
 def not_placeholder(value: str) -> bool:
-    """False for documented examples, templates, masked and sequential values."""
-    if _PLACEHOLDER.search(value) or _SEQUENTIAL.search(value):
+    """False for documented examples, templates, masked, filler and sequential values, references to where a
+    secret is kept, the name of a secret written as its value, and phrases that only talk about a secret."""
+    if _PLACEHOLDER.search(value) or _SEQUENTIAL.search(value) or _TEMPLATE.search(value):
         return False
     stripped = value.strip("\"' ")
-    return len(set(stripped)) > 3
+    if len(set(stripped)) <= 3:
+        return False
+    if _STORE_REFERENCE.search(stripped) or _LOOKUP.search(stripped) or _SECRET_NAME.fullmatch(stripped):
+        return False
+    if _PASCAL_NAME.fullmatch(stripped) and all(_VOWEL.search(w) for w in _CAMEL_WORD.findall(stripped)):
+        return False
+    return not (_name_path(stripped) or _meta_only(stripped) or _filler(stripped))
+
+
+def _name_path(value: str) -> bool:
+    """A dotted or slashed path of names that reads as a reference: one of its parts is a snake / kebab
+    identifier (`FWA_MXET`, `api_key`, `deploy-token`) or a camelCase one (`ApiKey`), or one of its words names a
+    secret or a reference root (`env`, `secrets`, `token`). Two plain words (`sunny.day`) may be a passphrase and
+    stay a value; a short random run that fits the camelCase outline (`XrvyPpgGn`) is not a word."""
+    if not _NAME_PATH.fullmatch(value) or any(len(w) > 14 for w in _VALUE_WORD.findall(value)):
+        return False  # a word longer than names have is a random run
+    for part in re.split(r"[./]", value):
+        if "_" in part.strip("_") or "-" in part:
+            return True
+        if part != part.lower() and part != part.upper():
+            words = _CAMEL_WORD.findall(part)
+            if len(words) >= 2 and all(len(w) >= 3 and _VOWEL.search(w) for w in words):
+                return True
+    words = {w.lower() for w in _VALUE_WORD.findall(value)}
+    return bool(words & (_META_WORDS | _REFERENCE_WORDS))
 
 
 NAMED: dict[str, Validator] = {

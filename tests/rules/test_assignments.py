@@ -302,6 +302,65 @@ def test_look_alikes_are_not_findings(secrets_ruleset: Ruleset, case: str) -> No
     assert [f.rule_id for f in findings] == []
 
 
+# Placeholders by kind where the value goes, in the syntaxes whose rules take almost any value (dotenv files,
+# connection strings) as well as the generic assignments.
+PLACEHOLDER_VALUES = {
+    "template": ["#{DeployToken}#", "@deploy.token@", "__DEPLOY_TOKEN__", "$(DEPLOY_TOKEN)"],
+    "filler": ["sk_live_bbbbbbbbbbbbbbbbbbbbbbbbbbbb", "AKIA7777777777777777", "xyz789xyz789xyz789xyz789"],
+    "phrase": ["super-secret-signing-key", "token-goes-here", "not-a-real-secret", "change_this_password"],
+    "name of a secret": ["PAYMENTS_DEPLOY_TOKEN", "DeployTokenSecretName", "steps.login.outputs.token",
+                         "secrets.DEPLOY_TOKEN", "prod/billing/deploy-token"],
+    "store reference": ["op://platform/deploy/token", "arn:aws:secretsmanager:eu-west-1:111122223333:secret:billing-Ab12Cd"],
+}
+PLACEHOLDER_SYNTAXES = {
+    "dotenv": "APP_NAME=billing\nDEPLOY_TOKEN={v}\nLOG_LEVEL=info\n",
+    "yaml": "deploy:\n  deploy_token: \"{v}\"\n",
+    "postgres url": "DATABASE_URL=postgres://app:{v}@db.internal:5432/app",
+    "ado.net": "Server=db.internal;Database=app;User Id=app;Password={v};",
+    "password": "db_password = \"{v}\"",
+}
+
+
+@pytest.fixture(scope="module")
+def all_packs() -> Ruleset:
+    return load_ruleset([SHIPPED_PACKS], Fingerprinter(b"test-key"))
+
+
+@pytest.mark.parametrize("kind", list(PLACEHOLDER_VALUES))
+def test_placeholder_kinds_are_not_findings_in_any_syntax(all_packs: Ruleset, kind: str) -> None:
+    flagged = []
+    for value in PLACEHOLDER_VALUES[kind]:
+        for syntax, template in PLACEHOLDER_SYNTAXES.items():
+            text = template.format(v=value)
+            rules = [f.rule_id for f in all_packs.scan([TextSegment("t", text)]) if f.category is not Category.PII]
+            if rules:
+                flagged.append(f"{syntax}: {text!r} {rules}")
+    assert flagged == []
+
+
+# Real-looking values beside placeholder words or in a placeholder's outline: still findings.
+REAL_BESIDE_PLACEHOLDER_WORDS = {
+    "phrase then random": ("JWT_SECRET=super-secret-{r}\nJWT_TTL=3600\n", "{r}"),
+    "your in the name": ('your_api_key = "{r}"', "{r}"),
+    "example host": ("DATABASE_URL=postgres://app:{r}@db.example.com:5432/app", "{r}"),
+    "dotted random": ('deploy_token: "SG.{r}.{r2}"', "{r}"),
+    "slashed random": ('deploy_token: "ci/{r}"', "{r}"),
+    "run then random": ("DEPLOY_TOKEN=AAAAAAAAAAAAAAAAAAAAA{r}{r2}\nREGION=eu\n", "{r}"),
+    "changeme comment": ('api_token = "{r}"  # changeme before release', "{r}"),
+}
+
+
+@pytest.mark.parametrize("case", list(REAL_BESIDE_PLACEHOLDER_WORDS))
+def test_real_values_beside_placeholder_words_are_found(all_packs: Ruleset, case: str) -> None:
+    rng = random.Random(f"beside/{case}")
+    r, r2 = _random(rng, ALNUM, 24), _random(rng, ALNUM, 30)
+    template, value = REAL_BESIDE_PLACEHOLDER_WORDS[case]
+    text = template.format(r=r, r2=r2)
+    hits = [f for f in all_packs.scan([TextSegment("t", text)]) if f.category is not Category.PII]
+    start = text.index(value.format(r=r, r2=r2))
+    assert any(f.start <= start < f.end for f in hits), text
+
+
 def _pem_body(rng: random.Random, lines: int = 12) -> str:
     alphabet = ALNUM + "+/"
     return "\n".join("".join(rng.choice(alphabet) for _ in range(64)) for _ in range(lines))
