@@ -322,7 +322,7 @@ _NAME_PART = (
 # upper-case token has digits), `ApiKeySecretName` (three or more words, each with a vowel), and dotted or
 # slashed paths of names (`process.env.API_KEY`, `secrets.GITHUB_TOKEN`, `steps.auth.outputs.token`,
 # `prod/payments/api-key`, see _name_path). A random token does not split into such parts: its mixed-case runs
-# (`tSFgGap`) are not words, and its single-case runs are longer than words.
+# (`qHxWvTbK`) are not words, and its single-case runs are longer than words.
 _SECRET_NAME = re.compile(r"[A-Z]+(?:_[A-Z]+)+")
 _PASCAL_NAME = re.compile(r"(?:[A-Z][a-z]{2,}){3,}")
 _NAME_PATH = re.compile(rf"{_NAME_PART}(?:[./]{_NAME_PART})+")
@@ -384,7 +384,7 @@ def not_placeholder(value: str) -> bool:
 
 def _name_path(value: str) -> bool:
     """A dotted or slashed path of names that reads as a reference: one of its parts is a snake / kebab
-    identifier (`FWA_MXET`, `api_key`, `deploy-token`) or a camelCase one (`ApiKey`), or one of its words names a
+    identifier (`DEPLOY_TOKEN`, `api_key`, `deploy-token`) or a camelCase one (`ApiKey`), or one of its words names a
     secret or a reference root (`env`, `secrets`, `token`). Two plain words (`sunny.day`) may be a passphrase and
     stay a value; a short random run that fits the camelCase outline (`XrvyPpgGn`) is not a word."""
     if not _NAME_PATH.fullmatch(value) or any(len(w) > 14 for w in _VALUE_WORD.findall(value)):
@@ -393,8 +393,8 @@ def _name_path(value: str) -> bool:
         if "_" in part.strip("_") or "-" in part:
             return True
         if part != part.lower() and part != part.upper():
-            words = _CAMEL_WORD.findall(part)
-            if len(words) >= 2 and all(len(w) >= 3 and _VOWEL.search(w) for w in words):
+            camel = _CAMEL_WORD.findall(part)
+            if len(camel) >= 2 and all(len(w) >= 3 and _VOWEL.search(w) for w in camel):
                 return True
     words = {w.lower() for w in _VALUE_WORD.findall(value)}
     return bool(words & (_META_WORDS | _REFERENCE_WORDS))
