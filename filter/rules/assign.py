@@ -48,8 +48,9 @@ OPERATOR = (
     r"|,[ \t]*(?:[\x60'\"]|\\['\"])|[ \t]+value[ \t]*=|[ \t]+(?:value|default)[ \t]*:)"
 )
 
-# Opening of the value: spaces, a newline and indentation (XML element text, YAML folded), quotes, brackets.
-OPEN = r"[ \t]*(?:\r?\n[ \t]*)?(?:[(\[{][ \t]*)?[@$]?[\x60'\"\\]{0,3}"
+# Opening of the value: spaces, a newline and indentation (XML element text, YAML folded), a YAML block scalar
+# indicator before the newline (`key: |`, `key: >-`), quotes, brackets.
+OPEN = r"[ \t]*(?:(?:[|>][-+]?[ \t]*)?\r?\n[ \t]*)?(?:[(\[{][ \t]*)?[@$]?[\x60'\"\\]{0,3}"
 
 # Fallback of an environment lookup: `getenv("X", "v")`, `X || "v"`, `${X:-v}`, `.unwrap_or("v")`, `.orElse("v")`.
 FALLBACK = (
