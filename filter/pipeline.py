@@ -95,8 +95,9 @@ def evaluate(
     if scope is not None and scope.rules:
         findings = tuple(scope.finding(f) for f in findings)
     tokens = counter.count(parsed.prompt_segments(), policy.max_prompt_tokens)
+    model = redactor.mask_optional(parsed.model)
     decision = decide(
-        replace(parsed, model=redactor.mask_optional(parsed.model)), [redactor.finding(f) for f in findings],
+        parsed if model == parsed.model else replace(parsed, model=model), [redactor.finding(f) for f in findings],
         tokens, policy, decision_id=decision_id, identity=masked,
         pack_digest=snapshot.ruleset.digest, body_bytes=len(envelope.body), scope=scope, path=envelope.path,
         can_rewrite=can_rewrite,

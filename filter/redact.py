@@ -132,10 +132,12 @@ class Redactor:
 
     def identity(self, identity: Identity) -> Identity:
         """Identity values as written out: a header-sourced value is client text and may hold a found value."""
-        masked = replace(identity, workspace=self.mask_optional(identity.workspace),
-                         team=self.mask_optional(identity.team), project=self.mask_optional(identity.project),
-                         agent=self.mask_optional(identity.agent))
-        return identity if masked == identity else masked
+        values = (identity.workspace, identity.team, identity.project, identity.agent)
+        masked = tuple(self.mask_optional(v) for v in values)
+        if masked == values:  # the usual case: nothing found in them
+            return identity
+        workspace, team, project, agent = masked
+        return replace(identity, workspace=workspace, team=team, project=project, agent=agent)
 
     def path(self, path: str) -> str:
         """The request path as written out: no query string (it may carry a provider key), found values masked."""

@@ -41,6 +41,7 @@ SERVICE_NAME = "llm-content-filter"
 # Check latency in milliseconds: 0.1 ms (a small clean body) to 5 s (a body at the size and CPU limits).
 LATENCY_BUCKETS_MS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0)
 PROVIDERS = tuple(sorted(_API_PROVIDERS | {"raw", "unknown"}))  # "raw": a body scanned without a known API
+_REASONS = frozenset(r.value for r in Reason)
 RELOAD_RESULTS = ("ok", "error")
 RATE_LIMIT_KEYS = ("workspace_id", "team_id", "project_id", "agent_id", "other")
 USAGE_KINDS = ("input", "output")
@@ -364,7 +365,7 @@ class Telemetry:
     def observe(self, decision: Decision, latency_ms: float) -> None:
         verdict = decision.verdict.value
         provider = _bounded(decision.provider, PROVIDERS, "unknown")
-        reason = _bounded(str(decision.reason), {r.value for r in Reason}, Reason.INTERNAL_ERROR.value)
+        reason = _bounded(str(decision.reason), _REASONS, Reason.INTERNAL_ERROR.value)
         self.decisions.add(1, {"verdict": verdict, "reason": reason, "provider": provider})
         for f in decision.findings:
             self.findings.add(1, {"rule": f.rule_id, "category": f.category.value, "mode": f.mode.value})

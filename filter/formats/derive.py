@@ -39,6 +39,7 @@ from functools import lru_cache
 
 import hyperscan
 
+from filter import shortcuts
 from filter.formats import toolout
 from filter.formats.limits import check_work
 from filter.model import Origin, Piece, TextSegment
@@ -64,42 +65,83 @@ _FORM_RUN = re.compile(r"(?:%[0-9A-Fa-f]{2})+|\+")
 _RUN_DELIMITERS = " \t\r\n\"'<>()[]{}`"
 _MAX_RUN = 4096
 
-# One Hyperscan pass tells whether a text holds Cf characters (id 0), where base64 runs start (id 1), whether it
-# holds `\uXXXX` escapes of ASCII (id 2: code escapes accents and dashes, an evasion escapes letters) and which
-# tool-output stages it needs (toolout.py: the ids in _TOOL_IDS).
+# Two Hyperscan passes over every text, each cheaper than one with both sets (measured: Hyperscan's database for
+# the union scans slower than the two apart). The first tells whether a text holds Cf characters (id 0), where
+# base64 runs start (id 1), and whether it holds `\uXXXX` escapes of ASCII (id 2: code escapes accents and
+# dashes, an evasion escapes letters); the second which tool-output stages it needs (toolout.py: the ids in
+# _TOOL_IDS), with line-numbered output first gated (id 8) and then confirmed by toolout.TRIGGER_NUMBERED alone.
 _CF_ID, _B64_ID, _JSON_ESCAPE_ID = 0, 1, 2
+_NUMBERED_ID, _NUMBERED_GATE_ID = 5, 8
 _TOOL_IDS = {3: toolout.ANSI, 4: toolout.LONE_CR, 5: toolout.NUMBERED, 6: toolout.DIFF, 7: toolout.NOTEBOOK}
 _TOOL_TRIGGERS = {
     3: toolout.TRIGGER_ANSI, 4: toolout.TRIGGER_LONE_CR, 5: toolout.TRIGGER_NUMBERED, 6: toolout.TRIGGER_DIFF,
     7: toolout.TRIGGER_NOTEBOOK,
 }  # fmt: skip
+_TOOL_GATED = {**_TOOL_TRIGGERS, _NUMBERED_ID: toolout.NUMBERED_ONE_FILE, _NUMBERED_GATE_ID: toolout.NUMBERED_GATE}
+_ONCE = hyperscan.HS_FLAG_SINGLEMATCH
+_LINES = hyperscan.HS_FLAG_SINGLEMATCH | hyperscan.HS_FLAG_MULTILINE
+
+
+def _database(patterns: dict[int, bytes], flags: dict[int, int]) -> hyperscan.Database:
+    db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
+    db.compile(expressions=list(patterns.values()), ids=list(patterns), flags=[flags[i] for i in patterns])
+    return db
 
 
 def _compile() -> hyperscan.Database:
-    db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
     cf = b"|".join(re.escape(c.encode("utf-8")) for c in _CF_CHARS)
     # A run start: BASE64_MIN_RUN characters whose every 4-character group begins in [A-Za-f], i.e. encodes
     # a byte below 0x80: base64 of text that begins in ASCII. Identifiers and hashes rarely pass this, so few
     # runs reach Python.
     b64 = rb"(?:^|[^A-Za-z0-9+/_-])(?:[A-Za-f][A-Za-z0-9+/_-]{3}){%d}" % (BASE64_MIN_RUN // 4)
-    once = hyperscan.HS_FLAG_SINGLEMATCH
-    db.compile(
-        expressions=[cf, b64, rb"\\u00[2-7][0-9A-Fa-f]", *_TOOL_TRIGGERS.values()],
-        ids=[_CF_ID, _B64_ID, _JSON_ESCAPE_ID, *_TOOL_TRIGGERS],
-        flags=[once, 0, once, *[once | hyperscan.HS_FLAG_MULTILINE] * len(_TOOL_TRIGGERS)],
-    )
-    return db
+    return _database({_CF_ID: cf, _B64_ID: b64, _JSON_ESCAPE_ID: rb"\\u00[2-7][0-9A-Fa-f]"},
+                     {_CF_ID: _ONCE, _B64_ID: 0, _JSON_ESCAPE_ID: _ONCE})
 
 
 _DB = _compile()
+_TOOL_DB = _database(_TOOL_GATED, dict.fromkeys(_TOOL_GATED, _LINES))
+_NUMBERED_DB = _database({_NUMBERED_ID: toolout.TRIGGER_NUMBERED}, {_NUMBERED_ID: _LINES})
+_TOOL_PLAIN_DB = _database(_TOOL_TRIGGERS, dict.fromkeys(_TOOL_TRIGGERS, _LINES))  # the plain path
 _LOCAL = threading.local()
+_SMALL_BUFFER = 128
 
 
-def _scratch() -> hyperscan.Scratch:
-    scratch = getattr(_LOCAL, "scratch", None)
+def _scratch(db: hyperscan.Database | None = None) -> hyperscan.Scratch:
+    """This thread's scratch space for `db` (default: _DB); Hyperscan's scratch cannot be shared by threads."""
+    db = db or _DB
+    scratches: dict[int, hyperscan.Scratch] | None = getattr(_LOCAL, "scratches", None)
+    if scratches is None:
+        scratches = _LOCAL.scratches = {}
+    scratch = scratches.get(id(db))
     if scratch is None:
-        scratch = _LOCAL.scratch = hyperscan.Scratch(_DB)
+        scratch = scratches[id(db)] = hyperscan.Scratch(db)
     return scratch
+
+
+def padded(data: bytes) -> bytes:
+    """`data` to scan with the databases here. Hyperscan (python-hyperscan 0.9) misses a two-byte literal that
+    ends exactly at the end of a 16-99 byte buffer when the database also holds an anchored pattern; a trailing
+    newline, which no pattern here matches or ends before, keeps every match and offset as it is."""
+    return data + b"\n" if len(data) < _SMALL_BUFFER else data
+
+
+def tool_triggers(data: bytes) -> set[int]:
+    """Ids (_TOOL_IDS) of the tool-output stages whose trigger `data` holds."""
+    ids: set[int] = set()
+    data = padded(data)
+
+    def on_match(rule: int, _from: int, _to: int, _flags: int, _ctx: object) -> None:
+        ids.add(rule)
+
+    if not shortcuts.enabled():
+        _TOOL_PLAIN_DB.scan(data, match_event_handler=on_match, scratch=_scratch(_TOOL_PLAIN_DB))
+        return ids
+    _TOOL_DB.scan(data, match_event_handler=on_match, scratch=_scratch(_TOOL_DB))
+    if _NUMBERED_GATE_ID in ids:
+        ids.discard(_NUMBERED_GATE_ID)
+        if _NUMBERED_ID not in ids:
+            _NUMBERED_DB.scan(data, match_event_handler=on_match, scratch=_scratch(_NUMBERED_DB))
+    return ids
 
 
 @dataclass
@@ -447,14 +489,15 @@ def derived(segments: Sequence[TextSegment], runs: Sequence[tuple[str, Sequence[
         def on_match(rule: int, _from: int, to: int, _flags: int, _ctx: object) -> None:
             found.append((rule, to))  # noqa: B023 - consumed before the next segment
 
-        _DB.scan(data, match_event_handler=on_match, scratch=scratch)
+        _DB.scan(padded(data), match_event_handler=on_match, scratch=scratch)
         ids = {rule for rule, _ in found}
+        tool_ids = tool_triggers(data)
         has_cf = _CF_ID in ids
         if _JSON_ESCAPE_ID in ids and seg.location not in unescaped_already:
             extra = json_unescaped(seg)  # `\u0067hp_…` in a text body, a log line, JSON Lines: as a reader sees it
             if extra is not None:
                 out.append(extra)
-        tools = [_TOOL_IDS[i] for i in ids if i in _TOOL_IDS]
+        tools = [_TOOL_IDS[i] for i in sorted(tool_ids)]
         if tools:
             extra = toolout.tool_output(seg, tools)
             if extra is not None:

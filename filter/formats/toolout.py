@@ -39,6 +39,12 @@ TRIGGER_NUMBERED = (
 )
 TRIGGER_DIFF = rb"^@@ -[0-9]+(?:,[0-9]+)? \+[0-9]+(?:,[0-9]+)? @@"
 TRIGGER_NOTEBOOK = rb"\"(?:source|cell_type)\"[ \t]*:"
+# Hyperscan follows TRIGGER_NUMBERED's `^[ \t]*` and `^[^\s:]*` through every line of ordinary code, which made it
+# the costliest trigger. Its one-file alternative is cheap and kept exact; the other two are gated by what they
+# must contain (a digit before `→` or a tab, `:12:` or `-12-`), and only a text holding a gate is scanned for
+# TRIGGER_NUMBERED itself. A gate is implied by the trigger, so the outcome is the same.
+NUMBERED_ONE_FILE = rb"^[0-9]{1,7}[:-][^0-9\n][^\n]*\n[0-9]{1,7}[:-]"
+NUMBERED_GATE = rb"[0-9](?:\xe2\x86\x92|\t)|:[0-9]{1,7}:|-[0-9]{1,7}-"
 
 ANSI, LONE_CR, NUMBERED, DIFF, NOTEBOOK = "ansi", "cr", "numbered", "diff", "notebook"
 

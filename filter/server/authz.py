@@ -92,8 +92,9 @@ class AuthorizationServicer(external_auth_pb2_grpc.AuthorizationServicer):  # ty
                 outcome = evaluate(envelope, snapshot, self.counter, identity, decision_id,
                                    rewritable if self.rewriter and gateway_rewrites(context) else None)
             # Token budgets (filter.budgets): outside the admission block, as a store call may wait on a lock.
-            outcome = replace(outcome, decision=budgets.reserve(
-                outcome.decision, outcome.parsed, outcome.scope, snapshot.policy, self.store))
+            reserved = budgets.reserve(outcome.decision, outcome.parsed, outcome.scope, snapshot.policy, self.store)
+            if reserved is not outcome.decision:
+                outcome = replace(outcome, decision=reserved)
             redactor: Redactor | None = outcome.redactor
         except (Overloaded, DeadlineExceeded, WorkLimitExceeded) as e:  # work bounds (admission.py), after the parse too
             outcome = Evaluation(refuse(

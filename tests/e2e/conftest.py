@@ -7,8 +7,17 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.waiting import avoid_day_edge
+
 from .envoy_harness import EnvoyProcess, start_envoy
 from .fake_provider import FakeProvider
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _inside_one_utc_day() -> None:
+    """Modules here read day budgets back through real processes on the real clock: none starts within a few
+    minutes of UTC midnight (autouse: before the module's own fixtures start anything)."""
+    avoid_day_edge()
 
 
 @pytest.fixture(scope="session")

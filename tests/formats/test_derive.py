@@ -7,7 +7,10 @@ import json
 import random
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from filter import shortcuts
 from filter.formats import derive
 from filter.formats.pdf import PDF_MAX_PAGES, pdf_text
 from filter.model import Piece, TextSegment
@@ -261,9 +264,6 @@ def test_pdf_pages_are_bounded() -> None:
     assert f"page {PDF_MAX_PAGES - 1}" in found.text and f"page {PDF_MAX_PAGES}" not in found.text
 
 
-from hypothesis import given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
-
 _PARTS = st.sampled_from(
     [
         "AKIA",
@@ -315,3 +315,44 @@ def test_pdf_reading_stops_when_the_checks_time_is_up() -> None:
 
     with pytest.raises(DeadlineExceeded), work_budget(DecodeLimits(), deadline=time.monotonic() - 1):
         pdf_text(pdf_with_text("page"))
+
+
+# -- tool-output triggers: the gated pass finds exactly what the plain trigger patterns find ------------------
+_TRIGGER_PIECES = ["1", "12", "1234567", "12345678", ":", "-", "→", "\t", " ", "\n", "\v", "\r", "\x1b[", "a", "Z",
+                   ".", "/", "_", "src/app.py", "@@ -1,2 +3,4 @@", '"source":', "x", "2024-12-05", "10:30:00"]
+
+
+def _plain_triggers(data: bytes) -> set[int]:
+    with shortcuts.plain():
+        return derive.tool_triggers(data)
+
+
+@settings(max_examples=600, deadline=None)
+@given(st.lists(st.sampled_from(_TRIGGER_PIECES), max_size=40))
+def test_gated_tool_triggers_equal_the_plain_triggers(pieces: list[str]) -> None:
+    data = "".join(pieces).encode()
+    assert derive.tool_triggers(data) == _plain_triggers(data)
+
+
+@pytest.mark.parametrize("text, numbered", [
+    ("     1→import os\n     2→import sys\n", True),            # a file-read tool's line numbers
+    ("  10\tfoo\n  11\tbar\n", True),                          # cat -n
+    ("src/app.py:12:    token = load()\n", True),              # grep -n
+    ("src/app.py-12-    context line\n", True),                # grep -C context line
+    ("12:first\n13-second\n", True),                           # grep -n on one file
+    ("released 2024-12-05, see CHANGES\n", False),             # a date: the gate fires, the trigger does not
+    ("    x = a[1:2:3]\n", False),                             # a slice
+    ("at 10:30:00 the job ran\n", False),                      # a time after a word and a space
+    ("total\t12\n", False),                                    # a tab after a word
+])  # fmt: skip
+def test_numbered_output_is_recognised_and_its_look_alikes_are_not(text: str, numbered: bool) -> None:
+    ids = derive.tool_triggers(text.encode())
+    assert (derive._NUMBERED_ID in ids) is numbered
+    assert ids == _plain_triggers(text.encode())
+
+
+@pytest.mark.parametrize("size", [1, 15, 16, 40, 99, 100, 300])
+def test_a_two_byte_trigger_at_the_very_end_of_a_short_text_is_found(size: int) -> None:
+    # Hyperscan's small-buffer path once missed a two-byte literal ending exactly at the end (16-99 bytes).
+    text = ("1:a " * size)[:size].encode() + b"\x1b["
+    assert derive.tool_triggers(text) == {3} == _plain_triggers(text)

@@ -17,6 +17,14 @@ def wait_until(what: str, condition: Callable[[], object], timeout: float = 20.0
         time.sleep(interval)
 
 
+def avoid_day_edge(margin: float = 240.0) -> None:
+    """Day budgets count in UTC calendar days: a test that reserves and then reads a day's figures must not
+    straddle midnight (if fewer than `margin` seconds are left of this UTC day, sleep into the next)."""
+    into = time.time() % 86400
+    if into > 86400 - margin:
+        time.sleep(86400 - into + 1.0)
+
+
 def avoid_minute_edge(margin: float = 6.0) -> None:
     """Rate limits count in fixed one-minute windows: start a short burst well inside one (if fewer than
     `margin` seconds are left of this window, sleep into the next: the wait is the point, there is nothing
