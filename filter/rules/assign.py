@@ -59,9 +59,10 @@ FALLBACK = (
     r"|\.unwrap_or(?:_else)?\((?:\|_\|[ \t]*)?|\.orElse\()[ \t]*[\x60'\"\\]{0,2})"
 )
 
-# Space-separated forms: `ENV X_TOKEN v` (Dockerfile), `setx X_TOKEN v`, `--x-token v`. (Not `set`, nor single-dash
-# flags: both are so common in text that Hyperscan would track every one.)
-SPACED_PREFIX = r"(?:(?:^|[ \t;&|])(?:ENV|setx)[ \t]*[\w.-]*|(?:^|[ \t])--[\w-]*)"
+# Space-separated forms: `ENV X_TOKEN v` (Dockerfile), `setx X_TOKEN v`, `--x-token v`, also right after a grep
+# prefix (`Dockerfile:7:ENV X_TOKEN v`). (Not `set`, nor single-dash flags: both are so common in text that
+# Hyperscan would track every one.)
+SPACED_PREFIX = r"(?:(?:^|[ \t;&|:])(?:ENV|setx)[ \t]*[\w.-]*|(?:^|[ \t:])--[\w-]*)"
 
 # Before the value: any of these. After it: one of these, or the end of the text.
 LEFT = r"(?:[\s\x60'\"=:>(,\[{]|\\[nrt\"'])"

@@ -150,6 +150,8 @@ SYNTAXES: dict[str, str] = {
     "function argument": 'System.setProperty("{I}", "{v}")',
     "map put": 'headers.put("{k}", "{v}");',
     "dockerfile env": "ENV {I} {v}",
+    "dockerfile env grep hit": "Dockerfile:7:ENV {I} {v}",
+    "cli flag grep hit": "scripts/run.sh:5:--{k} {v}",
     "dockerfile arg": "ARG {I}={v}",
     "powershell env": '$env:{I} = "{v}"',
     "windows setx": 'setx {I} "{v}"',
