@@ -343,7 +343,7 @@ _META_WORDS = _words(
     "webhook master app service"
 )
 _CAMEL_WORD = re.compile(r"[A-Z]?[a-z]+")
-_VOWEL = re.compile(r"[aeiouyAEIOUY]")
+_VOWEL = re.compile(r"[aeiouAEIOU]")
 _VALUE_WORD = re.compile(r"[A-Z]{2,}(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
 # Filler: runs of one repeated character (`sk_live_aaaaaaaa…`, `ghp_0000…`), or a short unit repeated
 # (`abc123abc123abc123`). Real tokens can hold a run (base64 of zero bytes: `AAAAAAAA`), never this much of one.
@@ -379,7 +379,58 @@ def not_placeholder(value: str) -> bool:
         return False
     if _PASCAL_NAME.fullmatch(stripped) and all(_VOWEL.search(w) for w in _CAMEL_WORD.findall(stripped)):
         return False
-    return not (_name_path(stripped) or _meta_only(stripped) or _filler(stripped))
+    return not (_name_path(stripped) or _code_path(stripped) or _meta_only(stripped) or _filler(stripped))
+
+
+_CODE_PATH = re.compile(r"[A-Za-z_$][\w$]*(?:\.[A-Za-z_$][\w$]*)+")
+_DIGIT_RUN = re.compile(r"[0-9]+")
+
+
+def _code_path(value: str) -> bool:
+    """A dotted path of code (`rfc5958.EncryptedPrivateKeyInfo`, `ed25519.Ed25519PrivateKey`, `cfg.signing_key`):
+    one part is an identifier of several words (snake_case or camelCase), and no part reads as random: mixed-case
+    words averaging under 3.5 letters or one without a vowel (`tSFgGap`), digits in three places or more, or a
+    single-case run longer than a word. Tokens with dots (`SG.…`, `hvs.…`, JWTs) have such parts."""
+    if not _CODE_PATH.fullmatch(value):
+        return False
+    identifier = False
+    for part in value.split("."):
+        pieces = [p for p in part.split("_") if p]
+        identifier = identifier or len(pieces) >= 2
+        for piece in pieces:
+            if len(_DIGIT_RUN.findall(piece)) >= 3:
+                return False
+            letters = _DIGIT_RUN.sub("", piece)
+            if letters == letters.lower() or letters == letters.upper():
+                if len(letters) > 16 or any(len(w) >= 4 and not _VOWEL.search(w) for w in _DIGIT_RUN.split(piece)):
+                    return False
+                continue
+            words = _CASE_WORD.findall(letters)
+            if sum(map(len, words)) < 3.5 * len(words) or any(len(w) > 1 and not _VOWEL.search(w) for w in words):
+                return False
+            if any(w.isupper() and len(w) > 1 for w in words[1:]):
+                return False  # an acronym leads an identifier (`RSAPrivateKey`); capitals mid-run are random
+            identifier = identifier or len(words) >= 2
+    return identifier
+
+
+def _word_like(piece: str) -> bool:
+    """A piece of an identifier: at most one run of digits, at most 14 letters, every run of four letters or
+    more with a vowel (`krb5`, `rfc1964`, `keydata`; not `hpfr`, `go38pd1q`)."""
+    letters = _DIGIT_RUN.sub("", piece)
+    return (bool(letters) and len(letters) <= 14 and len(_DIGIT_RUN.findall(piece)) <= 1
+            and all(len(w) < 4 or _VOWEL.search(w) for w in _DIGIT_RUN.split(piece)))
+
+
+_SNAKE_OR_KEBAB = re.compile(r"[a-z][a-z0-9]*(?:[_-][a-z0-9]+){2,}")
+
+
+def not_identifier(value: str) -> bool:
+    """For token-named assignments: False for a lower-case snake or kebab identifier of three or more word-like
+    pieces (`gss_krb5_rfc1964_keydata`, `w32-register-hot-key`: an item of a list of names next to one ending in
+    `_key`). Random lower-case tokens in groups (`go38pd1q-hpfr-…`) have pieces that are not words. Not for
+    password rules: a passphrase of words is a password."""
+    return not (_SNAKE_OR_KEBAB.fullmatch(value) and all(_word_like(p) for p in re.split(r"[_-]", value)))
 
 
 def _name_path(value: str) -> bool:
@@ -413,6 +464,7 @@ NAMED: dict[str, Validator] = {
     "token_like": token_like,
     "password_like": password_like,
     "not_placeholder": not_placeholder,
+    "not_identifier": not_identifier,
     "basic_auth": basic_auth,
     "discord_bot_token": discord_bot_token,
     "nanp_phone": nanp_phone,

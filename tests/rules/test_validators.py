@@ -30,7 +30,7 @@ def test_every_named_validator_is_registered() -> None:
     assert set(v.NAMED) >= {
         "luhn", "iban", "github_checksum", "crc32_base62", "jwt", "ssn", "has_digit", "has_letter_and_digit",
         "not_placeholder", "known_checksum", "basic_auth", "discord_bot_token", "nanp_phone", "e164_phone", "email",
-        "password_like", "token_like",
+        "password_like", "token_like", "not_identifier",
     }  # fmt: skip
     assert set(v.PARAMETRIZED) == {"entropy"}
 
@@ -185,6 +185,8 @@ PLACEHOLDER_KINDS = {
                          "env.DEPLOY_TOKEN", "prod/billing/deploy-token"],
     "code that reads it": ["os.environ['DEPLOY_TOKEN']", 'System.getenv("DEPLOY_TOKEN")', "settings.get('deploy_token')",
                            "os.environ[", "getenv("],
+    "dotted code": ["serialization.Ed25519PrivateKey", "hpke.MLKEM768X25519PrivateKey", "self.signing_key",
+                    "rfc5958.EncryptedPrivateKeyInfo"],
     "secret-store reference": ["op://platform/deploy/token", "vault:secret/data/billing#token",
                                "ref+awssm://billing/deploy#token",
                                "arn:aws:secretsmanager:eu-west-1:111122223333:secret:billing-Ab12Cd",
@@ -228,11 +230,20 @@ def test_random_tokens_in_placeholder_outlines_are_kept() -> None:
     rng = random.Random("not_placeholder/random")
     dropped = []
     for _ in range(2000):
-        parts = ["".join(rng.choice(BASE62) for _ in range(rng.randint(8, 32))) for _ in range(rng.randint(1, 3))]
+        parts = ["".join(rng.choice(BASE62) for _ in range(rng.randint(12, 40))) for _ in range(rng.randint(1, 3))]
         value = rng.choice(["", "sk_live_", "tok-", "SG.", "ya29."]) + rng.choice([".", "/", "-", "_"]).join(parts)
         if not v.not_placeholder(value) and not v._SEQUENTIAL.search(value):
             dropped.append(value)
     assert dropped == []
+
+
+def test_not_identifier() -> None:
+    for name in ("gss_krb5_rfc1964_keydata", "w32-register-hot-key", "payments_webhook_signing_key_v2"):
+        assert not v.not_identifier(name), name
+    # random lower-case tokens in groups, and one word: values
+    for value in ("go7kq2xr-hpfr-qz4m-t8vw-mk3xq9zt2wpl", "k3xq7mz2rv5wbn6dyc4tfl2he7upja5s", "sk_live_q8x4kz7mw2",
+                  "xkqz-pvbm-trnl"):
+        assert v.not_identifier(value), value
 
 
 def test_basic_auth() -> None:
