@@ -389,7 +389,7 @@ _DIGIT_RUN = re.compile(r"[0-9]+")
 def _code_path(value: str) -> bool:
     """A dotted path of code (`rfc5958.EncryptedPrivateKeyInfo`, `ed25519.Ed25519PrivateKey`, `cfg.signing_key`):
     one part is an identifier of several words (snake_case or camelCase), and no part reads as random: mixed-case
-    words averaging under 3.5 letters or one without a vowel (`tSFgGap`), digits in three places or more, or a
+    words averaging under 3.5 letters or one without a vowel (`qHxWvTbK`), digits in three places or more, or a
     single-case run longer than a word. Tokens with dots (`SG.…`, `hvs.…`, JWTs) have such parts."""
     if not _CODE_PATH.fullmatch(value):
         return False
@@ -416,7 +416,7 @@ def _code_path(value: str) -> bool:
 
 def _word_like(piece: str) -> bool:
     """A piece of an identifier: at most one run of digits, at most 14 letters, every run of four letters or
-    more with a vowel (`krb5`, `rfc1964`, `keydata`; not `hpfr`, `go38pd1q`)."""
+    more with a vowel (`krb5`, `rfc1964`, `keydata`; not `tvbn`, `q7zk2xw9`)."""
     letters = _DIGIT_RUN.sub("", piece)
     return (bool(letters) and len(letters) <= 14 and len(_DIGIT_RUN.findall(piece)) <= 1
             and all(len(w) < 4 or _VOWEL.search(w) for w in _DIGIT_RUN.split(piece)))
@@ -428,7 +428,7 @@ _SNAKE_OR_KEBAB = re.compile(r"[a-z][a-z0-9]*(?:[_-][a-z0-9]+){2,}")
 def not_identifier(value: str) -> bool:
     """For token-named assignments: False for a lower-case snake or kebab identifier of three or more word-like
     pieces (`gss_krb5_rfc1964_keydata`, `w32-register-hot-key`: an item of a list of names next to one ending in
-    `_key`). Random lower-case tokens in groups (`go38pd1q-hpfr-…`) have pieces that are not words. Not for
+    `_key`). Random lower-case tokens in groups (`q7zk2xw9-tvbn-…`) have pieces that are not words. Not for
     password rules: a passphrase of words is a password."""
     return not (_SNAKE_OR_KEBAB.fullmatch(value) and all(_word_like(p) for p in re.split(r"[_-]", value)))
 
