@@ -39,7 +39,11 @@ def load_encoding(path: str | None = None, expected_sha256: str | None = None) -
         path = offline._get_data_path("cl100k_base.tiktoken")
         expected_sha256 = _CL100K_SHA256
     ranks = load_tiktoken_bpe(path, expected_hash=expected_sha256)
-    return tiktoken.Encoding(name="cl100k_base", pat_str=_CL100K_PATTERN, mergeable_ranks=ranks, special_tokens={})
+    encoding = tiktoken.Encoding(name="cl100k_base", pat_str=_CL100K_PATTERN, mergeable_ranks=ranks, special_tokens={})
+    # The Rust core holds its own copy of the ranks; tiktoken keeps the Python dict (100k bytes -> int, ~14 MiB
+    # per worker) only to pickle the Encoding, which the filter never does.
+    encoding._mergeable_ranks = {}
+    return encoding
 
 
 class TokenCounter:

@@ -134,3 +134,41 @@ def test_the_counts_and_the_surrogate_test_agree_with_the_plain_code(data: bytes
         plain_surrogates = has_lone_surrogates(data)
     # Unsure (many escaped sequences), the fast test says True: scrubbing text without surrogates changes nothing.
     assert fast_surrogates == plain_surrogates or (fast_surrogates and data.count(b"\\u") >= 64)
+
+
+def _tool_args(args: bytes) -> bytes:
+    """A chat body whose tool call carries `args` (JSON text, already escaped as a JSON string's content)."""
+    return (b'{"model": "m", "messages": [{"role": "assistant", "tool_calls": [{"id": "c", "type": "function", '
+            b'"function": {"name": "f", "arguments": "' + args + b'"}}]}]}')
+
+
+# Where orjson and json differ, the body must be decided as json decides it (filter/formats/jsonload.py).
+JSON_PARSER_BODIES = [
+    b'{"messages": [{"role": "user", "content": "AKIAIOSFODNN7EXAMPLE"}], "messages": []}',
+    b'{"messages": [{"role": "user", "content": "x", "content": "y"}]}',
+    b'{"model": "m", "model": "\\u0022\\u0022", "messages": []}',
+    _tool_args(b'{\\"k\\": \\"AKIAIOSFODNN7EXAMPLE\\", \\"k\\": \\"x\\"}'),  # both values are scanned
+    _tool_args(b'{\\"k\\": 1, \\"k\\": \\"\\\\u0022\\\\u0022\\"}'),
+    b'{"messages": [{"role": "user", "content": "\\ud800 AKIAIOSFODNN7EXAMPLE"}]}',
+    b'{"messages": [{"role": "user", "content": "x"}], "n": 41111111111111111111111111}',
+    b'{"messages": [{"role": "user", "content": "x"}], "n": -9223372036854775809, "m": 1e19}',
+    b'{"messages": [{"role": "user", "content": "x"}], "temperature": 1e400}',
+    b'{"messages": [{"role": "user", "content": "x"}], "temperature": NaN}',
+    b'{"messages": [{"role": "user", "content": "x"}], "n": ' + b"9" * 4301 + b"}",
+    b'{"messages": [{"role": "user", "content": "x"}], "deep": ' + b"[" * 63 + b"]" * 63 + b"}",
+    b'{"messages": [{"role": "user", "content": "x"}], "deep": ' + b"[" * 64 + b"]" * 64 + b"}",
+    b'{"a":' * 1000 + b"1" + b"}" * 1000,
+    b'\xef\xbb\xbf{"messages": [{"role": "user", "content": "AKIAIOSFODNN7EXAMPLE"}]}',
+    b' \t\r\n{"messages" :\n[ {"role":"user" , "content":"x"} ]\r\n} \t',
+    b'\x0c{"messages": [{"role": "user", "content": "x"}]}',
+    b'{"messages": [{"role": "user", "content": "x"}]}\xc2\xa0',
+    b'{"messages": [{"role": "user", "content": "\xed\xa0\x80"}]}',
+]
+
+
+@pytest.mark.parametrize("body", JSON_PARSER_BODIES, ids=range(len(JSON_PARSER_BODIES)))
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/unknown/path"])
+def test_json_read_by_orjson_or_json_is_decided_the_same(body: bytes, path: str,
+                                                         shipped: tuple[Snapshot, TokenCounter, TokenCounter]) -> None:
+    fast, plain = both(make_envelope(body, path=path), shipped)
+    assert fast == plain

