@@ -110,10 +110,16 @@ def last_word(words: list[str]) -> str:
 
 def identifier(words: list[str], embedded: bool = False) -> str:
     """A whole identifier holding one of the names: `name()` and the rest of the identifier, or a
-    `last_word()` form, which ends the identifier."""
+    `last_word()` form, which ends the identifier. An UPPER_SNAKE name ending in an all-capitals entry goes on
+    only after a separator or digit (`STRIPE_KEY_PROD`, `API_KEY2`, `STRIPE_KEYS`), not into a longer word:
+    `FILE_PATTERN` and `LD_LIBRARY_PATH` hold no `PAT`."""
+    spelled = [w for w in words if not w.isupper()]
+    forms = [name(spelled, embedded) + IDENT_TAIL] if spelled else []
+    forms += [f"(?-i:[A-Z0-9]_{entry}S?)(?:[_.\\-0-9]{IDENT_TAIL})?" for entry in words if entry.isupper()]
     last = last_word(words)
-    tailed = name(words, embedded) + IDENT_TAIL
-    return f"(?:{tailed}|{last})" if last else tailed
+    if last:
+        forms.append(last)
+    return forms[0] if len(forms) == 1 else "(?:" + "|".join(forms) + ")"
 
 
 def assignment(words: list[str], value: str) -> str:

@@ -393,3 +393,15 @@ def _coverage_cases(rng: random.Random) -> dict[str, tuple[str, str]]:
 def test_formats_seen_in_agent_requests_are_found(secrets_ruleset: Ruleset, case: str) -> None:
     text, value = _coverage_cases(random.Random(f"coverage/{case}"))[case]
     assert found(secrets_ruleset, text, value), text
+
+
+@pytest.mark.parametrize("name, secret", [
+    ("STRIPE_KEY", True), ("STRIPE_KEY_PROD", True), ("API_KEY2", True), ("DEPLOY_KEYS", True), ("GITLAB_PAT", True),
+    ("LD_LIBRARY_PATH", False), ("FILE_PATTERN", False), ("DEFAULT_KEYBOARD", False), ("URL_PATTERNS", False),
+])  # fmt: skip
+def test_an_all_capitals_name_word_does_not_run_on_into_a_longer_word(
+    secrets_ruleset: Ruleset, name: str, secret: bool
+) -> None:
+    """`KEY` and `PAT` end an UPPER_SNAKE name or go on after a separator; `PATH` and `PATTERN` are other words."""
+    value = _random(random.Random(name), ALNUM, 32)
+    assert found(secrets_ruleset, f"{name}={value}\n", value) is secret
