@@ -14,7 +14,8 @@ every text anyway, so text without any costs nothing here):
   numbered   line-number prefixes removed, only on runs of consecutive numbers (a log line starting `10:30:`
              is not a numbered line unless line 11 follows)
   diff       two copies: the new side (context and `+` lines, markers removed) and the old side (context and
-             `-` lines), when the text holds a unified-diff hunk header
+             `-` lines), when the text holds a unified-diff hunk header; a word diff's `{+added+}` and
+             `[-removed-]` words go to their side the same way
   notebook   JSON source-line arrays: each `"…\\n",` line's string contents, one per line
 
 Every stage only deletes characters or replaces one character by one, so the map to the original stays
@@ -60,6 +61,9 @@ _DIFF = re.compile(r"^@@ -\d+(?:,\d+)? \+\d+(?:,\d+)? @@", re.MULTILINE)
 _DIFF_NEW = re.compile(r"^[+ ]|^-[^\n]*(?:\n|$)", re.MULTILINE)  # markers of kept lines; removed lines whole
 _DIFF_OLD = re.compile(r"^[- ]|^\+[^\n]*(?:\n|$)", re.MULTILINE)
 _DIFF_REMOVED = re.compile(r"^-(?!-- )", re.MULTILINE)
+# `git diff --word-diff`: `[-removed-]` and `{+added+}` inside a line.
+_WORD_REMOVED = re.compile(r"\[-((?:(?!-\])[^\n])*)-\]")
+_WORD_ADDED = re.compile(r"\{\+((?:(?!\+\})[^\n])*)\+\}")
 # A notebook source line as JSON prints it: indentation, `"`, the contents, an optional `\n` escape, `"`, `,`.
 _NOTEBOOK_LINE = re.compile(r'^([ \t]*")((?:[^"\\\n]|\\[^n\n]|\\n(?!"))*)((?:\\n)?",?[ \t]*)$', re.MULTILINE)
 
@@ -140,6 +144,24 @@ def _number_edits(text: str) -> list[_Edit]:
     return edits
 
 
+def _word_edits(text: str, keep: re.Pattern[str], drop: re.Pattern[str]) -> list[_Edit]:
+    """One side of a word diff: the other side's words cut whole, this side's markers cut around its words."""
+    edits = [(m.start(), m.end(), "") for m in drop.finditer(text)]
+    for m in keep.finditer(text):
+        edits += [(m.start(), m.start(1), ""), (m.end(1), m.end(), "")]
+    return sorted(edits)
+
+
+def _merged(a: list[_Edit], b: list[_Edit]) -> list[_Edit]:
+    """Both edit lists in order; an edit inside one already kept (a word marker on a cut line) goes."""
+    out: list[_Edit] = []
+    for edit in sorted(a + b):
+        if out and edit[0] < out[-1][1]:
+            continue
+        out.append(edit)
+    return out
+
+
 def _next_line(text: str, start: int) -> int:
     return text.find("\n", start) + 1
 
@@ -180,10 +202,16 @@ def tool_output(seg: TextSegment, triggers: Sequence[str]) -> TextSegment | None
             current = _text(view)
     views = [view]
     if DIFF in triggers or (current is not text and _DIFF.search(current) is not None):
-        new_side = _apply(view, [(m.start(), m.end(), "") for m in _DIFF_NEW.finditer(current)])
-        views = [new_side]
-        if _DIFF_REMOVED.search(current) is not None:
-            views.append(_apply(view, [(m.start(), m.end(), "") for m in _DIFF_OLD.finditer(current)]))
+        words = "{+" in current or "[-" in current
+        new_edits = [(m.start(), m.end(), "") for m in _DIFF_NEW.finditer(current)]
+        if words:
+            new_edits = _merged(new_edits, _word_edits(current, keep=_WORD_ADDED, drop=_WORD_REMOVED))
+        views = [_apply(view, new_edits)]
+        if words or _DIFF_REMOVED.search(current) is not None:
+            old_edits = [(m.start(), m.end(), "") for m in _DIFF_OLD.finditer(current)]
+            if words:
+                old_edits = _merged(old_edits, _word_edits(current, keep=_WORD_REMOVED, drop=_WORD_ADDED))
+            views.append(_apply(view, old_edits))
     if NOTEBOOK in triggers:
         views = [_apply(v, _notebook_edits(_text(v))) for v in views]
     parts: list[str] = []

@@ -48,8 +48,9 @@ OPERATOR = (
     r"|,[ \t]*(?:[\x60'\"]|\\['\"])|[ \t]+value[ \t]*=|[ \t]+(?:value|default)[ \t]*:)"
 )
 
-# Opening of the value: spaces, a newline and indentation (XML element text, YAML folded), quotes, brackets.
-OPEN = r"[ \t]*(?:\r?\n[ \t]*)?(?:[(\[{][ \t]*)?[@$]?[\x60'\"\\]{0,3}"
+# Opening of the value: spaces, a newline and indentation (XML element text, YAML folded), a YAML block scalar
+# indicator before the newline (`key: |`, `key: >-`), quotes, brackets.
+OPEN = r"[ \t]*(?:(?:[|>][-+]?[ \t]*)?\r?\n[ \t]*)?(?:[(\[{][ \t]*)?[@$]?[\x60'\"\\]{0,3}"
 
 # Fallback of an environment lookup: `getenv("X", "v")`, `X || "v"`, `${X:-v}`, `.unwrap_or("v")`, `.orElse("v")`.
 FALLBACK = (
@@ -58,9 +59,10 @@ FALLBACK = (
     r"|\.unwrap_or(?:_else)?\((?:\|_\|[ \t]*)?|\.orElse\()[ \t]*[\x60'\"\\]{0,2})"
 )
 
-# Space-separated forms: `ENV X_TOKEN v` (Dockerfile), `setx X_TOKEN v`, `--x-token v`. (Not `set`, nor single-dash
-# flags: both are so common in text that Hyperscan would track every one.)
-SPACED_PREFIX = r"(?:(?:^|[ \t;&|])(?:ENV|setx)[ \t]*[\w.-]*|(?:^|[ \t])--[\w-]*)"
+# Space-separated forms: `ENV X_TOKEN v` (Dockerfile), `setx X_TOKEN v`, `--x-token v`, also right after a grep
+# prefix (`Dockerfile:7:ENV X_TOKEN v`). (Not `set`, nor single-dash flags: both are so common in text that
+# Hyperscan would track every one.)
+SPACED_PREFIX = r"(?:(?:^|[ \t;&|:])(?:ENV|setx)[ \t]*[\w.-]*|(?:^|[ \t:])--[\w-]*)"
 
 # Before the value: any of these. After it: one of these, or the end of the text.
 LEFT = r"(?:[\s\x60'\"=:>(,\[{]|\\[nrt\"'])"
@@ -93,11 +95,38 @@ def name(words: list[str], embedded: bool = False) -> str:
     return "(?:" + "|".join(out) + ")"
 
 
+def last_word(words: list[str]) -> str:
+    """The all-capitals entries as the last word of a longer name in the other case styles, with nothing after
+    it: `KEY` matches `vendor_key`, `vendorKey`, `VendorKey`, `vendor-key`, `vendor.key`, but not `key`,
+    `keyboard`, `vendor_key_id` or `filePattern` (for `PAT`). UPPER_SNAKE names keep `name()`'s form, which
+    lets the identifier go on (`STRIPE_KEY_PROD`). Empty when there is no such entry."""
+    out = []
+    for entry in words:
+        if entry.isupper():
+            low, cap = entry.lower(), entry[0] + entry[1:].lower()
+            out.append(f"(?-i:[a-z0-9][_.\\-]{low}|[a-z0-9]{cap})")
+    return "|".join(out)
+
+
+def identifier(words: list[str], embedded: bool = False) -> str:
+    """A whole identifier holding one of the names: `name()` and the rest of the identifier, or a
+    `last_word()` form, which ends the identifier. An UPPER_SNAKE name ending in an all-capitals entry goes on
+    only after a separator or digit (`STRIPE_KEY_PROD`, `API_KEY2`, `STRIPE_KEYS`), not into a longer word:
+    `FILE_PATTERN` and `LD_LIBRARY_PATH` hold no `PAT`."""
+    spelled = [w for w in words if not w.isupper()]
+    forms = [name(spelled, embedded) + IDENT_TAIL] if spelled else []
+    forms += [f"(?-i:[A-Z0-9]_{entry}S?)(?:[_.\\-0-9]{IDENT_TAIL})?" for entry in words if entry.isupper()]
+    last = last_word(words)
+    if last:
+        forms.append(last)
+    return forms[0] if len(forms) == 1 else "(?:" + "|".join(forms) + ")"
+
+
 def assignment(words: list[str], value: str) -> str:
     """The strict form: an identifier holding one of the names, an assignment, the value."""
-    ident = name(words) + IDENT_TAIL
+    ident = identifier(words)
     assigned = f"{ident}{TYPE}(?:{CLOSE}{OPERATOR}{OPEN}|{FALLBACK})"
-    spaced = f"{SPACED_PREFIX}{name(words, embedded=True)}{IDENT_TAIL}[ \\t]+[\\x60'\"]?"
+    spaced = f"{SPACED_PREFIX}{identifier(words, embedded=True)}[ \\t]+[\\x60'\"]?"
     return f"(?:{assigned}|{spaced})(?P<secret>{value}){RIGHT}"
 
 

@@ -295,13 +295,160 @@ _PLACEHOLDER = re.compile(
 )
 _SEQUENTIAL = re.compile(r"(?i)0123456789|abcdefghij|1234567890|qwertyuiop")
 
+# Template and substitution syntaxes a value is filled in from: `#{Name}#` (Azure DevOps, Octopus), `@name@`
+# (Maven / Gradle resource filtering), `__NAME__` (token replacers), `{NAME}` and `%(name)s` (format strings),
+# `$(NAME)` (Make, Kubernetes, Azure Pipelines), `$NAME`.
+_TEMPLATE = re.compile(
+    r"#\{[^}]*\}|^@[\w.-]+@$|^__[A-Za-z0-9_]+__$|^\{[\w.-]*\}$|^\$\([\w.-]+\)$|%\(\w+\)[sdr]|^\$\w+$"
+)
+# A reference to where a secret is kept, not the secret: secret-store URIs (1Password `op://`, Vault,
+# `ref+…://`, cloud secret managers), an AWS Secrets Manager / SSM ARN, a GCP secret resource name.
+_STORE_REFERENCE = re.compile(
+    r"(?i)^(?:op|vault|ref\+\w+|sm|awssm|gcpsm|azkv|keyvault|secrets?|bws|doppler|infisical)://|^vault:"
+    r"|^arn:aws[\w-]*:(?:secretsmanager|ssm):|^projects/[^/]+/secrets/"
+)
+# Code that reads a secret: `os.environ['X']`, `ENV["X"]`, `System.getenv("X")`, `config.get('x')`, also cut
+# at its bracket where a rule's value stops at the quote (`os.environ[`); an opening `<` of a placeholder cut at a
+# space (`<insert token here>`).
+_LOOKUP = re.compile(r"^[A-Za-z_$][\w.$]*(?:\[['\"][\w.-]+['\"]\]|\((?:['\"][\w.-]*['\"])?\)|[\[(])$|^<[A-Za-z]")
+# One part of a name: lower snake / kebab words, UPPER_SNAKE words (each may end in up to 3 digits: `v2`,
+# `oauth2`), camelCase / PascalCase words (every capital followed by lower-case letters, digits only at the
+# end), or a short number.
+_NAME_PART = (
+    r"(?:[a-z]+[0-9]{0,3}(?:[_-][a-z]+[0-9]{0,3})*|[A-Z]+[0-9]{0,3}(?:[_-][A-Z]+[0-9]{0,3})*"
+    r"|[A-Za-z][a-z]+(?:[A-Z][a-z]+)*[0-9]{0,3}|[0-9]{1,4})"
+)
+# The name of a secret written where its value goes: `STRIPE_SECRET_KEY` (UPPER_SNAKE letters only: a random
+# upper-case token has digits), `ApiKeySecretName` (three or more words, each with a vowel), and dotted or
+# slashed paths of names (`process.env.API_KEY`, `secrets.GITHUB_TOKEN`, `steps.auth.outputs.token`,
+# `prod/payments/api-key`, see _name_path). A random token does not split into such parts: its mixed-case runs
+# (`qHxWvTbK`) are not words, and its single-case runs are longer than words.
+_SECRET_NAME = re.compile(r"[A-Z]+(?:_[A-Z]+)+")
+_PASCAL_NAME = re.compile(r"(?:[A-Z][a-z]{2,}){3,}")
+_NAME_PATH = re.compile(rf"{_NAME_PART}(?:[./]{_NAME_PART})+")
+# Roots of references in configuration languages: `process.env.X`, `secrets.X`, `vars.X`, `steps.x.outputs.y`.
+_REFERENCE_WORDS = _words(
+    "env environ process secrets vars settings config configuration inputs outputs steps github var local data "
+    "values params parameters props properties options opts os spec"
+)
+# Words of a value that only talks about a secret: `your-api-key-here`, `super-secret-key`, `not-a-real-token`,
+# `change_this_secret`, `test_secret_for_ci`, `secret123`. A value made of nothing else is a placeholder.
+_META_WORDS = _words(
+    "a an the my your our some this that it me here there goes go put insert paste enter add replace change set "
+    "with for in of to only use do not no real fake mock dummy sample example demo test tests testing default "
+    "unset none null nil empty todo tbd fixme placeholder redacted hidden masked omitted filtered removed "
+    "generate generated new own value string random super very long strong secure secret secrets key keys api "
+    "token tokens access auth password passwd pass pwd passphrase jwt client private credential credentials "
+    "ci dev development local localhost prod production staging changeit changeme signing encryption session "
+    "webhook master app service"
+)
+_CAMEL_WORD = re.compile(r"[A-Z]?[a-z]+")
+_VOWEL = re.compile(r"[aeiouAEIOU]")
+_VALUE_WORD = re.compile(r"[A-Z]{2,}(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
+# Filler: runs of one repeated character (`sk_live_aaaaaaaa…`, `ghp_0000…`), or a short unit repeated
+# (`abc123abc123abc123`). Real tokens can hold a run (base64 of zero bytes: `AAAAAAAA`), never this much of one.
+_RUN = re.compile(r"(.)\1{4,}")
+_REPEATED_UNIT = re.compile(r"(.{2,6}?)\1{2,}")
+
+
+def _meta_only(value: str) -> bool:
+    words = _VALUE_WORD.findall(value)
+    if not words or sum(map(len, words)) < len(re.sub(r"[\s_.\-/]", "", value)):
+        return False  # characters other than words and separators (symbols): not a phrase
+    return all(w.lower() in _META_WORDS or (w.isdigit() and len(w) <= 4) for w in words) and not words[0].isdigit()
+
+
+def _filler(value: str) -> bool:
+    n = len(value)
+    if n < 8:
+        return False
+    if sum(m.end() - m.start() for m in _RUN.finditer(value)) * 5 >= n * 2:  # 40 % or more in runs of 5+
+        return True
+    return any((m.end() - m.start()) * 2 >= n for m in _REPEATED_UNIT.finditer(value))
+
 
 def not_placeholder(value: str) -> bool:
-    """False for documented examples, templates, masked and sequential values."""
-    if _PLACEHOLDER.search(value) or _SEQUENTIAL.search(value):
+    """False for documented examples, templates, masked, filler and sequential values, references to where a
+    secret is kept, the name of a secret written as its value, and phrases that only talk about a secret."""
+    if _PLACEHOLDER.search(value) or _SEQUENTIAL.search(value) or _TEMPLATE.search(value):
         return False
     stripped = value.strip("\"' ")
-    return len(set(stripped)) > 3
+    if len(set(stripped)) <= 3:
+        return False
+    if _STORE_REFERENCE.search(stripped) or _LOOKUP.search(stripped) or _SECRET_NAME.fullmatch(stripped):
+        return False
+    if _PASCAL_NAME.fullmatch(stripped) and all(_VOWEL.search(w) for w in _CAMEL_WORD.findall(stripped)):
+        return False
+    return not (_name_path(stripped) or _code_path(stripped) or _meta_only(stripped) or _filler(stripped))
+
+
+_CODE_PATH = re.compile(r"[A-Za-z_$][\w$]*(?:\.[A-Za-z_$][\w$]*)+")
+_DIGIT_RUN = re.compile(r"[0-9]+")
+
+
+def _code_path(value: str) -> bool:
+    """A dotted path of code (`rfc5958.EncryptedPrivateKeyInfo`, `ed25519.Ed25519PrivateKey`, `cfg.signing_key`):
+    one part is an identifier of several words (snake_case or camelCase), and no part reads as random: mixed-case
+    words averaging under 3.5 letters or one without a vowel (`qHxWvTbK`), digits in three places or more, or a
+    single-case run longer than a word. Tokens with dots (`SG.…`, `hvs.…`, JWTs) have such parts."""
+    if not _CODE_PATH.fullmatch(value):
+        return False
+    identifier = False
+    for part in value.split("."):
+        pieces = [p for p in part.split("_") if p]
+        identifier = identifier or len(pieces) >= 2
+        for piece in pieces:
+            if len(_DIGIT_RUN.findall(piece)) >= 3:
+                return False
+            letters = _DIGIT_RUN.sub("", piece)
+            if letters == letters.lower() or letters == letters.upper():
+                if len(letters) > 16 or any(len(w) >= 4 and not _VOWEL.search(w) for w in _DIGIT_RUN.split(piece)):
+                    return False
+                continue
+            words = _CASE_WORD.findall(letters)
+            if sum(map(len, words)) < 3.5 * len(words) or any(len(w) > 1 and not _VOWEL.search(w) for w in words):
+                return False
+            if any(w.isupper() and len(w) > 1 for w in words[1:]):
+                return False  # an acronym leads an identifier (`RSAPrivateKey`); capitals mid-run are random
+            identifier = identifier or len(words) >= 2
+    return identifier
+
+
+def _word_like(piece: str) -> bool:
+    """A piece of an identifier: at most one run of digits, at most 14 letters, every run of four letters or
+    more with a vowel (`krb5`, `rfc1964`, `keydata`; not `tvbn`, `q7zk2xw9`)."""
+    letters = _DIGIT_RUN.sub("", piece)
+    return (bool(letters) and len(letters) <= 14 and len(_DIGIT_RUN.findall(piece)) <= 1
+            and all(len(w) < 4 or _VOWEL.search(w) for w in _DIGIT_RUN.split(piece)))
+
+
+_SNAKE_OR_KEBAB = re.compile(r"[a-z][a-z0-9]*(?:[_-][a-z0-9]+){2,}")
+
+
+def not_identifier(value: str) -> bool:
+    """For token-named assignments: False for a lower-case snake or kebab identifier of three or more word-like
+    pieces (`gss_krb5_rfc1964_keydata`, `w32-register-hot-key`: an item of a list of names next to one ending in
+    `_key`). Random lower-case tokens in groups (`q7zk2xw9-tvbn-…`) have pieces that are not words. Not for
+    password rules: a passphrase of words is a password."""
+    return not (_SNAKE_OR_KEBAB.fullmatch(value) and all(_word_like(p) for p in re.split(r"[_-]", value)))
+
+
+def _name_path(value: str) -> bool:
+    """A dotted or slashed path of names that reads as a reference: one of its parts is a snake / kebab
+    identifier (`DEPLOY_TOKEN`, `api_key`, `deploy-token`) or a camelCase one (`ApiKey`), or one of its words names a
+    secret or a reference root (`env`, `secrets`, `token`). Two plain words (`sunny.day`) may be a passphrase and
+    stay a value; a short random run that fits the camelCase outline (`XrvyPpgGn`) is not a word."""
+    if not _NAME_PATH.fullmatch(value) or any(len(w) > 14 for w in _VALUE_WORD.findall(value)):
+        return False  # a word longer than names have is a random run
+    for part in re.split(r"[./]", value):
+        if "_" in part.strip("_") or "-" in part:
+            return True
+        if part != part.lower() and part != part.upper():
+            camel = _CAMEL_WORD.findall(part)
+            if len(camel) >= 2 and all(len(w) >= 3 and _VOWEL.search(w) for w in camel):
+                return True
+    words = {w.lower() for w in _VALUE_WORD.findall(value)}
+    return bool(words & (_META_WORDS | _REFERENCE_WORDS))
 
 
 NAMED: dict[str, Validator] = {
@@ -317,6 +464,7 @@ NAMED: dict[str, Validator] = {
     "token_like": token_like,
     "password_like": password_like,
     "not_placeholder": not_placeholder,
+    "not_identifier": not_identifier,
     "basic_auth": basic_auth,
     "discord_bot_token": discord_bot_token,
     "nanp_phone": nanp_phone,

@@ -240,3 +240,39 @@ def test_every_derived_character_maps_to_the_same_character_as_sent() -> None:
 
 def test_text_without_any_trigger_gets_no_copy() -> None:
     assert toolout.tool_output(TextSegment("t", "plain words\nand more\n"), []) is None
+
+
+def test_word_diff_words_go_to_their_side() -> None:
+    diff = "@@ -1,2 +1,2 @@\n keep\nmode = [-slow-]{+fast+} now\n"
+    assert derived_text(diff, [toolout.DIFF]) == (
+        "@@ -1,2 +1,2 @@\nkeep\nmode = fast now\n\n@@ -1,2 +1,2 @@\nkeep\nmode = slow now\n")
+    seg = toolout.tool_output(TextSegment("t", diff), [toolout.DIFF])
+    assert seg is not None and seg.origin is not None
+    for piece in seg.origin.pieces:
+        for i in range(piece.at, piece.at + piece.length):
+            assert diff[piece.original(i - piece.at)] == seg.text[i]
+
+
+TOKEN = "Tq4Zn8Wx2Lm6Rb9Vk3Hc7Pd5Jf"  # random, made here
+DIFF_LINES: dict[str, str] = {
+    "added": "+  deploy_token: {v}\n",
+    "removed": "-  deploy_token: {v}\n+  deploy_token: ${{DEPLOY_TOKEN}}\n",
+    "context": "   deploy_token: {v}\n-  debug: true\n+  debug: false\n",
+    "added camel key name": "+  mapboxKey: {v}\n",
+    "added block scalar": "+  deploy_token: |\n+    {v}\n",
+    "word diff added": "   deploy_token: [-${{DEPLOY_TOKEN}}-]{{+{v}+}}\n",
+    "word diff removed": "   deploy_token: [-{v}-]{{+${{DEPLOY_TOKEN}}+}}\n",
+    "coloured": "\x1b[32m+  deploy_token: {v}\x1b[m\n",
+}
+
+
+@pytest.mark.parametrize("marker", sorted(DIFF_LINES))
+def test_a_token_on_any_line_of_a_diff_is_found_where_it_was_sent(check: Callable[..., Decision], marker: str) -> None:
+    text = ("diff --git a/deploy/values.yaml b/deploy/values.yaml\nindex 3f2a1c4..9be07d2 100644\n"
+            "--- a/deploy/values.yaml\n+++ b/deploy/values.yaml\n@@ -4,3 +4,3 @@\n secrets:\n"
+            + DIFF_LINES[marker].format(v=TOKEN) + " resources: {}\n")
+    d = check(text)
+    at = text.index(TOKEN)
+    hits = [f for f in d.findings if f.category.value == "secret" and f.location.startswith(TOOL_RESULT)
+            and f.start <= at < f.end]
+    assert hits, [(f.rule_id, f.location, f.start, f.end) for f in d.findings]

@@ -21,6 +21,7 @@ from tests.quality.corpus import CHAT_APIS, SYSTEM, Case, Plant, _Rotor, case_rn
 from tests.quality.kinds import HEX, luhn_ok, rs, uuid4
 from tests.quality.render import Conversation, Turn, envelope, render, serialise
 
+_B64URL = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 PER_NEGATIVE = 3  # placements per template, each with fresh random parts
 
 
@@ -94,6 +95,32 @@ NEGATIVES: tuple[Negative, ...] = (
     Negative("redacted-marker", "placeholder",
              lambda r: r.choice(["Authorization: Bearer [REDACTED]", "aws_secret_access_key = <redacted>",
                                  "\"api_key\": \"sk-...redacted\""])),
+    Negative("placeholder-substitution", "placeholder",
+             lambda r: r.choice(["<add key=\"PaymentsApiKey\" value=\"#{PaymentsApiKey}#\" />",
+                                 "payments.api.key=@payments.api.key@", "PAYMENTS_TOKEN=__PAYMENTS_TOKEN__",
+                                 "Server=db;Database=app;User Id=app;Password=$(DB_PASSWORD);"])),
+    Negative("placeholder-filler", "placeholder",
+             lambda r: r.choice(["STRIPE_SECRET_KEY=sk_live_" + r.choice("abcxyz0179") * 24,
+                                 "DATABASE_URL=postgres://app:" + r.choice("abc0127") * 16 + "@db.internal/app",
+                                 "webhook_secret = \"" + "whsec" + "9x4" * 8 + "\""])),
+    Negative("placeholder-phrase", "placeholder",
+             lambda r: r.choice(["JWT_SECRET=super-secret-signing-key\nJWT_TTL=3600",
+                                 "SESSION_SECRET=not-a-real-secret\nPORT=3000",
+                                 "DATABASE_URL=postgres://app:change_this_password@db.internal/app",
+                                 "api_token: \"insert-your-token-here\""])),
+    Negative("name-of-a-secret-as-value", "placeholder",
+             lambda r: r.choice(["APP_ENV=prod\nDEPLOY_TOKEN=steps.login.outputs.token",
+                                 "Server=db;Database=app;User Id=app;Password=PAYMENTS_DB_PASSWORD;",
+                                 "deploy_token: prod/billing/deploy-token",
+                                 "APP_ENV=prod\nSTRIPE_KEY=process.env.STRIPE_SECRET_KEY"])),
+    Negative("secret-store-reference", "placeholder",
+             lambda r: r.choice(["APP_ENV=prod\nDEPLOY_TOKEN=op://platform/deploy/token",
+                                 "db_password: arn:aws:secretsmanager:eu-west-1:111122223333:secret:billing-db-Ab12Cd",
+                                 "APP_ENV=prod\nAPI_KEY=projects/billing/secrets/api-key/versions/latest"])),
+    Negative("key-named-public-values", "public-key",
+             lambda r: r.choice([f"vapid_public_key = \"B{rs(r, _B64URL, 86)}\"",
+                                 f"stripePublishableKey: \"pk_live_{rs(r, _B64URL[:62], 24)}\"",
+                                 f"kms_key_id = \"{uuid4(r)}\""])),
     # hashes, ids, digests
     Negative("sha256-checksum", "hash", lambda r: f"{_sha(r, 'sha256')}  dist/app-1.4.2.tar.gz"),
     Negative("sha1-md5", "hash", lambda r: f"etag: \"{_sha(r, 'md5')}\"\nchecksum (sha1): {_sha(r, 'sha1')}"),

@@ -89,8 +89,9 @@ FORMATS = {
     "generic secret": Format(("client",), shape(ALNUM, 32)),
 }
 
-# The last word of the identifier: what the value is (the vendor name comes first).
-KINDS = ("token", "secret", "api key", "access key")
+# The last word of the identifier: what the value is (the vendor name comes first). A bare `key` counts only
+# as the last word of a longer name (`mapbox_key`, `mapboxKey`, `mapbox.key`), never `key` alone.
+KINDS = ("token", "secret", "api key", "access key", "key")
 
 
 def ident(words: list[str], style: str) -> str:
@@ -149,6 +150,8 @@ SYNTAXES: dict[str, str] = {
     "function argument": 'System.setProperty("{I}", "{v}")',
     "map put": 'headers.put("{k}", "{v}");',
     "dockerfile env": "ENV {I} {v}",
+    "dockerfile env grep hit": "Dockerfile:7:ENV {I} {v}",
+    "cli flag grep hit": "scripts/run.sh:5:--{k} {v}",
     "dockerfile arg": "ARG {I}={v}",
     "powershell env": '$env:{I} = "{v}"',
     "windows setx": 'setx {I} "{v}"',
@@ -281,6 +284,12 @@ NEGATIVES = {
     "asset hash vendor": "sentry/static/app.4c1f9e3b7a2d8c6f0e5b1a9d3c7f2e8b.js",
     "commit sha near vendor": "see https://github.com/acme/sentry-cli/commit/4c1f9e3b7a2d8c6f0e5b1a9d3c7f2e8b4a6d1c3e",
     "documented aws example": "aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+    "key alone": 'key = "Xk29fLq0ZpW7rT3vNb8YcM1sHd6Jg4Ae"',
+    "key then more of the name": 'mapbox_key_id = "Xk29fLq0ZpW7rT3vNb8YcM1sHd6Jg4Ae"',
+    "key inside a word": 'const keyboardLayout = "Xk29fLq0ZpW7rT3vNb8YcM1sHd6Jg4Ae";',
+    "public key": 'vapidPublicKey: "BEl62iUYgUivxIkv69yViEuiBIaIb9SkvMeAtA3LFgDzkrxZJjSgSnfckjBJuBkr3qBUYIHBQFLXYp5Nksh8U"',
+    "publishable key": "stripe_publishable_key = 'Xk29fLq0ZpW7rT3vNb8YcM1sHd6Jg4Ae'",
+    "pattern is not a pat": 'filePattern = "Xk29fLq0ZpW7rT3vNb8YcM1sHd6Jg4Ae"',
     "azurite": f"AZURE_STORAGE_KEY={_azurite_key()}",
     "azurite connection string": (
         "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;"
@@ -293,6 +302,65 @@ NEGATIVES = {
 def test_look_alikes_are_not_findings(secrets_ruleset: Ruleset, case: str) -> None:
     findings = secrets_ruleset.scan([TextSegment("t", NEGATIVES[case])])
     assert [f.rule_id for f in findings] == []
+
+
+# Placeholders by kind where the value goes, in the syntaxes whose rules take almost any value (dotenv files,
+# connection strings) as well as the generic assignments.
+PLACEHOLDER_VALUES = {
+    "template": ["#{DeployToken}#", "@deploy.token@", "__DEPLOY_TOKEN__", "$(DEPLOY_TOKEN)"],
+    "filler": ["sk_live_bbbbbbbbbbbbbbbbbbbbbbbbbbbb", "AKIA7777777777777777", "xyz789xyz789xyz789xyz789"],
+    "phrase": ["super-secret-signing-key", "token-goes-here", "not-a-real-secret", "change_this_password"],
+    "name of a secret": ["PAYMENTS_DEPLOY_TOKEN", "DeployTokenSecretName", "steps.login.outputs.token",
+                         "secrets.DEPLOY_TOKEN", "prod/billing/deploy-token"],
+    "store reference": ["op://platform/deploy/token", "arn:aws:secretsmanager:eu-west-1:111122223333:secret:billing-Ab12Cd"],
+}
+PLACEHOLDER_SYNTAXES = {
+    "dotenv": "APP_NAME=billing\nDEPLOY_TOKEN={v}\nLOG_LEVEL=info\n",
+    "yaml": "deploy:\n  deploy_token: \"{v}\"\n",
+    "postgres url": "DATABASE_URL=postgres://app:{v}@db.internal:5432/app",
+    "ado.net": "Server=db.internal;Database=app;User Id=app;Password={v};",
+    "password": "db_password = \"{v}\"",
+}
+
+
+@pytest.fixture(scope="module")
+def all_packs() -> Ruleset:
+    return load_ruleset([SHIPPED_PACKS], Fingerprinter(b"test-key"))
+
+
+@pytest.mark.parametrize("kind", list(PLACEHOLDER_VALUES))
+def test_placeholder_kinds_are_not_findings_in_any_syntax(all_packs: Ruleset, kind: str) -> None:
+    flagged = []
+    for value in PLACEHOLDER_VALUES[kind]:
+        for syntax, template in PLACEHOLDER_SYNTAXES.items():
+            text = template.format(v=value)
+            rules = [f.rule_id for f in all_packs.scan([TextSegment("t", text)]) if f.category is not Category.PII]
+            if rules:
+                flagged.append(f"{syntax}: {text!r} {rules}")
+    assert flagged == []
+
+
+# Real-looking values beside placeholder words or in a placeholder's outline: still findings.
+REAL_BESIDE_PLACEHOLDER_WORDS = {
+    "phrase then random": ("JWT_SECRET=super-secret-{r}\nJWT_TTL=3600\n", "{r}"),
+    "your in the name": ('your_api_key = "{r}"', "{r}"),
+    "example host": ("DATABASE_URL=postgres://app:{r}@db.example.com:5432/app", "{r}"),
+    "dotted random": ('deploy_token: "SG.{r}.{r2}"', "{r}"),
+    "slashed random": ('deploy_token: "ci/{r}"', "{r}"),
+    "run then random": ("DEPLOY_TOKEN=AAAAAAAAAAAAAAAAAAAAA{r}{r2}\nREGION=eu\n", "{r}"),
+    "changeme comment": ('api_token = "{r}"  # changeme before release', "{r}"),
+}
+
+
+@pytest.mark.parametrize("case", list(REAL_BESIDE_PLACEHOLDER_WORDS))
+def test_real_values_beside_placeholder_words_are_found(all_packs: Ruleset, case: str) -> None:
+    rng = random.Random(f"beside/{case}")
+    r, r2 = _random(rng, ALNUM, 24), _random(rng, ALNUM, 30)
+    template, value = REAL_BESIDE_PLACEHOLDER_WORDS[case]
+    text = template.format(r=r, r2=r2)
+    hits = [f for f in all_packs.scan([TextSegment("t", text)]) if f.category is not Category.PII]
+    start = text.index(value.format(r=r, r2=r2))
+    assert any(f.start <= start < f.end for f in hits), text
 
 
 def _pem_body(rng: random.Random, lines: int = 12) -> str:
@@ -325,3 +393,15 @@ def _coverage_cases(rng: random.Random) -> dict[str, tuple[str, str]]:
 def test_formats_seen_in_agent_requests_are_found(secrets_ruleset: Ruleset, case: str) -> None:
     text, value = _coverage_cases(random.Random(f"coverage/{case}"))[case]
     assert found(secrets_ruleset, text, value), text
+
+
+@pytest.mark.parametrize("name, secret", [
+    ("STRIPE_KEY", True), ("STRIPE_KEY_PROD", True), ("API_KEY2", True), ("DEPLOY_KEYS", True), ("GITLAB_PAT", True),
+    ("LD_LIBRARY_PATH", False), ("FILE_PATTERN", False), ("DEFAULT_KEYBOARD", False), ("URL_PATTERNS", False),
+])  # fmt: skip
+def test_an_all_capitals_name_word_does_not_run_on_into_a_longer_word(
+    secrets_ruleset: Ruleset, name: str, secret: bool
+) -> None:
+    """`KEY` and `PAT` end an UPPER_SNAKE name or go on after a separator; `PATH` and `PATTERN` are other words."""
+    value = _random(random.Random(name), ALNUM, 32)
+    assert found(secrets_ruleset, f"{name}={value}\n", value) is secret

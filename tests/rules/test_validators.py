@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import random
 import zlib
 
 import pytest
@@ -29,7 +30,7 @@ def test_every_named_validator_is_registered() -> None:
     assert set(v.NAMED) >= {
         "luhn", "iban", "github_checksum", "crc32_base62", "jwt", "ssn", "has_digit", "has_letter_and_digit",
         "not_placeholder", "known_checksum", "basic_auth", "discord_bot_token", "nanp_phone", "e164_phone", "email",
-        "password_like", "token_like",
+        "password_like", "token_like", "not_identifier",
     }  # fmt: skip
     assert set(v.PARAMETRIZED) == {"entropy"}
 
@@ -168,6 +169,81 @@ def test_not_placeholder() -> None:
         "aaaa",
     ):
         assert not v.not_placeholder(placeholder), placeholder
+
+
+# Placeholders by kind: the general shapes developers write where a secret goes, none of them a value.
+PLACEHOLDER_KINDS = {
+    "template": ["#{DeployToken}#", "@deploy.token@", "__DEPLOY_TOKEN__", "{DEPLOY_TOKEN}", "$(DEPLOY_TOKEN)",
+                 "%(deploy_token)s", "$DEPLOY_TOKEN"],
+    "filler": ["sk_live_bbbbbbbbbbbbbbbbbbbbbbbbbbbb", "ghp_111111111111111111111111111111111111", "AKIA7777777777777777",
+               "tok-0000000000-0000000000", "xyz789xyz789xyz789xyz789", "QQQQQQQQQQQQQQQQ"],
+    "phrase about a secret": ["super-secret-signing-key", "insert_your_token_here", "token-goes-here", "not-a-real-secret",
+                              "change_this_password", "my-dev-jwt-secret", "secret-for-local-dev", "MY-API-TOKEN",
+                              "unset", "changeit", "password1", "dummy-secret-1234"],
+    "name of a secret": ["PAYMENTS_SIGNING_SECRET", "DeployTokenSecretName", "process.env.DEPLOY_TOKEN",
+                         "secrets.DEPLOY_TOKEN", "steps.login.outputs.token", "settings.payments.api_key",
+                         "env.DEPLOY_TOKEN", "prod/billing/deploy-token"],
+    "code that reads it": ["os.environ['DEPLOY_TOKEN']", 'System.getenv("DEPLOY_TOKEN")', "settings.get('deploy_token')",
+                           "os.environ[", "getenv("],
+    "dotted code": ["serialization.Ed25519PrivateKey", "hpke.MLKEM768X25519PrivateKey", "self.signing_key",
+                    "rfc5958.EncryptedPrivateKeyInfo"],
+    "secret-store reference": ["op://platform/deploy/token", "vault:secret/data/billing#token",
+                               "ref+awssm://billing/deploy#token",
+                               "arn:aws:secretsmanager:eu-west-1:111122223333:secret:billing-Ab12Cd",
+                               "projects/billing/secrets/deploy-token/versions/3"],
+    "angle opening cut at a space": ["<paste"],
+}
+
+
+@pytest.mark.parametrize("kind", list(PLACEHOLDER_KINDS))
+def test_placeholders_of_each_kind_are_not_values(kind: str) -> None:
+    kept = [p for p in PLACEHOLDER_KINDS[kind] if v.not_placeholder(p)]
+    assert kept == []
+
+
+# Real-looking values (random, the right shape) that sit next to placeholder-ish words or share a placeholder's
+# outline: the filter must keep every one.
+REAL_LOOKING = [
+    "Hq7Wz2Lm9Xk4Rt8Vb3Nc6Pd",  # random base62
+    "super-secret-key-8f3a9c2b7d1e4a6f",  # phrase, then a random part
+    "secret_Qm4Zx8Lk2Wr7Tn",
+    "my-api-key-Vb3Nq7Zx2Lm8Rk4Tw9Hc",
+    "AAAAAAAAAAAAAAAAAAAAAHq7Wz2Lm9Xk4Rt8Vb3Nc6PdQm4Zx8Lk2Wr7TnVb3Nq7Zx2Lm8Rk4Tw9HcXk",  # a run, then random
+    "fm2_lJPECAAAAAAAAHq7Wz2Lm9Xk4Rt8Vb3Nc6Pd/Qm4Zx8Lk2Wr7Tn",  # base64 of zero bytes inside a token
+    "SG.Hq7Wz2Lm9Xk4Rt8Vb3Nc6P.dQm4Zx8Lk2Wr7TnVb3Nq7Zx2Lm8Rk4Tw9HcXk",  # dotted, random parts
+    "ya29.Hq7Wz2Lm9Xk4Rt8Vb3Nc6PdQm4Zx8Lk2",
+    "bPxRfiCYz/K7MDENG/wJalrXUtnFEMIq8Vz2",  # base64 with slashes: its parts are not names
+    "correct-horse-battery-staple",  # a passphrase of ordinary words
+    "sunny.river.stone",
+    "Xk29#fLq0ZpW7!rT3v",
+]
+
+
+@pytest.mark.parametrize("value", REAL_LOOKING)
+def test_real_looking_values_are_not_placeholders(value: str) -> None:
+    assert v.not_placeholder(value)
+
+
+def test_random_tokens_in_placeholder_outlines_are_kept() -> None:
+    """Random base62 parts joined the way names are (dots, slashes, dashes, underscores, a vendor prefix): none
+    may read as a name, a phrase, filler or a template."""
+    rng = random.Random("not_placeholder/random")
+    dropped = []
+    for _ in range(2000):
+        parts = ["".join(rng.choice(BASE62) for _ in range(rng.randint(12, 40))) for _ in range(rng.randint(1, 3))]
+        value = rng.choice(["", "sk_live_", "tok-", "SG.", "ya29."]) + rng.choice([".", "/", "-", "_"]).join(parts)
+        if not v.not_placeholder(value) and not v._SEQUENTIAL.search(value):
+            dropped.append(value)
+    assert dropped == []
+
+
+def test_not_identifier() -> None:
+    for name in ("gss_krb5_rfc1964_keydata", "w32-register-hot-key", "payments_webhook_signing_key_v2"):
+        assert not v.not_identifier(name), name
+    # random lower-case tokens in groups, and one word: values
+    for value in ("q7zk2xw9-tvbn-qz4m-t8vw-mk3xq9zt2wpl", "k3xq7mz2rv5wbn6dyc4tfl2he7upja5s", "sk_live_q8x4kz7mw2",
+                  "xkqz-pvbm-trnl"):
+        assert v.not_identifier(value), value
 
 
 def test_basic_auth() -> None:
