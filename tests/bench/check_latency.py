@@ -1,7 +1,12 @@
-"""gRPC Check latency on a clean 256 KB multi-turn body: the real filter vs a trivial OK server."""
+"""gRPC Check latency on a clean 256 KB multi-turn body: the real filter vs a trivial OK server.
+
+Two filter figures: the body sent again and again (an agent resending its history: the filter's per-segment
+caches answer most of it) and a body the filter has not seen (every message text differs from every earlier
+call's, so nothing is reused). The target is held against the second."""
 
 from __future__ import annotations
 
+import json
 import statistics
 import time
 
@@ -19,6 +24,14 @@ from tests.support.processes import start_filter, stop
 
 def pct(values: list[float], q: float) -> float:
     return sorted(values)[min(len(values) - 1, int(q * len(values)))]
+
+
+def fresh(body: bytes, n: int) -> bytes:
+    """`body` with every message text made new (a marker of `n` in front), as the filter has not seen it."""
+    doc = json.loads(body)
+    for m in doc["messages"]:
+        m["content"] = f"[{n}] " + m["content"]
+    return json.dumps(doc).encode()
 
 
 def run(quick: bool = False, size: int = 256_000) -> None:
@@ -42,19 +55,24 @@ def run(quick: bool = False, size: int = 256_000) -> None:
             for stub in stubs.values():  # warm-up: connections, caches (agents resend the same history)
                 for _ in range(20):
                     stub.Check(request)
-            times: dict[str, list[float]] = {"filter": [], "trivial": []}
-            for _ in range(n):
-                for name, stub in stubs.items():
+            times: dict[str, list[float]] = {"filter": [], "first sight": [], "trivial": []}
+            for i in range(n):
+                new = make_check_request(fresh(body, i))
+                for name, stub, req in (("filter", stubs["filter"], request), ("first sight", stubs["filter"], new),
+                                        ("trivial", stubs["trivial"], new)):
                     t0 = time.perf_counter()
-                    stub.Check(request)
+                    stub.Check(req)
                     times[name].append((time.perf_counter() - t0) * 1000)
     finally:
         stop(real)
         stop(trivial)
     print(f"\n== gRPC Check latency, clean {len(body) / 1000:.0f} KB multi-turn body, {n} calls each, interleaved ==")
-    print(f"   {'server':>8} {'p50 ms':>8} {'p99 ms':>8} {'mean ms':>8}")
+    print(f"   {'server':>22} {'p50 ms':>8} {'p99 ms':>8} {'mean ms':>8}")
+    labels = {"filter": "filter, body resent", "first sight": "filter, new body", "trivial": "trivial"}
     for name, values in times.items():
-        print(f"   {name:>8} {pct(values, 0.5):8.2f} {pct(values, 0.99):8.2f} {statistics.mean(values):8.2f}")
-    ratio = pct(times["filter"], 0.5) / pct(times["trivial"], 0.5)
-    print(f"   filter / trivial p50: {ratio:.2f}x  (target <= 2.5x: {'MET' if ratio <= 2.5 else 'NOT MET'})")
+        print(f"   {labels[name]:>22} {pct(values, 0.5):8.2f} {pct(values, 0.99):8.2f} {statistics.mean(values):8.2f}")
+    trivial = pct(times["trivial"], 0.5)
+    ratio = pct(times["first sight"], 0.5) / trivial
+    print(f"   filter / trivial p50, new body: {ratio:.2f}x  (target <= 2.5x: {'MET' if ratio <= 2.5 else 'NOT MET'})")
+    print(f"   filter / trivial p50, body resent: {pct(times['filter'], 0.5) / trivial:.2f}x")
     print(f"   filter start-up (process start to gRPC health SERVING): {startup_s:.2f} s")
