@@ -325,7 +325,9 @@ def check_before(stacks: dict[str, Stack], bodies: dict[str, bytes]) -> None:
     secret = json.dumps({"model": "gpt-4o", "messages": [{"role": "user", "content": "deploy with AKIAZ5XQ3HR2LMNPQ7TW"}]})
     for name in ("filter", "filter_x2"):
         status, answer = stacks[name].post(secret.encode())
-        assert status == 403, f"{name}: a planted AWS key was not denied: {status} {answer[:300]!r}"
+        # a content deny is a 400 in the provider's error shape, with the filter's reason in it
+        assert status == 400 and b"secret_detected" in answer, \
+            f"{name}: a planted AWS key was not denied: {status} {answer[:300]!r}"
 
 
 @dataclass
@@ -517,7 +519,8 @@ def report(res: Results) -> bool:
     print("   checked per wrk run: 0 non-2xx and 0 socket errors; ext_authz denied = error = failure_mode_allowed = 0;")
     print("   requests <= ext_authz.ok <= requests + connections (wrk drops requests in flight at its deadline).")
     print("   Per filter stack: ok + denied <= audit lines <= that + connections dropped; the 1 denial each is the")
-    print("   planted AWS key sent before measuring (403); every body was first checked to get 200 through every stack.")
+    print("   planted AWS key sent before measuring (400, secret_detected); every body was first checked to get 200")
+    print("   through every stack.")
     for p in problems:
         print(f"   PROBLEM: {p}")
     print(f"   {'all checks passed' if not problems else f'{len(problems)} problem(s)'}; e2e took {res.elapsed:.0f} s")

@@ -1,4 +1,4 @@
-"""Start-up to SERVING (cold: empty rule cache; warm), idle and peak memory, and a growing conversation.
+"""Start-up to SERVING (cold: empty rule cache; warm), idle and peak memory (the growing conversation: conversation.py).
 
 Each figure is printed next to its target. Memory is the worker's RSS (/proc): idle after start-up, and the
 peak (VmHWM) while serving one 16 MiB body, given above idle as a multiple of the body.
@@ -7,7 +7,6 @@ peak (VmHWM) while serving one 16 MiB body, given above idle as a multiple of th
 from __future__ import annotations
 
 import json
-import logging
 import statistics
 import tempfile
 import time
@@ -16,14 +15,13 @@ from pathlib import Path
 import grpc
 from envoy.service.auth.v3 import external_auth_pb2_grpc
 
-from tests.support.envelopes import make_check_request, make_envelope
+from tests.support.envelopes import make_check_request
 from tests.support.ports import free_port
 from tests.support.processes import peak_rss, start_filter, stop
 
 TARGET_WARM_S = 1.5
 TARGET_IDLE_MIB = 100
 TARGET_PEAK_X = 4.0  # peak above idle, in bodies
-TARGET_TURN_X = 1.5  # amortised cost per turn / one 2 KB request
 BIG = 16 * 1024 * 1024 - 64 * 1024  # under max_body_bytes with the gRPC framing
 
 
@@ -54,43 +52,8 @@ def _start(cache: str) -> tuple[float, int, int]:
     return took, idle, peak
 
 
-def conversation(turn_bytes: int = 2_000, max_tokens: int = 128_000) -> tuple[float, float, int]:
-    """In-process: (mean ms per turn of a conversation growing to `max_tokens`, ms of one 2 KB request, turns)."""
-    from filter.pipeline import evaluate
-    from filter.runtime import Runtime
-    from filter.settings import load_settings
-    from filter.tokens import TokenCounter, load_encoding
-    from tests.bench.corpus import chat_body, clean_sources
-
-    logging.getLogger("llm_content_filter").setLevel(logging.ERROR)
-    snapshot = Runtime(None, load_settings(None, env={"LLM_FILTER_FINGERPRINT_KEY": "bench"})).current
-    counter = TokenCounter(load_encoding())
-    sources = clean_sources(snapshot.ruleset, 600_000)
-    text = "\n".join(sources)
-    messages: list[dict[str, str]] = [{"role": "system", "content": "You are a careful coding agent."}]
-    times: list[float] = []
-    pos = 0
-    while True:
-        chunk = text[pos : pos + turn_bytes]
-        pos += turn_bytes
-        messages.append({"role": "user" if len(messages) % 2 else "assistant", "content": chunk})
-        body = json.dumps({"model": "gpt-4o", "messages": messages}).encode()
-        t0 = time.perf_counter()
-        outcome = evaluate(make_envelope(body), snapshot, counter)
-        times.append(time.perf_counter() - t0)
-        if (outcome.decision.prompt_tokens or 0) >= max_tokens or not outcome.decision.allowed or pos > len(text):
-            break
-    single = make_envelope(chat_body(snapshot.ruleset, turn_bytes))
-    one = []
-    for _ in range(50):
-        t0 = time.perf_counter()
-        evaluate(single, snapshot, counter)
-        one.append(time.perf_counter() - t0)
-    return statistics.mean(times) * 1000, statistics.median(one) * 1000, len(times)
-
-
 def run(quick: bool = False) -> None:
-    print("\n== Start-up, memory, growing conversation ==")
+    print("\n== Start-up and memory ==")
     with tempfile.TemporaryDirectory(prefix="bench-cache-") as cache:
         cold, idle, peak = _start(cache)
         warm = [_start(cache) for _ in range(1 if quick else 3)]
@@ -104,8 +67,3 @@ def run(quick: bool = False) -> None:
     peak_mib = statistics.median(w[1] + w[2] for w in warm) / 2**20  # a lower idle also lowers the peak
     print(f"   peak RSS serving a 16 MiB body: {peak_x:.1f}x the body above idle (target <= {TARGET_PEAK_X}x): "
           f"{'MET' if peak_x <= TARGET_PEAK_X else 'NOT MET'}; {peak_mib:.0f} MiB in all")
-    per_turn, one, turns = conversation(max_tokens=32_000 if quick else 128_000)
-    ratio = per_turn / one
-    print(f"   growing conversation (~2 KB a turn, {turns} turns, in-process evaluate): {per_turn:.2f} ms a turn vs "
-          f"one 2 KB request {one:.2f} ms = {ratio:.1f}x (target <= {TARGET_TURN_X}x): "
-          f"{'MET' if ratio <= TARGET_TURN_X else 'NOT MET'}")
