@@ -12,6 +12,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import yaml
+from yaml.composer import Composer
+from yaml.constructor import SafeConstructor
+from yaml.resolver import Resolver
 
 MAX_DEPTH = 64  # nesting of mappings and lists; packs need 5
 ALIAS_FACTOR = 4  # expanded nodes per written node
@@ -30,14 +33,14 @@ class YAMLRefused(ValueError):
 Path_ = tuple[str | int, ...]
 
 
-class _Loader(yaml.SafeLoader):
-    def __init__(self, stream: str) -> None:
-        super().__init__(stream)
-        self._depth = 0
-        self.written = 0  # nodes in the text (an alias counts as one)
+class _Checks:
+    """The composer step every node passes: no tags, bounded depth, nodes counted."""
+
+    _depth = 0
+    written = 0  # nodes in the text (an alias counts as one)
 
     def compose_node(self, parent: Any, index: Any) -> Any:  # noqa: ANN401 - PyYAML's signature
-        event = self.peek_event()  # type: ignore[no-untyped-call]
+        event = self.peek_event()  # type: ignore[attr-defined]
         line = event.start_mark.line + 1
         self.written += 1
         if getattr(event, "tag", None) is not None:
@@ -46,9 +49,30 @@ class _Loader(yaml.SafeLoader):
         try:
             if self._depth > MAX_DEPTH:
                 raise YAMLRefused(line, f"nested deeper than {MAX_DEPTH} levels")
-            return super().compose_node(parent, index)
+            return Composer.compose_node(self, parent, index)  # type: ignore[arg-type]
         finally:
             self._depth -= 1
+
+
+class _Loader(_Checks, yaml.SafeLoader):
+    """Pure-Python scanner and parser."""
+
+
+if yaml.__with_libyaml__:
+    from yaml._yaml import CParser
+
+    class _FastLoader(_Checks, Composer, CParser, SafeConstructor, Resolver):
+        """libyaml's scanner and parser (~5x faster on the shipped packs), PyYAML's composer with the checks."""
+
+        def __init__(self, stream: str) -> None:
+            CParser.__init__(self, stream)
+            Composer.__init__(self)
+            SafeConstructor.__init__(self)
+            Resolver.__init__(self)
+
+    _LOADER: type = _FastLoader
+else:
+    _LOADER = _Loader
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +87,7 @@ class Document:
 
 def compose(text: str) -> Document:
     """One document's node tree. Raises YAMLRefused, or yaml.YAMLError for a syntax error."""
-    loader = _Loader(text)
+    loader = _LOADER(text)
     try:
         return Document(loader.get_single_node(), loader.written)
     finally:

@@ -49,7 +49,7 @@ def test_pack_paths_are_relative_to_the_config_file(tmp_path: Path) -> None:
         ("a: &a [x, x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\n"
          "c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]\n"
          "e: [*d, *d, *d, *d, *d, *d, *d, *d, *d, *d]\n", {}, ":1: aliases expand to too much data (billion-laughs shape)"),
-        ("listen: [\n", {}, ":2: not valid YAML: expected the node content, but found '<stream end>'"),
+        ("listen: [\n", {}, ":2: not valid YAML: did not find expected node content"),
     ],
 )
 def test_bad_settings_say_what_is_wrong(tmp_path: Path, text: str, env: dict[str, str], message: str) -> None:

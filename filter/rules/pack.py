@@ -447,9 +447,9 @@ def _pattern_of(raw: dict[str, Any], fail: Callable[[str, str], None]) -> str | 
 
 
 def pattern_error(pattern: str) -> str | None:
-    """Why `regex` cannot use the pattern as the engine does (forward, and reversed on bytes), or None."""
+    """Why `regex` cannot use the pattern as the engine does (reversed, on bytes), or None. The compiled pattern
+    stays in `regex`'s cache for the engine. (No forward compile: the same syntax, and ~0.2 s of every start.)"""
     try:
-        regex.compile(pattern, regex.MULTILINE, cache_pattern=False)  # checked only: not kept in regex's cache (~5 MiB)
         regex.compile(pattern.encode(), regex.MULTILINE | regex.REVERSE)
     except (regex.error, ValueError, OverflowError) as e:
         return str(e)

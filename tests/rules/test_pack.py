@@ -73,7 +73,9 @@ def test_a_pack_loads_from_text_and_every_loading_failure_is_a_pack_error() -> N
     pack = parse_pack(good, "inline")
     assert [r.id for r in pack.rules] == ["token-x"] and pack.rules[0].line_of("pattern") == 8
     cases = {
-        "[" * 5000 + "]" * 5000: "inline:1: -: nested deeper than 64 levels",
+        # refused by the filter's depth check, or first by libyaml's own (its parser reads ahead of the composer)
+        "[" * 5000 + "]" * 5000: ("inline:1: -: nested deeper than 64 levels",
+                                  "inline:1: -: YAML syntax error: exceeded maximum nesting depth"),
         "pack: a\npack: b\n": "inline:2: -: duplicate key 'pack'",
         "? [a, b]\n: c\n": "inline:1: -: mapping keys must be plain scalars",
         "- just a list\n": "inline:1: -: a pack is a mapping with keys pack, version, rules, not a list",
@@ -83,7 +85,7 @@ def test_a_pack_loads_from_text_and_every_loading_failure_is_a_pack_error() -> N
     for text, message in cases.items():
         with pytest.raises(RulePackErrors) as info:
             parse_pack(text, "inline")
-        assert str(info.value) == message, text[:20]
+        assert str(info.value) in ((message,) if isinstance(message, str) else message), text[:20]
 
 
 def test_a_bad_rule_reports_every_schema_error_and_the_good_rules_still_load(tmp_path: Path) -> None:
