@@ -175,20 +175,8 @@ class Ruleset:
         if not ends:
             return ()
         scan = _ScanState(buf, starts, segments, encoded)
-        findings: dict[tuple[str, int, str], Finding] = {}
-        for rule_index, rule_ends in ends.items():
-            for finding, segment in self._rule_findings(rule_index, rule_ends, scan):
-                origin = segments[segment].origin
-                mapped = finding if origin is None else _map_back(finding, origin)
-                if mapped is None:
-                    continue
-                key = (mapped.rule_id, mapped.start, mapped.location)
-                seen = findings.get(key)
-                # as sent beats a derived copy, unless the copy saw the value go on into the next text block
-                if seen is None or (seen.decoded and not mapped.decoded and not seen.also):
-                    findings[key] = mapped
-        kept = findings.values() if each_rule else _drop_looser(findings.values())
-        return tuple(sorted(kept, key=lambda f: (f.location, f.start, f.rule_id)))
+        return _merged(((finding, segments[segment]) for rule_index, rule_ends in ends.items()
+                        for finding, segment in self._rule_findings(rule_index, rule_ends, scan)), each_rule)
 
     def _rule_findings(
         self, rule_index: int, rule_ends: list[int], scan: _ScanState, limits: list[int] | None = None
@@ -288,20 +276,8 @@ class Ruleset:
         for i in range(n - 1, -1, -1):
             for rel in found[i]:
                 by_rule[rel.rule].append((i, rel))
-        findings: dict[tuple[str, int, str], Finding] = {}
-        for hits in by_rule.values():
-            for i, rel in hits:
-                seg = segments[i]
-                finding = _finding(self.rules[rel.rule], rel.severity, seg, rel.start, rel.end, rel.fingerprint)
-                mapped = finding if seg.origin is None else _map_back(finding, seg.origin)
-                if mapped is None:
-                    continue
-                at = (mapped.rule_id, mapped.start, mapped.location)
-                seen = findings.get(at)
-                if seen is None or (seen.decoded and not mapped.decoded and not seen.also):
-                    findings[at] = mapped
-        kept = findings.values() if each_rule else _drop_looser(findings.values())
-        return tuple(sorted(kept, key=lambda f: (f.location, f.start, f.rule_id)))
+        return _merged(((_finding(self.rules[rel.rule], rel.severity, segments[i], rel.start, rel.end, rel.fingerprint),
+                         segments[i]) for hits in by_rule.values() for i, rel in hits), each_rule)
 
     def _scan_alone(self, segments: Sequence[TextSegment], todo: list[int]) -> dict[int, SegmentFindings]:
         """Findings of segments[i] for i in `todo`, at offsets inside each, as the plain joined scan finds them.
@@ -487,6 +463,23 @@ def _stricter(a: Finding, b: Finding) -> bool:
         and _MODE_RANK[a.mode] >= _MODE_RANK[b.mode]
         and _ACTION_RANK[a.action] >= _ACTION_RANK[b.action]
     )
+
+
+def _merged(found: Iterable[tuple[Finding, TextSegment]], each_rule: bool) -> tuple[Finding, ...]:
+    """Findings at the original text (derived copies mapped back), one per rule and place, looser rules dropped
+    unless `each_rule`; sorted. The first of equal findings in `found`'s order is kept."""
+    findings: dict[tuple[str, int, str], Finding] = {}
+    for finding, segment in found:
+        mapped = finding if segment.origin is None else _map_back(finding, segment.origin)
+        if mapped is None:
+            continue
+        key = (mapped.rule_id, mapped.start, mapped.location)
+        seen = findings.get(key)
+        # as sent beats a derived copy, unless the copy saw the value go on into the next text block
+        if seen is None or (seen.decoded and not mapped.decoded and not seen.also):
+            findings[key] = mapped
+    kept = findings.values() if each_rule else _drop_looser(findings.values())
+    return tuple(sorted(kept, key=lambda f: (f.location, f.start, f.rule_id)))
 
 
 def _finding(rule: Rule, severity: Severity, segment: TextSegment, start: int, end: int, fingerprint: str) -> Finding:
