@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from filter.errors import RulePackErrors
 from filter.model import TextSegment
 from filter.rules import DatabaseCache, Fingerprinter, dbcache, load_ruleset
 from filter.runtime import Runtime
@@ -117,3 +118,53 @@ def test_the_environment_overrides_the_cache_directory_and_empty_turns_it_off(tm
     assert load_settings(None, env={CACHE_DIR_ENV: str(tmp_path)}).cache_dir == str(tmp_path)
     assert load_settings(None, env={CACHE_DIR_ENV: ""}).cache_dir is None
     assert load_settings(None, env={"XDG_CACHE_HOME": str(tmp_path)}).cache_dir == str(tmp_path / "llm-content-filter")
+
+
+def _checks_run(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Counts the pack example checks that run."""
+    from filter.rules.engine import Ruleset
+
+    runs: list[int] = []
+    check = Ruleset.check_examples
+
+    def counted(self: Ruleset) -> list:  # type: ignore[type-arg]
+        runs.append(1)
+        return check(self)
+
+    monkeypatch.setattr(Ruleset, "check_examples", counted)
+    return runs
+
+
+def test_examples_that_passed_are_not_run_again_for_the_same_rule_set(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    runs = _checks_run(monkeypatch)
+    pack = write_pack(tmp_path)
+    assert found(pack, DatabaseCache(tmp_path / "cache")) == ["alpha-token"]
+    second = DatabaseCache(tmp_path / "cache")
+    assert found(pack, second) == ["alpha-token"]
+    assert (len(runs), second.example_hits) == (1, 1)
+    pack.write_text(pack.read_text().replace("no_match: ['alpha_']", "no_match: ['alpha_', 'beta']"))
+    found(pack, DatabaseCache(tmp_path / "cache"))  # the pack changed (its examples too): they run again
+    assert len(runs) == 2
+    found(pack, DatabaseCache(tmp_path / "other"))  # another cache knows nothing of it
+    assert len(runs) == 3
+    load_ruleset([pack], Fingerprinter(b"k"))  # no cache: always checked
+    assert len(runs) == 4
+
+
+def test_a_pack_whose_examples_fail_is_refused_at_every_load(tmp_path: Path) -> None:
+    pack = write_pack(tmp_path)
+    pack.write_text(pack.read_text().replace("match: ['alpha_k3j9x2m7q1w8']", "match: ['alpha_short']"))
+    for _ in range(2):
+        with pytest.raises(RulePackErrors, match="example does not match"):
+            load_ruleset([pack], Fingerprinter(b"k"), cache=DatabaseCache(tmp_path / "cache"))
+    assert not list((tmp_path / "cache").glob("*.examples-ok"))
+
+
+def test_other_code_runs_the_examples_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    runs = _checks_run(monkeypatch)
+    pack = write_pack(tmp_path)
+    found(pack, DatabaseCache(tmp_path / "cache"))
+    monkeypatch.setattr(dbcache, "_SOURCE_DIGEST", ["another version of the filter"])
+    found(pack, DatabaseCache(tmp_path / "cache"))
+    assert len(runs) == 2

@@ -7,7 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from filter.errors import RulePackError, RulePackErrors
-from filter.rules.dbcache import DatabaseCache
+from filter.rules.dbcache import DatabaseCache, examples_key
 from filter.rules.engine import Fingerprinter, Ruleset
 from filter.rules.pack import Rule, RulePack, hyperscan_error, load_pack, parse_pack, read_pack
 
@@ -87,12 +87,27 @@ def build_ruleset(
         ruleset, compile_errors = _compile(kept_packs, fingerprint, known_fingerprints, cache)
         errors += compile_errors
         if ruleset is not None:
-            errors += ruleset.check_examples()
+            errors += _checked_examples(ruleset, known_fingerprints, cache, clean=not errors)
     except RulePackError as e:
         return None, [*errors, e]
     except Exception as e:  # noqa: BLE001 - a pack must never crash the loader: report it like any pack problem
         return None, [*errors, RulePackError(where, 0, "-", f"cannot load the rule set: {type(e).__name__}: {e}")]
     return ruleset, errors
+
+
+def _checked_examples(ruleset: Ruleset, known: frozenset[str], cache: DatabaseCache | None,
+                      clean: bool) -> list[RulePackError]:
+    """Every rule's examples run, unless this very rule set (packs, code, Hyperscan) passed them at an earlier
+    load with the same cache; a clean pass is remembered there."""
+    if cache is None:
+        return ruleset.check_examples()
+    key = examples_key([p.digest for p in ruleset.packs], [r.id for r in ruleset.rules], known)
+    if clean and cache.examples_passed(key):
+        return []
+    errors = ruleset.check_examples()
+    if clean and not errors:
+        cache.remember_examples_passed(key)
+    return errors
 
 
 def _compile(packs: list[RulePack], fingerprint: Fingerprinter, known: frozenset[str],

@@ -30,6 +30,7 @@ log = logging.getLogger("llm_content_filter")
 _MAGIC = b"llm-content-filter hyperscan db 1\n"
 _DIGEST_HEX = 64
 _SUFFIX = ".hsdb"
+_EXAMPLES_SUFFIX = ".examples-ok"
 KEEP = 8  # newest cache files kept per directory: pack edits must not fill the disk
 _warned: set[str] = set()  # cache directories already warned about (once per process each)
 _warned_lock = threading.Lock()
@@ -70,6 +71,7 @@ class DatabaseCache:
         self.hits = 0
         self.misses = 0
         self.writes = 0
+        self.example_hits = 0  # loads whose pack examples were not run again (examples_passed)
         self._lock = threading.Lock()
 
     def path_for(self, key: str) -> Path:
@@ -137,10 +139,31 @@ class DatabaseCache:
         self._prune()
         return True
 
-    def _prune(self) -> None:
+    def examples_passed(self, key: str) -> bool:
+        """Whether every example of the rule set `key` (examples_key) passed at an earlier load."""
+        path = self.directory / f"rules-{key}{_EXAMPLES_SUFFIX}"
+        if not path.is_file():
+            return False
+        with self._lock:
+            self.example_hits += 1
+        with contextlib.suppress(OSError):
+            os.utime(path)  # recently used: kept by the pruning
+        return True
+
+    def remember_examples_passed(self, key: str) -> None:
+        """Record that every example of the rule set `key` passed (an empty marker file)."""
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            (self.directory / f"rules-{key}{_EXAMPLES_SUFFIX}").touch()
+        except OSError as e:
+            self._warn(f"cannot write to {self.directory}: {e.strerror or e}")
+            return
+        self._prune(_EXAMPLES_SUFFIX)
+
+    def _prune(self, suffix: str = _SUFFIX) -> None:
         """Keep the KEEP most recently used files; another process may be pruning too."""
         entries = []
-        for f in self.directory.glob(f"rules-*{_SUFFIX}"):
+        for f in self.directory.glob(f"rules-*{suffix}"):
             with contextlib.suppress(OSError):
                 entries.append((f.stat().st_mtime, f))
         for _, f in sorted(entries, reverse=True)[KEEP:]:
@@ -153,6 +176,31 @@ class DatabaseCache:
                 return
             _warned.add(str(self.directory))
         log.warning("rule database cache off: %s (rules are compiled at every start)", message)
+
+
+_SOURCE_DIGEST: list[str] = []  # the filter package's source, hashed once per process
+
+
+def source_digest() -> str:
+    """SHA-256 over the filter package's Python source: whatever code decides an example's outcome."""
+    if not _SOURCE_DIGEST:
+        h = hashlib.sha256()
+        root = Path(__file__).resolve().parent.parent
+        for f in sorted(root.rglob("*.py")):
+            h.update(str(f.relative_to(root)).encode() + b"\x00" + f.read_bytes() + b"\x00")
+        _SOURCE_DIGEST.append(h.hexdigest())
+    return _SOURCE_DIGEST[0]
+
+
+def examples_key(pack_digests: Sequence[str], rule_ids: Sequence[str], known_fingerprints: frozenset[str]) -> str:
+    """What a rule set's example results depend on: the pack files (examples included), which of their rules were
+    kept, the known secrets, the code, the Hyperscan version and the machine."""
+    h = hashlib.sha256()
+    version = str(getattr(hyperscan, "__version__", "?"))
+    for part in ("examples 1", version, platform.machine(), platform.python_implementation(), source_digest(),
+                 *pack_digests, "\x01", *rule_ids, "\x01", *sorted(known_fingerprints)):
+        h.update(part.encode() + b"\x00")
+    return h.hexdigest()[:40]
 
 
 def compile_cached(rules: Sequence[Rule], compile_fn: Compile, cache: DatabaseCache | None) -> hyperscan.Database:
