@@ -12,6 +12,7 @@ files in `workdir`, appended across restarts, so neither pipe can fill up and bl
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -22,6 +23,7 @@ from typing import IO, Any
 
 from tests.support import processes
 from tests.support.ports import free_port
+from tests.support.waiting import wait_until
 
 
 class FilterProcess:
@@ -68,9 +70,12 @@ class FilterProcess:
         return self
 
     def pause(self) -> None:
-        """SIGSTOP: the process keeps its sockets but answers nothing (a stalled filter)."""
+        """SIGSTOP: the process keeps its sockets but answers nothing (a stalled filter). Returns once the kernel
+        reports every thread of it stopped (a signal is queued, not delivered, when kill() returns)."""
+        assert self.alive(), "pause(): the filter process is not running"
         os.kill(self.pid, signal.SIGSTOP)
         self._paused = True
+        wait_until("the filter process is stopped", lambda: _all_stopped(self.pid), timeout=10, interval=0.01)
 
     def resume(self) -> None:
         if self._paused and self.alive():
@@ -117,6 +122,15 @@ class FilterProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _all_stopped(pid: int) -> bool:
+    """Every thread of `pid` in state T (stopped), from /proc."""
+    states = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(FileNotFoundError):  # a thread that just ended
+            states.append((task / "stat").read_text().rsplit(")", 1)[1].split()[0])
+    return bool(states) and all(state in ("T", "t") for state in states)
 
 
 def _copy(src: IO[bytes], path: Path) -> None:

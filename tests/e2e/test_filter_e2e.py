@@ -627,7 +627,8 @@ def test_stalled_filter_fails_closed_within_the_timeout(
         elapsed = time.monotonic() - started
     finally:
         flt.resume()
-    assert status == 503
+    assert status == 503, f"stalled filter pid {flt.pid}: {status} after {elapsed:.2f} s; audit tail: " + \
+        " | ".join(flt.audit_path.read_text().splitlines()[-3:])
     assert elapsed < 5  # the 1 s ext_authz / 0.5 s rate-limit timeout, not the stalled filter, ended it
     # Once the filter runs again it may still finish the abandoned check: nothing may leave late either.
     wait_until("filter answers again", lambda: send(envoy, ANTHROPIC)[0] == 200)
