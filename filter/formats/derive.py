@@ -103,7 +103,14 @@ def _compile() -> hyperscan.Database:
 _DB = _compile()
 _TOOL_DB = _database(_TOOL_GATED, dict.fromkeys(_TOOL_GATED, _LINES))
 _NUMBERED_DB = _database({_NUMBERED_ID: toolout.TRIGGER_NUMBERED}, {_NUMBERED_ID: _LINES})
-_TOOL_PLAIN_DB = _database(_TOOL_TRIGGERS, dict.fromkeys(_TOOL_TRIGGERS, _LINES))  # the plain path
+
+
+@lru_cache(maxsize=1)
+def _tool_plain_db() -> hyperscan.Database:
+    """The plain path's trigger database (filter.shortcuts.plain): compiled on first use, not at every start."""
+    return _database(_TOOL_TRIGGERS, dict.fromkeys(_TOOL_TRIGGERS, _LINES))
+
+
 _LOCAL = threading.local()
 _SMALL_BUFFER = 128
 
@@ -136,7 +143,8 @@ def tool_triggers(data: bytes) -> set[int]:
         ids.add(rule)
 
     if not shortcuts.enabled():
-        _TOOL_PLAIN_DB.scan(data, match_event_handler=on_match, scratch=_scratch(_TOOL_PLAIN_DB))
+        plain_db = _tool_plain_db()
+        plain_db.scan(data, match_event_handler=on_match, scratch=_scratch(plain_db))
         return ids
     _TOOL_DB.scan(data, match_event_handler=on_match, scratch=_scratch(_TOOL_DB))
     if _NUMBERED_GATE_ID in ids:
